@@ -1,0 +1,29 @@
+# `make demo` trains the digits experiment; `make test` runs the suite. Both create .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# torch==2.13.0 is the CPU build on this project's machines; it is only used by the tests that compare
+# against the authors' PyTorch networks.
+TEST_EXTRAS := torch==2.13.0
+
+.PHONY: venv demo test bench clean
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]' $(TEST_EXTRAS)
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) -m experiments.digits --demo
+
+test: venv
+	$(PY) -m pytest -n 2 -q tests
+
+bench: venv
+	$(PY) -m wngan_jax.bench --what=all
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,248 @@
+"""The paper's DCGAN-style generator and discriminator (paper §5.1, Table 1; appendices C.2 and D).
+
+One builder serves every image size, channel count and norm variant. The discriminator has ``L`` stride-2
+convolutions (kernel 4) with ``nf, 2nf, 4nf, ...`` channels and a final convolution whose kernel covers the
+remaining map; the generator is its mirror image: a dense layer from the code, then ``L`` stride-2
+transposed convolutions. ``L`` counts halvings of ``max(H, W)`` while it is at least 8 (32 -> 3, 64 -> 4,
+160 -> 5, 256 -> 6). A level whose input side is ``2 mod 4`` uses padding 2 instead of 1 (never the last
+level), so every intermediate map stays even (108 -> 54 -> 28 -> 14 -> 7).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Literal
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from wngan_jax.layers import BatchNorm, Conv, Dense, PReLU, WeightNorm
+
+GENERATOR_FIRST_LAYER_INIT_SCALE = 0.01  # paper §5.1: t = 0.01 for the generator's first layer
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """A norm variant: which linear layers, which activation, which batch statistics (paper Table 1, C.2)."""
+
+    name: str
+    weight_norm: WeightNorm          # every layer but the last of each network
+    last_weight_norm: WeightNorm     # the last layer of each network
+    translated_activation: bool      # TPReLU instead of PReLU
+    batch_norm: Literal["none", "full", "mean_only"]
+    clip_alpha: bool = False         # "WN + clipping": alpha of G's first two TPReLU layers in [0, 1]
+
+
+VARIANTS = {
+    "vanilla": Variant("vanilla", "none", "none", False, "none"),
+    "bn": Variant("bn", "none", "none", False, "full"),
+    "wn": Variant("wn", "strict", "affine", True, "none"),
+    "affine_wn": Variant("affine_wn", "affine", "affine", False, "none"),
+    "wn_meanbn": Variant("wn_meanbn", "affine", "affine", False, "mean_only"),
+    "wn_clip": Variant("wn_clip", "strict", "affine", True, "none", clip_alpha=True),
+}
+AUTHOR_NAMES = {"none": "vanilla", "batch": "bn", "weight": "wn", "weight-affine": "affine_wn"}
+
+
+def get_variant(name: str) -> Variant:
+    """The variant for a project name (``wn``) or one of the authors' ``--norm`` names (``weight``)."""
+    key = AUTHOR_NAMES.get(name, name)
+    if key not in VARIANTS:
+        known = ", ".join(list(VARIANTS) + list(AUTHOR_NAMES))
+        raise ValueError(f"unknown norm variant {name!r}; choose one of: {known}")
+    return VARIANTS[key]
+
+
+@dataclasses.dataclass(frozen=True)
+class Level:
+    """One stride-2 level, counted from the image side: D maps ``in_hw`` to ``out_hw``, G the reverse."""
+
+    in_hw: tuple[int, int]
+    out_hw: tuple[int, int]
+    padding: tuple[int, int]
+    image_side_channels: int
+    code_side_channels: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    image_hw: tuple[int, int]
+    channels: int
+    levels: tuple[Level, ...]
+
+    @property
+    def top_hw(self) -> tuple[int, int]:
+        return self.levels[-1].out_hw
+
+    @property
+    def top_channels(self) -> int:
+        return self.levels[-1].code_side_channels
+
+
+def image_hw(image_size) -> tuple[int, int]:
+    """``32`` or ``(64, 96)`` -> ``(height, width)``."""
+    hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if len(hw) != 2 or not all(isinstance(s, int) for s in hw):
+        raise ValueError(f"image size must be an int or (height, width), got {image_size!r}")
+    return hw
+
+
+def architecture(image_size, channels: int = 3, nfeature: int = 64) -> Architecture:
+    """The level structure for an image size (REFERENCE: paper Table 1 generalised by the authors' builder)."""
+    hw = image_hw(image_size)
+    if any(s % 2 for s in hw):
+        raise ValueError(f"image height and width must be even, got {hw[0]}x{hw[1]}; crop or resize the data")
+    if max(hw) < 8:
+        raise ValueError(f"image size {hw[0]}x{hw[1]} is too small: the larger side must be at least 8")
+    if channels not in (1, 3):
+        raise ValueError(f"images must have 1 or 3 channels, got {channels}")
+    num_levels, side = 0, max(hw)
+    while side >= 8:
+        side, num_levels = math.ceil(side / 2), num_levels + 1
+    levels, cur = [], hw
+    for i in range(num_levels):
+        if min(cur) < 4:
+            raise ValueError(
+                f"image size {hw[0]}x{hw[1]} is too far from square: level {i} would see a {cur[0]}x{cur[1]} "
+                "map; use a less elongated size")
+        last = i == num_levels - 1
+        pad = tuple(1 if (s % 4 == 2 and not last) else 0 for s in cur)
+        out = tuple(s // 2 + p for s, p in zip(cur, pad))
+        levels.append(Level(cur, out, (1 + pad[0], 1 + pad[1]),
+                            channels if i == 0 else nfeature * 2 ** (i - 1), nfeature * 2 ** i))
+        cur = out
+    return Architecture(hw, channels, tuple(levels))
+
+
+def _activation(variant: Variant, name: str):
+    return PReLU(translated=variant.translated_activation, name=name)
+
+
+def _norm_layer(variant: Variant, name: str):
+    if variant.batch_norm == "none":
+        return None
+    return BatchNorm(mean_only=variant.batch_norm == "mean_only", name=name)
+
+
+def _linear_kwargs(norm: WeightNorm):
+    return dict(norm=norm, use_bias=norm != "strict")
+
+
+class Generator(nn.Module):
+    """Code ``(B, code_size)`` -> images ``(B, H, W, C)`` in [0, 1] (sigmoid output, paper Table 1)."""
+
+    variant: str = "wn"
+    image_size: Any = 64
+    channels: int = 3
+    nfeature: int = 64
+    code_size: int = 256
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, z, train: bool = False):
+        v = get_variant(self.variant)
+        arch = architecture(self.image_size, self.channels, self.nfeature)
+        if z.shape[-1] != self.code_size:
+            raise ValueError(f"codes must have length {self.code_size}, got shape {z.shape}")
+        (h, w), c = arch.top_hw, arch.top_channels
+        dtype = self.dtype or jnp.float32
+        # Dense output ordered (h, w, c): the authors' (c, h, w) view, permuted once at import (convert.py).
+        init_scale = 1.0 if v.weight_norm == "none" else GENERATOR_FIRST_LAYER_INIT_SCALE
+        x = Dense(h * w * c, init_scale=init_scale, dtype=dtype,
+                  name="initial_linear", **_linear_kwargs(v.weight_norm))(z.astype(dtype))
+        x = x.reshape(z.shape[0], h, w, c)
+        x = self._normalize_and_activate(v, x, "initial", train)
+        for i in reversed(range(len(arch.levels))):
+            level, last = arch.levels[i], i == 0
+            x = Conv(level.image_side_channels, (4, 4), (2, 2), level.padding, transpose=True, dtype=dtype,
+                     name=f"level_{i}_conv", **_linear_kwargs(v.last_weight_norm if last else v.weight_norm))(x)
+            if not last:
+                x = self._normalize_and_activate(v, x, f"level_{i}", train)
+        return nn.sigmoid(x.astype(jnp.float32))
+
+    def _normalize_and_activate(self, v, x, prefix, train):
+        norm = _norm_layer(v, f"{prefix}_norm")
+        if norm is not None:
+            x = norm(x, use_running_average=not train)
+        return _activation(v, f"{prefix}_act")(x)
+
+
+class Discriminator(nn.Module):
+    """Images ``(B, H, W, C)`` in [0, 1] -> logits ``(B,)``; ``sigmoid(logits)`` is the paper's output.
+
+    ``critic=True`` is appendix D's WGAN critic: the WN discriminator with a strict last layer; its output is
+    the critic value (no sigmoid is meant).
+    """
+
+    variant: str = "wn"
+    image_size: Any = 64
+    channels: int = 3
+    nfeature: int = 64
+    critic: bool = False
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x, train: bool = False):
+        v = get_variant(self.variant)
+        arch = architecture(self.image_size, self.channels, self.nfeature)
+        if x.shape[1:] != arch.image_hw + (arch.channels,):
+            raise ValueError(f"expected images of shape (B, {arch.image_hw[0]}, {arch.image_hw[1]}, "
+                             f"{arch.channels}), got {x.shape}")
+        if self.critic and v.weight_norm != "strict":
+            raise ValueError(f"the appendix D critic needs a strict WN variant (wn, wn_clip), not {v.name!r}")
+        dtype = self.dtype or jnp.float32
+        x = x.astype(dtype)
+        for i, level in enumerate(arch.levels):
+            x = Conv(level.code_side_channels, (4, 4), (2, 2), level.padding, dtype=dtype,
+                     name=f"level_{i}_conv", **_linear_kwargs(v.weight_norm))(x)
+            norm = _norm_layer(v, f"level_{i}_norm") if i > 0 else None
+            if norm is not None:
+                x = norm(x, use_running_average=not train)
+            x = _activation(v, f"level_{i}_act")(x)
+        last_norm = "strict" if self.critic else v.last_weight_norm
+        x = Conv(1, arch.top_hw, dtype=dtype, name="final_conv", **_linear_kwargs(last_norm))(x)
+        return x.reshape(x.shape[0]).astype(jnp.float32)
+
+
+def alpha_clipped_modules(variant: str, image_size, nfeature: int = 64) -> tuple[str, ...]:
+    """Names of the generator's first two TPReLU layers when the variant clips their alpha (appendix C.2)."""
+    if not get_variant(variant).clip_alpha:
+        return ()
+    top = len(architecture(image_size, nfeature=nfeature).levels) - 1
+    return ("initial_act", f"level_{top}_act")
+
+
+def layer_table(variant: str, image_size, channels: int = 3, nfeature: int = 64):
+    """Paper Table 1 rows for this variant: (discriminator layers, generator layers), as the paper writes them.
+
+    Linear layers read ``"<type> k, s, p, c_out"``; the generator's dense layer is written as the equivalent
+    transposed convolution from a 1x1 code, as in the paper.
+    """
+    v = get_variant(variant)
+    arch = architecture(image_size, channels, nfeature)
+    kind = {"none": "Conv", "strict": "SWNConv", "affine": "AWNConv"}
+    bn = {"none": None, "full": "BN", "mean_only": "MeanOnlyBN"}[v.batch_norm]
+    act = "TPReLU" if v.translated_activation else "PReLU"
+
+    def k(hw):
+        return str(hw[0]) if hw[0] == hw[1] else f"{hw[0]}x{hw[1]}"
+
+    d = []
+    for i, level in enumerate(arch.levels):
+        pad = k(level.padding)
+        d.append(f"{kind[v.weight_norm]} 4, 2, {pad}, {level.code_side_channels}")
+        if bn and i > 0:
+            d.append(bn)
+        d.append(act)
+    d += [f"{kind[v.last_weight_norm]} {k(arch.top_hw)}, 1, 0, 1", "Sigmoid"]
+    g = [f"{kind[v.weight_norm].replace('Conv', 'Deconv')} {k(arch.top_hw)}, 1, 0, {arch.top_channels}"]
+    g += [bn] if bn else []
+    g.append(act)
+    for i in reversed(range(len(arch.levels))):
+        level = arch.levels[i]
+        norm = v.last_weight_norm if i == 0 else v.weight_norm
+        g.append(f"{kind[norm].replace('Conv', 'Deconv')} 4, 2, {k(level.padding)}, {level.image_side_channels}")
+        if i > 0:
+            g += ([bn] if bn else []) + [act]
+    g.append("Sigmoid")
+    return d, g
