@@ -246,3 +246,36 @@ def layer_table(variant: str, image_size, channels: int = 3, nfeature: int = 64)
             g += ([bn] if bn else []) + [act]
     g.append("Sigmoid")
     return d, g
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Everything that fixes the shapes of a generator/discriminator pair; stored with every checkpoint."""
+
+    variant: str = "wn"
+    image_size: tuple[int, int] = (64, 64)
+    channels: int = 3
+    nfeature: int = 64
+    code_size: int = 256
+    critic: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "image_size", image_hw(self.image_size))
+        object.__setattr__(self, "variant", get_variant(self.variant).name)
+        architecture(self.image_size, self.channels, self.nfeature)  # validates size and channels
+
+    def generator(self, dtype=None) -> Generator:
+        return Generator(self.variant, self.image_size, self.channels, self.nfeature, self.code_size, dtype)
+
+    def discriminator(self, dtype=None) -> Discriminator:
+        return Discriminator(self.variant, self.image_size, self.channels, self.nfeature, self.critic, dtype)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self) | {"image_size": list(self.image_size)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown model config fields {sorted(unknown)}")
+        return cls(**{**d, "image_size": tuple(d.get("image_size", cls.image_size))})

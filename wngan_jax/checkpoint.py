@@ -1,0 +1,168 @@
+"""The project's checkpoint format (orbax), shared by training, evaluation, sampling and import.
+
+A run directory holds::
+
+    RUN/model.json                       the ModelConfig (variant, image size, channels, nfeature, code size)
+    RUN/checkpoints/last/<iteration>/    the newest checkpoint, plus every ``keep_period``-th (paper: 20k)
+    RUN/checkpoints/best/<iteration>/    the generator with the best running-test loss so far
+
+Each checkpoint has the items ``models`` (``{"generator": variables, "discriminator": variables}``, flax
+variable dicts with ``params`` and, for BN models, ``batch_stats``), ``meta`` (JSON: iteration, losses,
+data position, ...) and, in ``last`` only, ``train`` (optimizer states and random key for exact resume).
+Orbax writes each checkpoint to a temporary directory and renames it when complete, so a killed process
+never leaves a half-written checkpoint behind.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import pathlib
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+from wngan_jax.models import ModelConfig
+
+MODEL_FILE = "model.json"
+WHICH = ("best", "last")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, unreadable or does not fit the model it is loaded into."""
+
+
+def write_model_config(run_dir, config: ModelConfig) -> None:
+    run_dir = pathlib.Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / (MODEL_FILE + ".tmp")
+    tmp.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    tmp.replace(run_dir / MODEL_FILE)
+
+
+def read_model_config(run_dir) -> ModelConfig:
+    path = pathlib.Path(run_dir) / MODEL_FILE
+    if not path.is_file():
+        raise CheckpointError(
+            f"{run_dir} is not a wngan_jax checkpoint directory (no {MODEL_FILE}); point --checkpoint at a "
+            "training workdir or at the --out of `python -m wngan_jax.convert`")
+    try:
+        return ModelConfig.from_dict(json.loads(path.read_text()))
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path} is not a valid model config: {e}") from e
+
+
+class Checkpoints:
+    """Best / last / every-N checkpoints of one run directory."""
+
+    def __init__(self, run_dir, *, keep_period: int | None = 20_000, read_only: bool = False):
+        self.run_dir = pathlib.Path(run_dir).absolute()
+        common = dict(create=not read_only, read_only=read_only, enable_async_checkpointing=False)
+        self._managers = {
+            "last": ocp.CheckpointManager(
+                self.run_dir / "checkpoints" / "last",
+                options=ocp.CheckpointManagerOptions(max_to_keep=1, keep_period=keep_period, **common)),
+            "best": ocp.CheckpointManager(
+                self.run_dir / "checkpoints" / "best",
+                options=ocp.CheckpointManagerOptions(max_to_keep=1, **common)),
+        }
+
+    def steps(self, which: str = "last") -> list[int]:
+        return list(self._managers[which].all_steps())
+
+    def latest_step(self, which: str = "last") -> int | None:
+        return self._managers[which].latest_step()
+
+    def save(self, step: int, models, meta: dict, *, train=None, best: bool = False) -> None:
+        """Write ``last`` (with the training state) and, when ``best``, the ``best`` checkpoint too."""
+        items = dict(models=ocp.args.StandardSave(models), meta=ocp.args.JsonSave(meta))
+        if train is not None:
+            items["train"] = ocp.args.StandardSave(train)
+        self._managers["last"].save(step, args=ocp.args.Composite(**items), force=True)
+        if best:
+            self._managers["best"].save(step, args=ocp.args.Composite(
+                models=ocp.args.StandardSave(models), meta=ocp.args.JsonSave(meta)), force=True)
+
+    def resolve(self, which: str | int = "best") -> tuple[str, int]:
+        """``'best'``, ``'last'`` or an iteration -> (manager name, step); clear errors when absent."""
+        if isinstance(which, str) and which not in WHICH:
+            if not which.isdigit():
+                raise CheckpointError(f"--which must be best, last or an iteration number, got {which!r}")
+            which = int(which)
+        if isinstance(which, int):
+            for name in ("last", "best"):
+                if which in self.steps(name):
+                    return name, which
+            raise CheckpointError(f"no checkpoint at iteration {which} in {self.run_dir}; available: "
+                                  f"last {self.steps('last')}, best {self.steps('best')}")
+        step = self.latest_step(which)
+        if step is None and which == "best":
+            step = self.latest_step("last")
+            if step is not None:
+                logging.info("%s has no 'best' checkpoint yet; using 'last' (iteration %d)", self.run_dir, step)
+                return "last", step
+        if step is None:
+            raise CheckpointError(f"{self.run_dir} holds no checkpoint yet")
+        return which, step
+
+    def restore(self, which: str | int = "last", *, models=None, train=None,
+                with_train: bool = False) -> dict[str, Any]:
+        """Restore ``models``, ``meta`` (and ``train`` when asked) of a checkpoint.
+
+        ``models``/``train`` are optional targets (arrays or ``jax.ShapeDtypeStruct`` with shardings) that
+        fix structure, dtypes and placement; without them the arrays come back as saved.
+        """
+        name, step = self.resolve(which)
+        items = dict(models=ocp.args.StandardRestore(models), meta=ocp.args.JsonRestore())
+        if with_train:
+            items["train"] = ocp.args.StandardRestore(train)
+        try:
+            restored = self._managers[name].restore(step, args=ocp.args.Composite(**items))
+        except Exception as e:  # orbax raises many types for unreadable or mismatched trees
+            raise CheckpointError(
+                f"could not read the {name} checkpoint at iteration {step} in {self.run_dir}: {e}") from e
+        out = dict(restored.items()) | {"step": step, "which": name}
+        return out
+
+    def close(self) -> None:
+        for m in self._managers.values():
+            m.wait_until_finished()
+            m.close()
+
+
+def save_models(run_dir, config: ModelConfig, models: dict, *, step: int = 0, meta: dict | None = None) -> None:
+    """Write a stand-alone checkpoint (model config + variables), e.g. of converted networks."""
+    write_model_config(run_dir, config)
+    ckpt = Checkpoints(run_dir, keep_period=None)
+    ckpt.save(step, models, dict(meta or {}, iteration=step), best=True)
+    ckpt.close()
+
+
+def check_variables(config: ModelConfig, which_net: str, variables) -> None:
+    """Raise a CheckpointError naming every parameter whose shape differs from what ``config`` builds."""
+    import jax.numpy as jnp
+
+    net = config.generator() if which_net == "generator" else config.discriminator()
+    dummy = (jnp.zeros((1, config.code_size)) if which_net == "generator"
+             else jnp.zeros((1, *config.image_size, config.channels)))
+    expected = jax.eval_shape(lambda: net.init(jax.random.key(0), dummy))
+    want = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(expected)}
+    got = {jax.tree_util.keystr(k): tuple(v.shape) for k, v in jax.tree_util.tree_leaves_with_path(variables)}
+    problems = [f"missing {k}" for k in want.keys() - got.keys()]
+    problems += [f"unexpected {k}" for k in got.keys() - want.keys()]
+    problems += [f"{k}: shape {got[k]} != {want[k]}" for k in want.keys() & got.keys() if got[k] != want[k]]
+    if problems:
+        raise CheckpointError(f"{which_net} variables do not fit {config}: " + "; ".join(sorted(problems)))
+
+
+def load_generator(run_dir, which: str | int = "best"):
+    """(ModelConfig, generator variables, iteration) from a run or converted checkpoint directory."""
+    config = read_model_config(run_dir)
+    ckpt = Checkpoints(run_dir, read_only=True)
+    try:
+        restored = ckpt.restore(which)
+    finally:
+        ckpt.close()
+    variables = restored["models"]["generator"]
+    check_variables(config, "generator", variables)
+    return config, variables, restored["step"]
