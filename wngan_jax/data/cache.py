@@ -1,0 +1,252 @@
+"""Preprocessed image cache and the paper's train / test split (§5.1).
+
+A source is decoded, cropped and resized once into `images.npy`, a uint8 `(rows, H, W, C)` array
+opened memory-mapped. Rows are stored in the order of the split permutation: one permutation of
+the dataset drawn from `split_seed`; its first `final_test` images form the final test set, the
+first `running_test` of those the running test set, and the rest the training set. The three sets
+are therefore contiguous slices of the memory map. `split.npy` beside it records, for each row, the
+index of its image in the source, so every run on the same cache shares the same split.
+
+`meta.json` records what the cache was built from (spec, fingerprint, size, channels, crop,
+split seed); a cache whose record differs from the request is rebuilt, never reused. Files are
+written under temporary names and renamed, `meta.json` last.
+
+Unreadable images are skipped: their rows are filled with the last readable rows so that the
+readable images stay a contiguous prefix of `images.npy` (`meta.json` holds their `count`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+import os
+import tempfile
+import uuid
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from wngan_jax.data import sources, transforms
+
+CACHE_FORMAT = 1
+SHOWN_SKIPPED = 5
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError)
+
+log = logging.getLogger(__name__)
+
+
+class CacheDirError(OSError):
+    """The cache directory cannot be created or written."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """The paper's split of one preprocessed source; arrays are uint8 `(N, H, W, C)` memory maps."""
+
+    train: np.ndarray
+    final_test: np.ndarray
+    running_test: np.ndarray
+    info: dict
+
+
+def default_cache_root() -> Path:
+    """`$WNGAN_CACHE`, or `~/.cache/wngan_jax`."""
+    return Path(os.environ.get("WNGAN_CACHE") or "~/.cache/wngan_jax").expanduser()
+
+
+def _size(image_size: tuple[int, int] | int) -> tuple[int, int]:
+    if isinstance(image_size, int):
+        return image_size, image_size
+    height, width = image_size
+    return int(height), int(width)
+
+
+def _check_split(count: int, final_test: int, running_test: int, spec: str) -> None:
+    if not 0 < running_test <= final_test:
+        raise ValueError(
+            f"need 0 < running_test <= final_test, got running_test={running_test}, "
+            f"final_test={final_test}"
+        )
+    if final_test >= count:
+        raise ValueError(
+            f"final_test={final_test} leaves no training image: {spec} has {count} readable "
+            f"images. Lower final_test (and running_test) for this dataset."
+        )
+
+
+def load(
+    spec: str,
+    image_size: tuple[int, int] | int,
+    *,
+    channels: int = 3,
+    cache_dir: str | os.PathLike | None = None,
+    data_dir: str | None = None,
+    final_test: int = 2000,
+    running_test: int = 200,
+    split_seed: int = 0,
+    crop: int | None = None,
+    progress: bool = True,
+) -> Dataset:
+    """Loads `spec` (see `sources`) at `image_size`, building the cache on first use.
+
+    `crop`: None uses the source's default centre crop (CelebA 160, LSUN 256), 0 none, an int a
+    `crop x crop` centre crop before resizing. `cache_dir` is the cache root (default
+    `$WNGAN_CACHE` or `~/.cache/wngan_jax`); each request gets the subdirectory
+    `<source>_<H>x<W>_<C>c_<crop>_split<seed>` of it.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    size = _size(image_size)
+    source = sources.open_source(spec, data_dir=data_dir)
+    _check_split(len(source), final_test, running_test, source.spec)
+    crop = source.default_crop if crop is None else int(crop)
+    params = {
+        "format": CACHE_FORMAT,
+        "source": source.spec,
+        "fingerprint": source.fingerprint(),
+        "size": list(size),
+        "channels": channels,
+        "crop": crop,
+        "split_seed": split_seed,
+    }
+    crop_name = f"crop{crop}" if crop else "nocrop"
+    name = f"{source.slug}_{size[0]}x{size[1]}_{channels}c_{crop_name}_split{split_seed}"
+    directory = Path(cache_dir).expanduser() if cache_dir else default_cache_root()
+    directory = directory / name
+    meta = _read_meta(directory, params)
+    if meta is None:
+        meta = _build(directory, source, params, progress)
+    count = meta["count"]
+    _check_split(count, final_test, running_test, source.spec)
+    images = np.load(directory / "images.npy", mmap_mode="r")[:count]
+    info = {
+        "source": source.spec,
+        "crop": crop,
+        "size": size,
+        "channels": channels,
+        "count": count,
+        "fingerprint": params["fingerprint"],
+        "skipped": meta["skipped"],
+        "split_seed": split_seed,
+        "final_test": final_test,
+        "running_test": running_test,
+        "train": count - final_test,
+        "cache_dir": str(directory),
+    }
+    return Dataset(
+        train=images[final_test:],
+        final_test=images[:final_test],
+        running_test=images[:running_test],
+        info=info,
+    )
+
+
+def _read_meta(directory: Path, params: dict) -> dict | None:
+    """Returns the cache record if `directory` holds a complete cache built for `params`."""
+    meta_path = directory / "meta.json"
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    if meta.get("params") != params:
+        log.warning("rebuilding the data cache in %s: it was built for different data or "
+                    "settings", directory)
+        return None
+    if not ((directory / "images.npy").is_file() and (directory / "split.npy").is_file()):
+        return None
+    return meta
+
+
+def _prepare_dir(directory: Path) -> None:
+    hint = ("choose a writable cache root with cache_dir=... (--cache_dir) or the WNGAN_CACHE "
+            "environment variable")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory):
+            pass
+    except OSError as err:
+        raise CacheDirError(f"cannot write the data cache in {directory} ({err}); {hint}") from err
+    (directory / "meta.json").unlink(missing_ok=True)
+
+
+def _decoded(source: sources.Source, size: tuple[int, int], crop: int, channels: int,
+             progress: bool) -> Iterator[tuple[str, np.ndarray | str]]:
+    """Yields `(name, image or error text)` in source order, decoding on a thread pool."""
+
+    def work(raw):
+        try:
+            return transforms.preprocess(source.decode(raw), size, crop, channels)
+        except DECODE_ERRORS as err:
+            return f"{type(err).__name__}: {err}"
+
+    workers = os.cpu_count() or 1
+    items = iter(source.items())
+    with ThreadPoolExecutor(workers) as pool, tqdm(
+        total=len(source), unit="img", desc=f"caching {source.spec}", disable=not progress
+    ) as bar:
+        while chunk := list(itertools.islice(items, 64 * workers)):
+            names = [name for name, _ in chunk]
+            yield from zip(names, pool.map(work, [raw for _, raw in chunk]))
+            bar.update(len(chunk))
+
+
+def _build(directory: Path, source: sources.Source, params: dict, progress: bool) -> dict:
+    """Decodes `source` into `directory` and returns the new `meta.json` record."""
+    _prepare_dir(directory)
+    tag = uuid.uuid4().hex  # unique temporary names: several hosts may build on a shared disk
+    height, width = params["size"]
+    total = len(source)
+    order = np.random.default_rng(params["split_seed"]).permutation(total)
+    row_of = np.empty(total, np.int64)
+    row_of[order] = np.arange(total)
+
+    tmp_images = directory / f"images.{tag}.tmp.npy"
+    images = np.lib.format.open_memmap(
+        tmp_images, mode="w+", dtype=np.uint8, shape=(total, height, width, params["channels"])
+    )
+    skipped, errors, holes = [], [], []
+    for index, (name, image) in enumerate(
+        _decoded(source, (height, width), params["crop"], params["channels"], progress)
+    ):
+        if isinstance(image, str):
+            skipped.append(name)
+            errors.append(image)
+            holes.append(row_of[index])
+        else:
+            images[row_of[index]] = image
+    count = total - len(skipped)
+    if count == 0:
+        tmp_images.unlink()
+        raise FileNotFoundError(f"no readable image in {source.spec} (first error: {errors[0]})")
+    # Move the readable rows past `count` into the holes left by skipped images below it.
+    hole_set = set(int(h) for h in holes)
+    low_holes = sorted(h for h in hole_set if h < count)
+    tail_rows = [r for r in range(count, total) if r not in hole_set]
+    for hole, row in zip(low_holes, tail_rows):
+        images[hole] = images[row]
+        order[hole] = order[row]
+    images.flush()
+    del images
+    os.replace(tmp_images, directory / "images.npy")
+
+    tmp_split = directory / f"split.{tag}.tmp.npy"
+    np.save(tmp_split, order[:count])
+    os.replace(tmp_split, directory / "split.npy")
+
+    if skipped:
+        shown = "\n  ".join(f"{n} ({e})" for n, e in zip(skipped, errors[:SHOWN_SKIPPED]))
+        warnings.warn(
+            f"skipped {len(skipped)} unreadable image(s) of {source.spec}:\n  {shown}"
+            + ("\n  ..." if len(skipped) > SHOWN_SKIPPED else ""),
+            stacklevel=3,
+        )
+    meta = {"params": params, "count": count, "rows": total, "skipped": skipped}
+    tmp_meta = directory / f"meta.{tag}.tmp.json"
+    tmp_meta.write_text(json.dumps(meta, indent=1))
+    os.replace(tmp_meta, directory / "meta.json")
+    return meta
