@@ -1,0 +1,300 @@
+"""Import the authors' PyTorch networks (REFERENCE §6) as wngan_jax variables and checkpoints.
+
+The authors' PyTorch port saves ``net.state_dict()`` of its generator and discriminator
+(``{best,last,<iter>}_{gen,dis}.pt``). Their ``--norm`` names ``none``, ``batch``, ``weight`` and
+``weight-affine`` are the vanilla, BN, WN and affine-WN models of paper Table 1; the port has no
+mean-only-BN or alpha-clipping model (paper appendix C.2). The mapping (REFERENCE §1, §2, §6):
+
+* ``Conv2d.weight (out, in, kh, kw)`` and ``ConvTranspose2d.weight (in, out, kh, kw)`` both become
+  ``weight.permute(2, 3, 1, 0)``: the HWIO kernel of a convolution, the ``(kh, kw, out, in)`` kernel of a
+  transposed convolution (``wngan_jax.ops``).
+* ``Linear.weight (out, in)`` becomes ``kernel (in, out)``; the generator views the dense output as
+  ``(C, h, w)``, the project as ``(h, w, C)``, so the output units (weight rows, bias, affine scale) are
+  permuted. Weight normalization is per output unit, so the permutation commutes with it.
+* WN ``scale``/``bias`` of shape ``(1, C, 1, 1)`` (dense ``(1, C)``) become ``(C,)``; the WN norm
+  ``sqrt(sum(v**2) / (s_h * s_w) + 1e-6)`` is the same in both (``wngan_jax.layers``).
+* TPReLU ``weight`` is the slope, ``bias`` the alpha. The port clamps TPReLU slopes to ``[0, 1]`` inside
+  its forward pass, so they are clipped here; its plain ``nn.PReLU`` does not clamp, so PReLU slopes are
+  copied unchanged (the outputs are equal either way; training here clips slopes after each update).
+* BN ``weight``/``bias`` are the params ``scale``/``bias``, ``running_mean``/``running_var`` the
+  batch_stats ``mean``/``var``; ``num_batches_tracked`` is ignored.
+
+Command line (docs/convert.md)::
+
+    python -m wngan_jax.convert --gen best_gen.pt [--dis best_dis.pt] --norm weight --image-size 32 --out DIR
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import pathlib
+import sys
+from typing import Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from wngan_jax import checkpoint
+from wngan_jax.checkpoint import CheckpointError
+from wngan_jax.models import AUTHOR_NAMES, ModelConfig, architecture, get_variant
+
+NETS = ("generator", "discriminator")
+IGNORED_SUFFIXES = ("num_batches_tracked",)
+
+
+def _identity(a: np.ndarray) -> np.ndarray:
+    return a
+
+
+def _torch_kernel(a: np.ndarray) -> np.ndarray:
+    """``Conv2d``/``ConvTranspose2d`` weight -> the project's kernel layout (``permute(2, 3, 1, 0)``)."""
+    return a.transpose(2, 3, 1, 0)
+
+
+def _per_channel(a: np.ndarray) -> np.ndarray:
+    """``(1, C, 1, 1)`` or ``(1, C)`` WN scale/bias -> ``(C,)``."""
+    return a.reshape(-1)
+
+
+def _clip_slope(a: np.ndarray) -> np.ndarray:
+    return np.clip(a, 0.0, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    """One tensor of the authors' state dict and where it goes in the flax variables."""
+
+    key: str
+    shape: tuple[int, ...]
+    collection: str
+    module: str
+    name: str
+    convert: Callable[[np.ndarray], np.ndarray] = _identity
+
+
+def _dense_units(c: int, h: int, w: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Reorder the leading (output-unit) axis of a dense tensor from ``(C, h, w)`` to ``(h, w, C)``."""
+
+    def reorder(a: np.ndarray) -> np.ndarray:
+        return a.reshape(c, h, w, *a.shape[1:]).transpose(1, 2, 0, *range(3, a.ndim + 2)).reshape(a.shape)
+
+    return reorder
+
+
+def _linear_entries(prefix: str, module: str, weight_shape, norm: str, channels: int,
+                    weight_fn, unit_fn=_identity) -> list[_Entry]:
+    """Weight, then bias (plain) or scale and bias (affine WN); strict WN layers have the weight only."""
+    entries = [_Entry(f"{prefix}.weight", tuple(weight_shape), "params", module, "kernel", weight_fn)]
+    if norm == "none":
+        entries.append(_Entry(f"{prefix}.bias", (channels,), "params", module, "bias", unit_fn))
+    elif norm == "affine":
+        wn_shape = (1, channels, 1, 1) if len(weight_shape) == 4 else (1, channels)
+
+        def per_unit(a):
+            return unit_fn(_per_channel(a))
+
+        entries += [_Entry(f"{prefix}.scale", wn_shape, "params", module, "scale", per_unit),
+                    _Entry(f"{prefix}.bias", wn_shape, "params", module, "bias", per_unit)]
+    return entries
+
+
+def _norm_act_entries(variant, prefix: str, project_prefix: str, channels: int, batch_norm: bool):
+    entries = []
+    if batch_norm and variant.batch_norm == "full":
+        bn, m = f"{prefix}.batchnorm", f"{project_prefix}_norm"
+        entries += [_Entry(f"{bn}.weight", (channels,), "params", m, "scale"),
+                    _Entry(f"{bn}.bias", (channels,), "params", m, "bias"),
+                    _Entry(f"{bn}.running_mean", (channels,), "batch_stats", m, "mean"),
+                    _Entry(f"{bn}.running_var", (channels,), "batch_stats", m, "var")]
+    act = f"{project_prefix}_act"
+    if variant.translated_activation:
+        entries += [_Entry(f"{prefix}.tprelu.weight", (channels,), "params", act, "slope", _clip_slope),
+                    _Entry(f"{prefix}.tprelu.bias", (channels,), "params", act, "alpha")]
+    else:
+        entries.append(_Entry(f"{prefix}.prelu.weight", (channels,), "params", act, "slope"))
+    return entries
+
+
+def _entries(config: ModelConfig, net: str) -> list[_Entry]:
+    """The authors' state-dict layout for ``config`` (REFERENCE §2, §6), in their module order."""
+    v = get_variant(config.variant)
+    arch = architecture(config.image_size, config.channels, config.nfeature)
+    entries = []
+    if net == "generator":
+        (h, w), c = arch.top_hw, arch.top_channels
+        units = _dense_units(c, h, w)
+        entries += _linear_entries("initial.linear", "initial_linear", (c * h * w, config.code_size),
+                                   v.weight_norm, c * h * w, lambda a: units(a).T, units)
+        entries += _norm_act_entries(v, "initial", "initial", c, batch_norm=True)
+        for i in reversed(range(len(arch.levels))):
+            level = arch.levels[i]
+            shape = (level.code_side_channels, level.image_side_channels, 4, 4)
+            norm = v.last_weight_norm if i == 0 else v.weight_norm
+            entries += _linear_entries(f"level.{i}.conv", f"level_{i}_conv", shape, norm,
+                                       level.image_side_channels, _torch_kernel)
+            if i > 0:
+                entries += _norm_act_entries(v, f"level.{i}", f"level_{i}", level.image_side_channels,
+                                             batch_norm=True)
+    elif net == "discriminator":
+        for i, level in enumerate(arch.levels):
+            shape = (level.code_side_channels, level.image_side_channels, 4, 4)
+            entries += _linear_entries(f"level.{i}.conv", f"level_{i}_conv", shape, v.weight_norm,
+                                       level.code_side_channels, _torch_kernel)
+            entries += _norm_act_entries(v, f"level.{i}", f"level_{i}", level.code_side_channels,
+                                         batch_norm=i > 0)
+        entries += _linear_entries("final.conv", "final_conv", (1, arch.top_channels, *arch.top_hw),
+                                   v.last_weight_norm, 1, _torch_kernel)
+    else:
+        raise ValueError(f"net must be one of {NETS}, got {net!r}")
+    return entries
+
+
+def authors_config(norm: str, image_size, *, nfeature: int = 64, code_size: int = 256) -> ModelConfig:
+    """The ModelConfig of an authors' model; ``norm`` is one of their four names or its project name."""
+    name = get_variant(norm).name
+    if name not in AUTHOR_NAMES.values():
+        authors = ", ".join(f"{a} ({p})" for a, p in AUTHOR_NAMES.items())
+        raise ValueError(f"the authors' PyTorch models come in four variants only: {authors}; "
+                         f"{norm!r} has no counterpart there")
+    return ModelConfig(variant=name, image_size=image_size, channels=3, nfeature=nfeature,
+                       code_size=code_size)
+
+
+def _describe(config: ModelConfig) -> str:
+    authors_norm = {p: a for a, p in AUTHOR_NAMES.items()}[config.variant]
+    h, w = config.image_size
+    return (f"--norm {authors_norm} --image-size {h if h == w else f'{h}x{w}'} "
+            f"--nfeature {config.nfeature} --code-size {config.code_size}")
+
+
+def authors_to_variables(state_dict: Mapping[str, np.ndarray], config: ModelConfig, net: str) -> dict:
+    """Flax variables of the project's ``net`` from an authors' state dict (REFERENCE §6).
+
+    Raises CheckpointError naming every missing, unexpected and mis-shaped key with its expected shape.
+    """
+    entries = _entries(config, net)
+    state = {k: _to_numpy(a) for k, a in state_dict.items() if not k.endswith(IGNORED_SUFFIXES)}
+    expected = {e.key: e.shape for e in entries}
+    problems = [f"missing {k} (expected shape {s})" for k, s in expected.items() if k not in state]
+    problems += [f"unexpected {k} (shape {state[k].shape})" for k in state if k not in expected]
+    problems += [f"{k}: shape {state[k].shape}, expected {s}" for k, s in expected.items()
+                 if k in state and state[k].shape != s]
+    if problems:
+        raise CheckpointError(
+            f"the authors' {net} state does not fit {_describe(config)}: " + "; ".join(problems)
+            + ". Pass the --norm, --image-size, --nfeature and --code-size the model was trained with.")
+    variables: dict = {}
+    for e in entries:
+        value = e.convert(state[e.key].astype(np.float32))
+        variables.setdefault(e.collection, {}).setdefault(e.module, {})[e.name] = jnp.asarray(value)
+    checkpoint.check_variables(config, net, variables)
+    return variables
+
+
+def load_state(state) -> dict[str, np.ndarray]:
+    """An authors' state dict as numpy arrays from a ``.pt`` file, a ``.npz`` file or a mapping."""
+    if isinstance(state, Mapping):
+        return {k: _to_numpy(a) for k, a in state.items()}
+    path = pathlib.Path(os.fspath(state))
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    if path.suffix == ".npz":
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
+    try:
+        import torch
+    except ImportError as e:
+        raise ImportError(f"reading {path} needs PyTorch: pip install 'wngan_jax[torch]' (or save the "
+                          "state dict as .npz with numpy where PyTorch is installed)") from e
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for files that are not plain state dicts
+        raise CheckpointError(f"could not read {path} as a PyTorch state dict: {e}") from e
+    if not isinstance(loaded, Mapping):
+        raise CheckpointError(f"{path} holds a {type(loaded).__name__}, not a state dict; save "
+                              "net.state_dict() as the authors' code does")
+    return {k: _to_numpy(a) for k, a in loaded.items()}
+
+
+def _to_numpy(a) -> np.ndarray:
+    return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
+
+
+class AuthorsNetwork:
+    """A converted network in inference mode (BN running statistics), called on numpy arrays.
+
+    The generator maps codes ``(B, code_size)`` to images ``(B, H, W, 3)`` in [0, 1]; the discriminator maps
+    images ``(B, H, W, 3)`` in [0, 1] to probabilities ``(B,)`` (the sigmoid of its logits), as the authors'
+    networks do (their images are NCHW). ``config``, ``variables`` and ``net`` describe the flax model.
+    """
+
+    def __init__(self, config: ModelConfig, variables: dict, net: str):
+        self.config, self.variables, self.net = config, variables, net
+        module = config.generator() if net == "generator" else config.discriminator()
+        squash = (lambda y: y) if net == "generator" else jax.nn.sigmoid
+        self._apply = jax.jit(lambda v, x: squash(module.apply(v, x, train=False)))
+
+    def __call__(self, x) -> np.ndarray:
+        return np.asarray(self._apply(self.variables, jnp.asarray(x, jnp.float32)))
+
+
+def authors_network(state, *, net: str, norm: str, image_size, nfeature: int = 64,
+                    code_size: int = 256) -> AuthorsNetwork:
+    """Load an authors' generator or discriminator (``.pt``, ``.npz`` or state dict) for inference."""
+    config = authors_config(norm, image_size, nfeature=nfeature, code_size=code_size)
+    return AuthorsNetwork(config, authors_to_variables(load_state(state), config, net), net)
+
+
+def parse_image_size(text: str):
+    """``"32"`` -> 32, ``"64x96"`` -> (64, 96) (height x width)."""
+    try:
+        parts = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"image size must be N or HxW, got {text!r}")
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m wngan_jax.convert",
+        description="Convert the authors' PyTorch generator (and discriminator) state dicts into a "
+                    "wngan_jax checkpoint directory (docs/convert.md).")
+    parser.add_argument("--gen", required=True, help="generator state dict: *_gen.pt or .npz")
+    parser.add_argument("--dis", help="discriminator state dict: *_dis.pt or .npz (optional)")
+    parser.add_argument("--norm", required=True,
+                        help="the authors' --norm: none | batch | weight | weight-affine")
+    parser.add_argument("--image-size", required=True, type=parse_image_size,
+                        help="image size, N or HxW (height x width)")
+    parser.add_argument("--nfeature", type=int, default=64, help="the authors' --nfeature")
+    parser.add_argument("--code-size", type=int, default=256, help="the authors' --code_size")
+    parser.add_argument("--out", required=True, help="new checkpoint directory to write")
+    args = parser.parse_args(argv)
+    try:
+        out = pathlib.Path(args.out)
+        if (out / checkpoint.MODEL_FILE).exists():
+            raise CheckpointError(f"{out} already holds a checkpoint; choose a new --out directory")
+        config = authors_config(args.norm, args.image_size, nfeature=args.nfeature,
+                                code_size=args.code_size)
+        sources = {"generator": args.gen} | ({"discriminator": args.dis} if args.dis else {})
+        models = {net: authors_to_variables(load_state(path), config, net) for net, path in sources.items()}
+        checkpoint.save_models(out, config, models, step=0, meta={
+            "converted_from": {net: str(pathlib.Path(p).absolute()) for net, p in sources.items()},
+            "authors_norm": args.norm})
+    except (CheckpointError, FileNotFoundError, ImportError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    for net, variables in models.items():
+        count = sum(a.size for a in jax.tree_util.tree_leaves(variables.get("params", {})))
+        print(f"{net}: {sources[net]} -> {count:,} parameters")
+    print(f"wrote {out}: {config}")
+    print(f"sample with: python -m wngan_jax.sample --checkpoint {out} --num 64 --out samples.npy "
+          "--grid samples.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
