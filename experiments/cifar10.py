@@ -1,0 +1,5 @@
+"""`python -m experiments.cifar10 --norm=wn --workdir=runs/cifar10_wn`: the paper's cifar10 run (see wngan_jax.config.cifar10)."""
+from experiments.common import main_for
+
+if __name__ == "__main__":
+    main_for("cifar10")

@@ -1,0 +1,5 @@
+"""`python -m experiments.lsun --norm=wn --workdir=runs/lsun_wn`: the paper's lsun run (see wngan_jax.config.lsun)."""
+from experiments.common import main_for
+
+if __name__ == "__main__":
+    main_for("lsun")

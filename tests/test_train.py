@@ -1,0 +1,183 @@
+"""Training: the step's maths against hand computations, data parallelism, exact resume, NaN rollback."""
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from wngan_jax import data, train
+from wngan_jax.checkpoint import Checkpoints
+from wngan_jax.config import TrainConfig
+from wngan_jax.models import VARIANTS, alpha_clipped_modules
+from wngan_jax.train_step import init_state, make_mesh, make_train_step, replicate, rmsprop
+
+
+def tiny(**changes) -> TrainConfig:
+    base = dict(norm="wn", data="digits", image_size=(16, 16), channels=1, nfeature=8, code_size=16,
+                batch_size=8, final_test=40, running_test=20, iterations=6, test_every=3, test_steps=3,
+                sample_every=3, keep_every=6, log_every=1, num_fixed_codes=4, final_test_samples=0,
+                progress=False)
+    return TrainConfig(**(base | changes))
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("cache"))
+
+
+def _batches(config, n, seed=0):
+    shape = (n, config.batch_size, *config.image_size, config.channels)
+    return np.random.default_rng(seed).uniform(size=shape).astype(np.float32)
+
+
+def _run_steps(config, batches, devices):
+    mesh = make_mesh(jax.devices()[:devices])
+    step = make_train_step(config, mesh)
+    state = replicate(init_state(config, jax.random.key(0)), mesh)
+    history = []
+    for batch in batches:
+        state, metrics = step(state, data.shard_batch(batch, mesh), jax.random.key(1))
+        history.append(jax.device_get(metrics))
+    return jax.device_get(state), history
+
+
+@pytest.mark.parametrize("norm", sorted(VARIANTS))
+def test_every_variant_trains_and_clips(norm):
+    """Two iterations of every variant with a large lr: finite losses; every slope in [0, 1] afterwards,
+    and for wn_clip also alpha of G's first two TPReLU layers (paper §5.1, appendix C.2)."""
+    config = tiny(norm=norm, lr=0.05)
+    state, history = _run_steps(config, _batches(config, 2), devices=1)
+    assert all(bool(m["finite"]) for m in history)
+    clipped = alpha_clipped_modules(norm, config.image_size, config.nfeature)
+    for net in ("generator", "discriminator"):
+        for path, leaf in jax.tree_util.tree_leaves_with_path(state[net]["params"]):
+            names = [p.key for p in path]
+            if names[-1] == "slope" or (net == "generator" and names[-1] == "alpha" and names[0] in clipped):
+                assert 0.0 <= leaf.min() and leaf.max() <= 1.0, (net, names)
+    if clipped:  # the rule has something to do: with lr 0.05 unclipped alphas leave [0, 1]
+        alphas = [state["generator"]["params"][m]["alpha"] for m in clipped]
+        assert any(np.any((a == 0.0) | (a == 1.0)) for a in alphas)
+
+
+def test_wasserstein_critic_trains():
+    config = tiny(loss="wasserstein")
+    state, history = _run_steps(config, _batches(config, 2), devices=1)
+    assert "scale" not in state["discriminator"]["params"]["final_conv"]  # appendix D: strict last layer
+    assert all(bool(m["finite"]) for m in history)
+
+
+def test_discriminator_step_keeps_real_and_fake_statistics_apart():
+    """With BN, D's output on the real batch in the step equals D applied to the real batch alone."""
+    config = tiny(norm="bn")
+    batch = _batches(config, 1)[0]
+    state0 = init_state(config, jax.random.key(0))
+    D = config.model.discriminator()
+    alone, _ = D.apply(state0["discriminator"], batch, train=True, mutable=["batch_stats"])
+    mixed_batch = np.concatenate([batch, np.zeros_like(batch)])
+    mixed, _ = D.apply(state0["discriminator"], mixed_batch, train=True, mutable=["batch_stats"])
+    _, history = _run_steps(config, [batch], devices=1)
+    expected = float(jnp.mean(jax.nn.sigmoid(alone)))
+    assert history[0]["d_real"] == pytest.approx(expected, rel=1e-5)
+    assert abs(float(jnp.mean(jax.nn.sigmoid(mixed[:8]))) - expected) > 1e-4  # mixing would be visible
+
+
+def test_rmsprop_matches_hand_computed_update():
+    """x -= lr * g / (sqrt(m) + eps), m = 0.9 m + 0.1 g^2 from m = 0 (REFERENCE §3)."""
+    opt = rmsprop(tiny(lr=0.1))
+    x = jnp.array([1.0, -2.0, 3.0])
+    grads = [jnp.array([0.5, -1e-4, 2.0]), jnp.array([-0.3, 1e-4, 1.0])]
+    state, m, expected = opt.init(x), np.zeros(3), np.asarray(x, np.float64)
+    for g in grads:
+        updates, state = opt.update(g, state, x)
+        x = optax.apply_updates(x, updates)
+        m = 0.9 * m + 0.1 * np.asarray(g, np.float64) ** 2
+        expected = expected - 0.1 * np.asarray(g, np.float64) / (np.sqrt(m) + 1e-6)
+    np.testing.assert_allclose(x, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("norm", ["bn", "wn"])
+def test_four_devices_equal_one(norm):
+    """Data parallel over 4 CPU devices gives the parameters of 1 device after three steps.
+
+    One exception, BN models only: a conv bias right before BN has an exactly zero gradient (BN removes any
+    per-channel constant), so RMSProp turns rounding noise, which differs with the reduction order, into
+    steps of up to lr/sqrt(1 - decay); those biases and the running means that follow them get that bound.
+    """
+    config = tiny(norm=norm, batch_size=8)
+    batches = _batches(config, 3)
+    one, _ = _run_steps(config, batches, devices=1)
+    four, _ = _run_steps(config, batches, devices=4)
+    noise_bound = 3 * config.lr / np.sqrt(1 - config.rmsprop_decay)
+    for net in ("generator", "discriminator"):
+        _compare_models(one[net], four[net], noise_bound)
+
+
+def _compare_models(one, four, noise_bound):
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(one), jax.tree_util.tree_leaves(four)):
+        names = [key.key for key in path]
+        layer = names[-2].rsplit("_", 1)[0]
+        before_bn = layer != "initial" and f"{layer}_norm" in one["params"] and names[-1] in ("bias", "mean")
+        if before_bn:
+            np.testing.assert_allclose(a, b, atol=noise_bound, err_msg=str(names))
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=str(names))
+
+
+def _final_params(workdir):
+    ckpt = Checkpoints(workdir, read_only=True)
+    restored = ckpt.restore("last")
+    ckpt.close()
+    return restored["models"], restored["meta"]
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, cache_dir):
+    config = tiny(norm="bn", cache_dir=cache_dir)
+    straight = train.train_and_evaluate(config, tmp_path / "straight")
+    train.train_and_evaluate(config.replace(iterations=3), tmp_path / "resumed")
+    resumed = train.train_and_evaluate(config, tmp_path / "resumed")
+    assert resumed["best_loss"] == straight["best_loss"]
+    a, meta_a = _final_params(tmp_path / "straight")
+    b, meta_b = _final_params(tmp_path / "resumed")
+    assert meta_a["data"] == meta_b["data"] and meta_a["iteration"] == 6
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_array_equal(x, y)  # bitwise on CPU
+    lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["iteration"] for line in lines] == list(range(1, 7))
+    assert sorted(p.name for p in (tmp_path / "resumed" / "samples").iterdir()) == [
+        "iter_0000003.png", "iter_0000006.png"]
+
+
+def test_nan_rolls_back_to_last_checkpoint(tmp_path, cache_dir, monkeypatch):
+    """A NaN batch at iteration 5 makes the loss non-finite; the run goes back to iteration 3 and finishes."""
+    calls = {"n": 0}
+    original = data.BatchIterator.__next__
+
+    def poisoned(self):
+        calls["n"] += 1
+        batch = original(self)
+        return batch * np.nan if calls["n"] == 5 else batch
+
+    monkeypatch.setattr(data.BatchIterator, "__next__", poisoned)
+    summary = train.train_and_evaluate(tiny(cache_dir=cache_dir), tmp_path / "run")
+    assert summary["iteration"] == 6 and summary["nan_events"] == 1
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records if "d_loss" in r] == list(range(1, 7))
+    assert all(np.isfinite(r["d_loss"]) for r in records if "d_loss" in r)
+
+
+def test_persistent_nan_stops_with_a_clear_message(tmp_path, cache_dir, monkeypatch):
+    original = data.BatchIterator.__next__
+    monkeypatch.setattr(data.BatchIterator, "__next__", lambda self: original(self) * np.nan)
+    with pytest.raises(train.TrainingDiverged, match="non-finite"):
+        train.train_and_evaluate(tiny(cache_dir=cache_dir, max_nan_restarts=2), tmp_path / "run")
+
+
+def test_workdir_with_another_config_is_refused(tmp_path, cache_dir):
+    config = tiny(cache_dir=cache_dir, iterations=3)
+    train.train_and_evaluate(config, tmp_path / "run")
+    with pytest.raises(train.WorkdirConflict, match="lr"):
+        train.train_and_evaluate(config.replace(lr=1e-3), tmp_path / "run")
+    summary = train.train_and_evaluate(config.replace(lr=1e-3), tmp_path / "run", overwrite=True)
+    assert summary["iteration"] == 3

@@ -1,0 +1,42 @@
+"""Timing helpers shared by the benchmarks: medians after warm-up, XLA's FLOP count, the matmul roofline."""
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def median_seconds(fn, *args, repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``fn(*args)`` (results blocked on) over ``repeats`` runs after ``warmup``."""
+    for _ in range(warmup):
+        jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def compiled_flops(compiled) -> float | None:
+    """FLOPs XLA counts for a compiled computation (None when the backend does not say)."""
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, (list, tuple)):
+        analysis = analysis[0] if analysis else {}
+    flops = (analysis or {}).get("flops")
+    return float(flops) if flops else None
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 7) -> float:
+    """GFLOP/s of a large float32 matmul on the default device: this machine's practical roofline."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    f = jax.jit(jnp.matmul)
+    return 2 * n**3 / median_seconds(f, a, b, repeats=repeats, warmup=2) / 1e9
+
+
+def device_name() -> str:
+    d = jax.devices()[0]
+    return f"{d.platform}:{getattr(d, 'device_kind', d.platform)} x{jax.device_count()}"

@@ -1,0 +1,96 @@
+"""Benchmark of the reconstruction metric (paper §4) against the authors' way of running it.
+
+``python -m wngan_jax.bench --what=reconstruct [--size 32 --size 64 --norm wn]``
+
+``reconstruct`` (all samples one sharded, chunked problem; the steps a loop inside one jit) is compared with
+the authors' loop: batches of 32, each step one jitted call dispatched from Python. Both compute the same
+numbers (tests/test_reconstruction.py); throughput is in sample-steps per second.
+"""
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from wngan_jax import reconstruction
+from wngan_jax.models import ModelConfig
+
+
+def _authors_loop(config: ModelConfig, variables, targets, steps: int, batch: int):
+    """A jitted single RMSProp step on the batch-mean loss, called from Python once per step and batch, then
+    the batch's loss at its final codes (the authors' ``test()``)."""
+    model = config.generator()
+    opt = optax.rmsprop(0.01, decay=0.9, eps=1e-6, eps_in_sqrt=False)
+
+    def batch_loss(z, x):
+        return jnp.mean(jnp.square(model.apply(variables, z, train=False) - x))
+
+    @jax.jit
+    def step(z, state, x):
+        updates, state = opt.update(jax.grad(batch_loss)(z, x), state)
+        return optax.apply_updates(z, updates), state
+
+    final_loss = jax.jit(batch_loss)
+
+    def run():
+        total = 0.0
+        for start in range(0, len(targets), batch):
+            x = jnp.asarray(targets[start:start + batch], jnp.float32) / 255.0
+            z = jnp.zeros((len(x), config.code_size))
+            state = opt.init(z)
+            for _ in range(steps):
+                z, state = step(z, state, x)
+            total += float(final_loss(z, x)) * len(x)
+        return total / len(targets)
+
+    return run
+
+
+def _median_seconds(fns, repeats: int) -> list[float]:
+    """Median wall time of each function, the runs interleaved so that a busy machine slows all alike."""
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, t in zip(fns, times):
+            start = time.perf_counter()
+            fn()
+            t.append(time.perf_counter() - start)
+    return [float(np.median(t)) for t in times]
+
+
+def measure(size: int, norm: str = "wn", samples: int = 64, steps: int = 20, batch: int = 32,
+            repeats: int = 5) -> dict:
+    """Sample-steps/s of ``reconstruct`` and of the authors' loop for one generator (nf 64, code 256)."""
+    config = ModelConfig(norm, size, nfeature=64, code_size=256)
+    variables = config.generator().init(jax.random.key(0), jnp.zeros((1, config.code_size)))
+    targets = np.random.default_rng(0).integers(0, 256, (samples, size, size, 3), dtype=np.uint8)
+    gen = reconstruction.generator_fn(config.generator(), variables)
+
+    def ours(num_steps=steps):
+        return reconstruction.reconstruct(gen, targets, steps=num_steps, authors_batch=batch)
+
+    start = time.perf_counter()
+    ours(1)  # compiles; the step count is a loop argument, so the timed runs reuse it
+    compile_s = time.perf_counter() - start
+    baseline = _authors_loop(config, variables, targets, steps, batch)
+    baseline()
+    seconds, baseline_seconds = _median_seconds([ours, baseline], repeats)
+    rate, baseline_rate = samples * steps / seconds, samples * steps / baseline_seconds
+    return {"what": "reconstruct", "size": size, "norm": norm, "batch": batch, "samples": samples, "steps": steps,
+            "sample_steps_per_s": rate, "baseline_sample_steps_per_s": baseline_rate,
+            "speedup": rate / baseline_rate, "median_ms": seconds / steps * 1e3, "compile_s": compile_s}
+
+
+def run(sizes=(32, 64), norm: str = "wn", samples: int = 64, steps: int = 20, as_json: bool = False) -> list[dict]:
+    """One ``measure`` row per image size; printed as text unless ``as_json`` (then the caller prints)."""
+    rows = []
+    for size in sizes:
+        row = measure(size, norm, samples, steps)
+        rows.append(row)
+        if not as_json:
+            print(f"reconstruct {size}x{size} {norm}: {row['sample_steps_per_s']:.0f} sample-steps/s vs "
+                  f"{row['baseline_sample_steps_per_s']:.0f} for the authors' loop (x{row['speedup']:.2f}); "
+                  f"{row['median_ms']:.1f} ms per step of {samples} samples; compile {row['compile_s']:.1f} s")
+    return rows

@@ -1,0 +1,143 @@
+"""The GAN train state and one jitted, data-parallel training iteration (paper §5.1, REFERENCE §3).
+
+One iteration: a D step on a real batch and a generated batch, forwarded **separately** so batch norm never
+mixes real and fake statistics; then a G step on **fresh** codes against the updated D; then the clipping
+rules (slopes to [0, 1]; for ``wn_clip`` also alpha of G's first two TPReLU layers). Both networks run in
+training mode in both steps, as in the authors' code, so BN running statistics move with every forward.
+
+Data parallel: the global batch is sharded over the ``data`` axis of a mesh of all devices and the state is
+replicated. The step is written for the global batch, so XLA inserts the cross-device reductions: batch-norm
+statistics and gradients are those of the global batch, and the result equals one device on the same batch.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from wngan_jax.config import TrainConfig
+from wngan_jax.layers import clip_slopes
+from wngan_jax.models import alpha_clipped_modules
+
+DATA_AXIS = "data"
+TrainState = dict  # {"generator", "discriminator": flax variables; "g_opt", "d_opt": optax states; "step"}
+
+
+def rmsprop(config: TrainConfig) -> optax.GradientTransformation:
+    """The authors' RMSProp: ``m = decay*m + (1-decay)*g^2; x -= lr * g / (sqrt(m) + eps)``, m starting at 0."""
+    return optax.rmsprop(config.lr, decay=config.rmsprop_decay, eps=config.rmsprop_eps, eps_in_sqrt=False)
+
+
+def make_mesh(devices=None) -> Mesh:
+    """A 1-D ``('data',)`` mesh over all devices (of every process)."""
+    import numpy as np
+
+    return Mesh(np.asarray(devices if devices is not None else jax.devices()), (DATA_AXIS,))
+
+
+def _dtype(config: TrainConfig):
+    return jnp.bfloat16 if config.dtype == "bfloat16" else None
+
+
+def init_state(config: TrainConfig, key) -> TrainState:
+    """Fresh parameters (paper §5.1 init) and optimizer states."""
+    model = config.model
+    g_key, d_key = jax.random.split(key)
+    gvars = model.generator().init(g_key, jnp.zeros((1, model.code_size)))
+    dvars = model.discriminator().init(d_key, jnp.zeros((1, *model.image_size, model.channels)))
+    opt = rmsprop(config)
+    return dict(generator=gvars, discriminator=dvars, g_opt=opt.init(gvars["params"]),
+                d_opt=opt.init(dvars["params"]), step=jnp.zeros((), jnp.int32))
+
+
+def _forward(module, variables, x):
+    """Training-mode forward; returns (output, variables with updated batch statistics)."""
+    if "batch_stats" not in variables:
+        return module.apply(variables, x, train=True), variables
+    out, updates = module.apply(variables, x, train=True, mutable=["batch_stats"])
+    return out, {**variables, **updates}
+
+
+def discriminator_loss(kind: str, real_logits, fake_logits):
+    if kind == "bce":  # -log D(x) - log(1 - D(G(z))), from logits for stability
+        return (optax.sigmoid_binary_cross_entropy(real_logits, 1.0).mean()
+                + optax.sigmoid_binary_cross_entropy(fake_logits, 0.0).mean())
+    if kind == "lsgan":
+        return jnp.mean(jnp.square(jax.nn.sigmoid(real_logits) - 1)) + jnp.mean(jnp.square(jax.nn.sigmoid(fake_logits)))
+    return jnp.mean(fake_logits) - jnp.mean(real_logits)  # wasserstein critic (appendix D)
+
+
+def generator_loss(kind: str, fake_logits):
+    if kind == "bce":  # non-saturating: -log D(G(z))
+        return optax.sigmoid_binary_cross_entropy(fake_logits, 1.0).mean()
+    if kind == "lsgan":
+        return jnp.mean(jnp.square(jax.nn.sigmoid(fake_logits) - 1))
+    return -jnp.mean(fake_logits)
+
+
+def make_train_step(config: TrainConfig, mesh: Mesh):
+    """``step(state, real_batch, key) -> (state, metrics)``, jitted over ``mesh`` with the state donated.
+
+    ``real_batch`` is float32 ``(batch, H, W, C)`` in [0, 1], sharded over ``data``; ``key`` is the run's
+    base key: the iteration's randomness is ``fold_in(key, state['step'])``, so a resumed run draws the same
+    codes as an uninterrupted one.
+    """
+    model = config.model
+    G, D = model.generator(_dtype(config)), model.discriminator(_dtype(config))
+    opt = rmsprop(config)
+    g_alpha_clipped = alpha_clipped_modules(config.norm, config.image_size, config.nfeature)
+    batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
+    replicated = NamedSharding(mesh, P())
+
+    def codes(key):
+        z = jax.random.normal(key, (config.batch_size, model.code_size), jnp.float32)
+        return jax.lax.with_sharding_constraint(z, batch_sharding)
+
+    def step(state: TrainState, real, key):
+        d_key, g_key = jax.random.split(jax.random.fold_in(key, state["step"]))
+        gvars, dvars = state["generator"], state["discriminator"]
+
+        # D step: real and generated batches forwarded separately.
+        fake, gvars = _forward(G, gvars, codes(d_key))
+        fake = jax.lax.stop_gradient(fake)
+
+        def d_loss_fn(params):
+            real_logits, v = _forward(D, {**dvars, "params": params}, real)
+            fake_logits, v = _forward(D, v, fake)
+            loss = discriminator_loss(config.loss, real_logits, fake_logits)
+            return loss, (v, real_logits, fake_logits)
+
+        (d_loss, (dvars, real_logits, fake_logits)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
+            dvars["params"])
+        d_updates, d_opt = opt.update(d_grads, state["d_opt"], dvars["params"])
+        dvars = {**dvars, "params": clip_slopes(optax.apply_updates(dvars["params"], d_updates))}
+
+        # G step: fresh codes against the updated D.
+        def g_loss_fn(params):
+            images, gv = _forward(G, {**gvars, "params": params}, codes(g_key))
+            logits, dv = _forward(D, dvars, images)
+            return generator_loss(config.loss, logits), (gv, dv)
+
+        (g_loss, (gvars, dvars)), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(gvars["params"])
+        g_updates, g_opt = opt.update(g_grads, state["g_opt"], gvars["params"])
+        g_params = clip_slopes(optax.apply_updates(gvars["params"], g_updates), clip_alpha_of=g_alpha_clipped)
+        gvars = {**gvars, "params": g_params}
+
+        new_state = dict(generator=gvars, discriminator=dvars, g_opt=g_opt, d_opt=d_opt, step=state["step"] + 1)
+        metrics = dict(d_loss=d_loss, g_loss=g_loss, d_real=jnp.mean(jax.nn.sigmoid(real_logits)),
+                       d_fake=jnp.mean(jax.nn.sigmoid(fake_logits)),
+                       finite=jnp.isfinite(d_loss) & jnp.isfinite(g_loss))
+        return new_state, metrics
+
+    return jax.jit(step, in_shardings=(replicated, batch_sharding, replicated),
+                   out_shardings=(replicated, replicated), donate_argnums=0)
+
+
+def replicate(tree: Any, mesh: Mesh):
+    """Place a pytree on every device of ``mesh`` (works across processes: every process holds it all)."""
+    sharding = NamedSharding(mesh, P())
+    return jax.tree_util.tree_map(
+        lambda x: jax.make_array_from_process_local_data(sharding, jnp.asarray(x)), tree)
