@@ -1,0 +1,264 @@
+"""The paper's reconstruction metric (§4): ``L_rec(G, X) = mean_i min_z ||G(z) - x_i||^2`` per pixel.
+
+Each code starts at zero and takes ``steps`` RMSProp steps (lr 0.01, decay 0.9, eps 1e-6 outside the
+square root, no bias correction) on the squared error of its image, with the generator in inference mode
+(REFERENCE §4). The authors optimize batches of 32 codes against the batch-*mean* loss with a fresh
+optimizer per batch. Per-pixel MSE and inference-mode BN make the samples independent and RMSProp is
+elementwise, so this is one problem per sample whose loss is scaled by ``1/B``, ``B`` the size of the
+authors' batch the sample falls in (32, and the remainder for the last batch). The scale matters: the
+gradients are tiny and ``eps`` is not negligible next to them. Here all samples form one batched problem
+(the sum over samples of the scaled losses, whose gradient for each code is that sample's own), run as a
+``lax.fori_loop`` inside one ``jit``, sharded over a ``('data',)`` mesh and chunked to fit memory; the
+numbers equal the authors' batch loop whatever the chunk size, device count or progress segments.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.extend import core as jax_core
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from tqdm.auto import tqdm
+
+AUTHORS_BATCH = 32             # the authors' test batch (their training batch; 12 for LSUN)
+CPU_MEMORY_BUDGET = 2 << 30    # bytes of activations per device when the device does not report its memory
+PROGRESS_UPDATES = 100         # progress-bar updates over a run when ``segment_steps`` is not given
+
+
+@dataclasses.dataclass(frozen=True)
+class ReconstructionResult:
+    """Optimized codes ``(N, code)``, per-sample per-pixel losses ``(N,)``, their mean (the paper's number),
+    and the images of the codes ``(N, H, W, C)`` in [0, 1] when asked for."""
+
+    codes: np.ndarray
+    per_sample_loss: np.ndarray
+    mean_loss: float
+    reconstructions: np.ndarray | None = None
+
+
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["variables"], meta_fields=["module"])
+@dataclasses.dataclass(frozen=True)
+class ModuleGenerator:
+    """``z -> module.apply(variables, z, train=False)`` as a pytree: the variables are jit arguments, so
+    repeated reconstructions (the running test during training) reuse one compiled loop."""
+
+    module: Any
+    variables: Any
+
+    def __call__(self, z):
+        return self.module.apply(self.variables, z, train=False)
+
+
+def generator_fn(module, variables) -> ModuleGenerator:
+    """The generator in inference mode (BN with running statistics) as a function of the codes."""
+    return ModuleGenerator(module, variables)
+
+
+def authors_loss_scale(num_samples: int, authors_batch: int = AUTHORS_BATCH) -> np.ndarray:
+    """``1/B`` per sample, ``B`` the size of its batch in the authors' loop (REFERENCE §4)."""
+    if authors_batch < 1:
+        raise ValueError(f"authors_batch must be at least 1, got {authors_batch}")
+    start = np.arange(num_samples) // authors_batch * authors_batch
+    return (1.0 / np.minimum(authors_batch, num_samples - start)).astype(np.float32)
+
+
+def per_sample_loss(images, targets):
+    """Mean squared error per pixel (over H, W and C) of each sample."""
+    return jnp.mean(jnp.square(images.astype(jnp.float32) - _as_float(targets)), axis=(1, 2, 3))
+
+
+def _as_float(targets):
+    """uint8 targets are divided by 255 (torchvision's ``ToTensor``); float targets are used as they are."""
+    if targets.dtype == jnp.uint8:
+        return targets.astype(jnp.float32) / 255.0
+    return targets.astype(jnp.float32)
+
+
+def default_mesh() -> Mesh:
+    """A ``('data',)`` mesh over every local device."""
+    return Mesh(np.asarray(jax.local_devices()), ("data",))
+
+
+def reconstruct(generator_fn: Callable, targets, *, steps: int, code_size: int | None = None,
+                lr: float = 0.01, decay: float = 0.9, eps: float = 1e-6, authors_batch: int = AUTHORS_BATCH,
+                chunk_size: int | None = None, memory_budget_bytes: int | None = None, mesh: Mesh | None = None,
+                segment_steps: int | None = None, return_reconstructions: bool = False,
+                progress: bool = False) -> ReconstructionResult:
+    """Reconstruct ``targets`` ``(N, H, W, C)`` (uint8, or float in [0, 1]) with ``steps`` RMSProp steps.
+
+    ``generator_fn(z) -> images`` in [0, 1]; prefer ``generator_fn(module, variables)`` (a pytree, so the
+    compiled loop is reused and ``code_size`` is known). ``chunk_size`` is the number of samples per device
+    in one forward/backward pass; by default the largest that fits ``memory_budget_bytes`` of activations
+    per device (default: half the device's free memory, or 2 GiB where the device does not report it).
+    Samples are sharded over the ``'data'`` axis of ``mesh`` (default: all local devices) and padded with
+    dummy samples whose loss scale is zero. The loop runs in jitted segments of ``segment_steps`` steps
+    (only to update the progress bar; the result does not depend on it).
+    """
+    targets = _check_targets(targets)
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    gen = _as_pytree(generator_fn)
+    code_size = code_size or getattr(getattr(gen, "module", None), "code_size", None)
+    if not code_size:
+        raise ValueError("pass code_size= (the generator's code length), or build the generator function "
+                         "with reconstruction.generator_fn(module, variables)")
+    mesh = mesh or default_mesh()
+    num = len(targets)
+    devices = mesh.shape["data"]
+    per_device = -(-num // devices)
+    chunk = (_chunk_for_budget(gen, code_size, targets, memory_budget_bytes, mesh) if chunk_size is None
+             else chunk_size)
+    if chunk < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk}")
+    chunks = -(-per_device // min(chunk, per_device))
+    chunk = -(-per_device // chunks)  # balance the chunks so that padding stays below one per chunk
+    padded = devices * chunks * chunk
+
+    data = NamedSharding(mesh, P("data"))
+    x = jax.device_put(np.concatenate([targets, np.zeros((padded - num, *targets.shape[1:]), targets.dtype)]),
+                       data)
+    w = jax.device_put(np.pad(authors_loss_scale(num, authors_batch), (0, padded - num)), data)
+    gen = jax.device_put(gen, NamedSharding(mesh, P()))
+    z = jnp.zeros((padded, code_size), jnp.float32, device=data)
+    carry = (z, jax.device_put(_optimizer(lr, decay, eps).init(z), data))
+
+    segment = max(1, segment_steps or (-(-steps // PROGRESS_UPDATES) if progress else steps))
+    with tqdm(total=steps, desc=f"reconstructing {num} samples", unit="step", disable=not progress) as bar:
+        done = 0
+        while done < steps:
+            count = min(segment, steps - done)
+            carry = _run_steps(gen, carry, x, w, np.int32(count), hparams=(lr, decay, eps), mesh=mesh,
+                               chunks=chunks)
+            done += count
+            if progress:
+                jax.block_until_ready(carry)
+                bar.update(count)
+    out = _evaluate(gen, carry[0], x, mesh=mesh, chunks=chunks, images=return_reconstructions)
+    losses = np.asarray(out[0])[:num]
+    return ReconstructionResult(
+        codes=np.asarray(carry[0])[:num],
+        per_sample_loss=losses,
+        mean_loss=float(np.mean(losses, dtype=np.float64)),
+        reconstructions=np.asarray(out[1])[:num] if return_reconstructions else None)
+
+
+def _check_targets(targets) -> np.ndarray:
+    targets = np.asarray(targets)
+    if targets.ndim != 4 or targets.shape[-1] not in (1, 3) or len(targets) == 0:
+        raise ValueError(f"targets must be a non-empty (N, H, W, C) array with C = 1 or 3, got shape "
+                         f"{targets.shape}")
+    if targets.dtype == np.uint8:
+        return targets
+    if not np.issubdtype(targets.dtype, np.floating):
+        raise ValueError(f"targets must be uint8 (0-255) or float in [0, 1], got dtype {targets.dtype}")
+    lo, hi = float(np.min(targets)), float(np.max(targets))
+    if not (0.0 <= lo and hi <= 1.0):
+        raise ValueError(f"float targets must lie in [0, 1] (the generator's sigmoid range), got values in "
+                         f"[{lo:g}, {hi:g}]; rescale them, e.g. from [-1, 1] with (x + 1) / 2")
+    return targets.astype(np.float32)
+
+
+def _as_pytree(fn):
+    """Plain functions become a leafless ``Partial`` (static in jit); pytree callables keep their leaves."""
+    leaves, treedef = jax.tree_util.tree_flatten(fn)
+    if treedef.num_leaves == 1 and treedef.num_nodes == 1 and leaves[0] is fn:
+        return jax.tree_util.Partial(fn)
+    return fn
+
+
+def _optimizer(lr, decay, eps):
+    """The authors' ``torch.optim.RMSprop(lr, alpha=decay, eps)``: ``m`` from 0, eps outside the sqrt."""
+    return optax.rmsprop(lr, decay=decay, eps=eps, eps_in_sqrt=False)
+
+
+def _chunked(tree, chunks):
+    return jax.tree.map(lambda a: a.reshape(chunks, a.shape[0] // chunks, *a.shape[1:]), tree)
+
+
+def _unchunked(tree):
+    return jax.tree.map(lambda a: a.reshape(a.shape[0] * a.shape[1], *a.shape[2:]), tree)
+
+
+def _scaled_loss(gen, z, x, w):
+    """``sum_i w_i L_i``: its gradient for code ``i`` is ``w_i dL_i/dz_i`` (samples do not interact)."""
+    return jnp.sum(w * per_sample_loss(gen(z), x))
+
+
+@functools.partial(jax.jit, static_argnames=("hparams", "mesh", "chunks"), donate_argnums=(1,))
+def _run_steps(gen, carry, x, w, num_steps, *, hparams, mesh, chunks):
+    """``num_steps`` RMSProp steps for every sample: a fori_loop over steps, a lax.map over chunks."""
+    opt = _optimizer(*hparams)
+
+    def chunk_step(args):
+        (z, state), x, w = args
+        grad = jax.grad(_scaled_loss, argnums=1)(gen, z, x, w)
+        updates, state = opt.update(grad, state)
+        return optax.apply_updates(z, updates), state
+
+    def local(gen, carry, x, w, num_steps):
+        carry, x, w = _chunked((carry, x, w), chunks)
+        carry = jax.lax.fori_loop(0, num_steps, lambda _, c: jax.lax.map(chunk_step, (c, x, w)), carry)
+        return _unchunked(carry)
+
+    return jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data"), P("data"), P("data"), P()),
+                         out_specs=P("data"))(gen, carry, x, w, num_steps)
+
+
+@functools.partial(jax.jit, static_argnames=("mesh", "chunks", "images"))
+def _evaluate(gen, z, x, *, mesh, chunks, images):
+    """Per-sample losses (and images) of the final codes, chunk by chunk."""
+
+    def chunk_eval(args):
+        z, x = args
+        out = gen(z)
+        return per_sample_loss(out, x), (out.astype(jnp.float32) if images else None)
+
+    def local(gen, z, x):
+        return _unchunked(jax.lax.map(chunk_eval, _chunked((z, x), chunks)))
+
+    return jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data"), P("data")),
+                         out_specs=P("data"))(gen, z, x)
+
+
+def _chunk_for_budget(gen, code_size, targets, budget, mesh) -> int:
+    """The most samples per device whose gradient activations fit ``budget`` bytes."""
+    if budget is None:
+        stats = mesh.devices.flat[0].memory_stats()
+        budget = (stats["bytes_limit"] - stats["bytes_in_use"]) // 2 if stats else CPU_MEMORY_BUDGET
+    leaves, treedef = jax.tree.flatten(gen)
+    shapes = tuple((tuple(a.shape), str(a.dtype)) for a in leaves)
+    per_sample = _bytes_per_sample(treedef, shapes, code_size, tuple(targets.shape[1:]), str(targets.dtype))
+    return max(1, int(budget // per_sample))
+
+
+@functools.lru_cache(maxsize=32)
+def _bytes_per_sample(treedef, shapes, code_size, image_shape, image_dtype) -> int:
+    """Growth, from a batch of 1 to a batch of 2, of the bytes of every value the traced gradient computes
+    (an upper bound: XLA fuses and frees many of them). Cached: tracing costs as much as a few steps."""
+    gen = jax.tree.unflatten(treedef, [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in shapes])
+
+    def traced_bytes(batch):
+        z = jax.ShapeDtypeStruct((batch, code_size), jnp.float32)
+        x = jax.ShapeDtypeStruct((batch, *image_shape), image_dtype)
+        w = jax.ShapeDtypeStruct((batch,), jnp.float32)
+        return _jaxpr_bytes(jax.make_jaxpr(jax.grad(_scaled_loss, argnums=1))(gen, z, x, w).jaxpr)
+
+    return max(1, traced_bytes(2) - traced_bytes(1))
+
+
+def _jaxpr_bytes(jaxpr) -> int:
+    total = 0
+    for eqn in jaxpr.eqns:
+        total += sum(v.aval.size * v.aval.dtype.itemsize for v in eqn.outvars if hasattr(v.aval, "dtype"))
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (tuple, list)) else (param,):
+                if isinstance(sub, jax_core.ClosedJaxpr):
+                    total += _jaxpr_bytes(sub.jaxpr)
+                elif isinstance(sub, jax_core.Jaxpr):
+                    total += _jaxpr_bytes(sub)
+    return total
