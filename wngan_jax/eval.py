@@ -96,27 +96,39 @@ def main(argv: list[str] | None = None) -> int:
                         help="compile first, then time the reconstruction and print its throughput")
     args = parser.parse_args(argv)
     try:
-        config, variables, iteration = checkpoint.load_generator(args.checkpoint, args.which)
-        which, _ = _resolved(args.checkpoint, args.which)
         if args.targets:
             targets = load_targets(args.targets, args.samples)
         else:
+            config = checkpoint.read_model_config(args.checkpoint)
             targets = load_final_test(args.data, config, args.samples, data_dir=args.data_dir,
                                       cache_dir=args.cache_dir)
-        check_fits(config, targets)
-        report = evaluate(config, variables, targets, steps=args.steps, batch_size=args.batch_size,
-                          chunk_size=args.chunk_size, benchmark=args.benchmark)
+        report = evaluate_checkpoint(
+            args.checkpoint, targets, which=args.which, steps=args.steps, out=args.out,
+            batch_size=args.batch_size, chunk_size=args.chunk_size, pairs=args.pairs, benchmark=args.benchmark,
+            targets_name=args.targets or f"data:{args.data}")
     except (CheckpointError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    result = report.pop("result")
-    report |= {"checkpoint": str(pathlib.Path(args.checkpoint).absolute()), "which": which,
-               "iteration": iteration, "targets": args.targets or f"data:{args.data}", "model": config.to_dict()}
-    write_outputs(pathlib.Path(args.out), report, result, targets, pairs=args.pairs)
     print(f"reconstruction loss {report['mean_loss']:.6f} ({report['samples']} samples, {report['steps']} "
           f"steps, {report['seconds']:.1f} s, {report['sample_steps_per_s']:.0f} sample-steps/s on "
           f"{report['device']}); wrote {args.out}")
     return 0
+
+
+def evaluate_checkpoint(run_dir, targets, *, which="best", steps: int, out, batch_size: int = reconstruction.AUTHORS_BATCH,
+                        chunk_size: int | None = None, pairs: bool = False, benchmark: bool = False,
+                        targets_name: str = "", progress: bool = True) -> dict:
+    """Load a checkpoint's generator, reconstruct ``targets``, write ``out`` and return the report."""
+    config, variables, iteration = checkpoint.load_generator(run_dir, which)
+    which, _ = _resolved(run_dir, which)
+    check_fits(config, targets)
+    report = evaluate(config, variables, targets, steps=steps, batch_size=batch_size, chunk_size=chunk_size,
+                      benchmark=benchmark, progress=progress)
+    result = report.pop("result")
+    report |= {"checkpoint": str(pathlib.Path(run_dir).absolute()), "which": which, "iteration": iteration,
+               "targets": targets_name, "model": config.to_dict()}
+    write_outputs(pathlib.Path(out), report, result, targets, pairs=pairs)
+    return report
 
 
 def _resolved(run_dir, which) -> tuple[str, int]:
@@ -128,7 +140,7 @@ def _resolved(run_dir, which) -> tuple[str, int]:
 
 
 def evaluate(config: ModelConfig, variables, targets, *, steps: int, batch_size: int = reconstruction.AUTHORS_BATCH,
-             chunk_size: int | None = None, benchmark: bool = False) -> dict:
+             chunk_size: int | None = None, benchmark: bool = False, progress: bool = True) -> dict:
     """Reconstruct ``targets``; the report's numbers plus ``result`` (the ReconstructionResult)."""
     gen = reconstruction.generator_fn(config.generator(), variables)
     kwargs = dict(steps=steps, authors_batch=batch_size, chunk_size=chunk_size, return_reconstructions=True)
@@ -138,7 +150,7 @@ def evaluate(config: ModelConfig, variables, targets, *, steps: int, batch_size:
         reconstruction.reconstruct(gen, targets, **kwargs | {"steps": 1})
         report["warmup_seconds"] = time.perf_counter() - start
     start = time.perf_counter()
-    result = reconstruction.reconstruct(gen, targets, progress=True, **kwargs)
+    result = reconstruction.reconstruct(gen, targets, progress=progress, **kwargs)
     seconds = time.perf_counter() - start
     report |= {
         "mean_loss": result.mean_loss,

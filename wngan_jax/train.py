@@ -165,7 +165,7 @@ class Trainer:
         """50-step reconstruction loss on the running test set (paper §4, §5.1)."""
         result = reconstruction.reconstruct(
             reconstruction.generator_fn(self.generator, self.state["generator"]), self.dataset.running_test,
-            steps=self.config.test_steps, mesh=self.mesh)
+            steps=self.config.test_steps, authors_batch=self.config.batch_size, mesh=self.mesh)
         return float(result.mean_loss)
 
     def save_samples(self) -> None:
@@ -232,8 +232,10 @@ class Trainer:
 
         report_dir = self.workdir / "final_test"
         targets = self.dataset.final_test[: self.config.final_test_samples]
-        report = eval_lib.evaluate(self.workdir, targets, which="best", steps=self.config.final_test_steps,
-                                   out=report_dir, progress=self.config.progress and self.is_main)
+        report = eval_lib.evaluate_checkpoint(
+            self.workdir, targets, which="best", steps=self.config.final_test_steps, out=report_dir,
+            batch_size=self.config.batch_size, targets_name=f"data:{self.config.data} final test",
+            progress=self.config.progress and self.is_main)
         return {k: report[k] for k in ("mean_loss", "iteration", "steps", "samples")}
 
 
