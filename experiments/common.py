@@ -47,14 +47,15 @@ def define_flags() -> None:
     flags.DEFINE_integer("process_id", None, "multi-host: index of this process")
 
 
-def config_from_flags(preset: str) -> TrainConfig:
+def config_from_flags(preset: str, **overrides) -> TrainConfig:
+    """The preset, with the flags given on the command line, then ``overrides``, applied."""
     config = PRESETS[preset]()
     changes = {}
     for field in dataclasses.fields(TrainConfig):
         if FLAGS[field.name].present:
             value = FLAGS[field.name].value
             changes[field.name] = _parse_size(value) if field.name == "image_size" else value
-    return config.replace(**changes)
+    return config.replace(**(changes | overrides))
 
 
 def init_distributed() -> None:
@@ -66,14 +67,12 @@ def init_distributed() -> None:
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
 
 
-def run_experiment(preset: str, argv) -> dict:
-    """Parse flags into the preset's config, train, and print the summary."""
+def run_experiment(preset: str, workdir: str | None = None, **overrides) -> dict:
+    """Build the preset's config from the flags (and ``overrides``), train, and print the summary."""
     from wngan_jax.train import train_and_evaluate
 
-    del argv
-    init_distributed()
-    config = config_from_flags(preset)
-    workdir = FLAGS.workdir or f"runs/{preset}_{config.norm}"
+    config = config_from_flags(preset, **overrides)
+    workdir = workdir or FLAGS.workdir or f"runs/{preset}_{config.norm}"
     summary = train_and_evaluate(config, workdir, overwrite=FLAGS.overwrite)
     print(f"run directory: {workdir}")
     print(f"best running-test loss {summary['best_loss']} at iteration {summary['best_iteration']}")
@@ -88,8 +87,13 @@ def main_for(preset: str, entry=None):
     define_flags()
 
     def main(argv):
+        from absl import logging as absl_logging
+
+        if not FLAGS["verbosity"].present:  # libraries' INFO chatter would bury the progress bar
+            absl_logging.set_verbosity(absl_logging.WARNING)
+        init_distributed()
         try:
-            (entry or (lambda a: run_experiment(preset, a)))(argv)
+            (entry or (lambda a: run_experiment(preset)))(argv)
         except Exception as e:  # known user errors get one clear line, not a traceback
             from wngan_jax.checkpoint import CheckpointError
             from wngan_jax.train import TrainingDiverged, WorkdirConflict

@@ -15,15 +15,13 @@ flags.DEFINE_bool("demo", False, "train vanilla, bn and wn and compare them as t
 DEMO_MODELS = ("vanilla", "bn", "wn")
 
 
-def demo(argv) -> None:
+def demo() -> None:
     root = pathlib.Path(common.FLAGS.workdir or "runs/demo")
     runs = []
     for i, norm in enumerate(DEMO_MODELS):
         print(f"\n[{i + 1}/{len(DEMO_MODELS)}] training the {norm} model on the built-in digits "
               f"(scikit-learn, 1797 images)")
-        common.FLAGS.norm = norm
-        common.FLAGS.workdir = str(root / norm)
-        common.run_experiment("digits", argv)
+        common.run_experiment("digits", str(root / norm), norm=norm)
         runs.append(root / norm)
     print("\nReconstruction loss of the best generator of each model (paper Table 2; lower is better):\n")
     print(report.table(runs))
@@ -32,10 +30,11 @@ def demo(argv) -> None:
 
 
 def main(argv) -> None:
+    del argv
     if common.FLAGS.demo:
-        demo(argv)
+        demo()
     else:
-        common.run_experiment("digits", argv)
+        common.run_experiment("digits")
 
 
 if __name__ == "__main__":

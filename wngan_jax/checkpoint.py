@@ -56,8 +56,9 @@ class Checkpoints:
     """Best / last / every-N checkpoints of one run directory."""
 
     def __init__(self, run_dir, *, keep_period: int | None = 20_000, read_only: bool = False):
+        """``read_only`` opens an existing run without creating directories (never pass it to ``save``)."""
         self.run_dir = pathlib.Path(run_dir).absolute()
-        common = dict(create=not read_only, read_only=read_only, enable_async_checkpointing=False)
+        common = dict(create=not read_only, enable_async_checkpointing=False)
         self._managers = {
             "last": ocp.CheckpointManager(
                 self.run_dir / "checkpoints" / "last",

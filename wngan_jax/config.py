@@ -116,8 +116,8 @@ def digits() -> TrainConfig:
     """scikit-learn's 1797 handwritten digits at 16x16, small enough to train in minutes on a laptop CPU.
     ``python -m experiments.digits --norm=wn --workdir=runs/digits_wn``"""
     return TrainConfig(data="digits", image_size=(16, 16), channels=1, nfeature=32, code_size=32,
-                       final_test=200, running_test=100, lr=2e-4, iterations=1500, test_every=100,
-                       sample_every=250, keep_every=1000, log_every=25, final_test_samples=200,
+                       final_test=200, running_test=100, lr=2e-4, iterations=4000, test_every=200,
+                       sample_every=500, keep_every=2000, log_every=50, final_test_samples=200,
                        final_test_steps=500)
 
 
