@@ -11,7 +11,7 @@ from wngan_jax import data, train
 from wngan_jax.checkpoint import Checkpoints
 from wngan_jax.config import TrainConfig
 from wngan_jax.models import VARIANTS, alpha_clipped_modules
-from wngan_jax.train_step import init_state, make_mesh, make_train_step, replicate, rmsprop
+from wngan_jax.train_step import init_state, make_mesh, make_train_step, replicate, rmsprop, run_key
 
 
 def tiny(**changes) -> TrainConfig:
@@ -38,7 +38,7 @@ def _run_steps(config, batches, devices):
     state = replicate(init_state(config, jax.random.key(0)), mesh)
     history = []
     for batch in batches:
-        state, metrics = step(state, data.shard_batch(batch, mesh), jax.random.key(1))
+        state, metrics = step(state, data.shard_batch(batch, mesh), run_key(1, 0, mesh))
         history.append(jax.device_get(metrics))
     return jax.device_get(state), history
 

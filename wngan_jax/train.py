@@ -22,7 +22,7 @@ from wngan_jax import checkpoint as ckpt_lib
 from wngan_jax import data, reconstruction, visualize
 from wngan_jax.config import TrainConfig
 from wngan_jax.metrics import MetricsWriter
-from wngan_jax.train_step import init_state, make_mesh, make_train_step, replicate
+from wngan_jax.train_step import init_state, make_mesh, make_train_step, replicate, run_key
 
 CONFIG_FILE = "config.json"
 FIXED_CODES_FILE = "fixed_codes.npy"
@@ -119,11 +119,12 @@ class Trainer:
 
     # State ----------------------------------------------------------------------------------------------
     def _key(self):
-        return jax.random.fold_in(jax.random.key(self.config.seed), self.progress.nan_events)
+        return run_key(self.config.seed, self.progress.nan_events, self.mesh)
 
     def _restore_or_init(self) -> None:
         if self.checkpoints.latest_step("last") is None:
-            self.state = replicate(init_state(self.config, self._key()), self.mesh)
+            key = jax.random.fold_in(jax.random.key(self.config.seed), self.progress.nan_events)
+            self.state = replicate(init_state(self.config, key), self.mesh)
             self.progress = Progress(nan_events=self.progress.nan_events)
         else:
             abstract = jax.eval_shape(functools.partial(init_state, self.config), jax.random.key(0))

@@ -79,11 +79,12 @@ def generator_loss(kind: str, fake_logits):
 
 
 def make_train_step(config: TrainConfig, mesh: Mesh):
-    """``step(state, real_batch, key) -> (state, metrics)``, jitted over ``mesh`` with the state donated.
+    """``step(state, real_batch, key_data) -> (state, metrics)``, jitted over ``mesh``, the state donated.
 
-    ``real_batch`` is float32 ``(batch, H, W, C)`` in [0, 1], sharded over ``data``; ``key`` is the run's
-    base key: the iteration's randomness is ``fold_in(key, state['step'])``, so a resumed run draws the same
-    codes as an uninterrupted one.
+    ``real_batch`` is float32 ``(batch, H, W, C)`` in [0, 1], sharded over ``data``; ``key_data`` is the
+    run's base key as ``jax.random.key_data`` (plain integers, so every process can provide it): the
+    iteration's randomness is ``fold_in(key, state['step'])``, so a resumed run draws the same codes as an
+    uninterrupted one.
     """
     model = config.model
     G, D = model.generator(_dtype(config)), model.discriminator(_dtype(config))
@@ -96,7 +97,8 @@ def make_train_step(config: TrainConfig, mesh: Mesh):
         z = jax.random.normal(key, (config.batch_size, model.code_size), jnp.float32)
         return jax.lax.with_sharding_constraint(z, batch_sharding)
 
-    def step(state: TrainState, real, key):
+    def step(state: TrainState, real, key_data):
+        key = jax.random.wrap_key_data(key_data)
         d_key, g_key = jax.random.split(jax.random.fold_in(key, state["step"]))
         gvars, dvars = state["generator"], state["discriminator"]
 
@@ -134,6 +136,12 @@ def make_train_step(config: TrainConfig, mesh: Mesh):
 
     return jax.jit(step, in_shardings=(replicated, batch_sharding, replicated),
                    out_shardings=(replicated, replicated), donate_argnums=0)
+
+
+def run_key(seed: int, restarts: int, mesh: Mesh):
+    """The base key of a run (``restarts`` counts rollbacks), replicated over ``mesh`` as key data."""
+    key = jax.random.fold_in(jax.random.key(seed), restarts)
+    return replicate(jax.random.key_data(key), mesh)
 
 
 def replicate(tree: Any, mesh: Mesh):

@@ -12,7 +12,7 @@ import numpy as np
 from wngan_jax.bench.common import compiled_flops, median_seconds
 from wngan_jax.config import TrainConfig
 from wngan_jax.data import shard_batch
-from wngan_jax.train_step import init_state, make_mesh, make_train_step, replicate
+from wngan_jax.train_step import init_state, make_mesh, make_train_step, replicate, run_key
 
 
 def measure(size: int, norm: str, batch: int, roofline_gflops: float, *, repeats: int = 5,
@@ -23,7 +23,7 @@ def measure(size: int, norm: str, batch: int, roofline_gflops: float, *, repeats
     step = make_train_step(config, mesh)
     state = replicate(init_state(config, jax.random.key(0)), mesh)
     real = shard_batch(np.random.default_rng(0).uniform(size=(batch, size, size, 3)).astype(np.float32), mesh)
-    key = jax.random.key(1)
+    key = run_key(1, 0, mesh)
     start = time.perf_counter()
     compiled = step.lower(state, real, key).compile()
     compile_s = time.perf_counter() - start
@@ -33,7 +33,7 @@ def measure(size: int, norm: str, batch: int, roofline_gflops: float, *, repeats
         holder[0], metrics = compiled(holder[0], real, key)
         return metrics
 
-    seconds = median_seconds(one_iteration, repeats=repeats, warmup=1)
+    seconds = median_seconds(one_iteration, repeats=repeats, warmup=3)
     flops = compiled_flops(compiled)
     gflops = flops / seconds / 1e9 if flops else None
     return dict(what="train", size=size, norm=norm, batch=batch, dtype=dtype, median_ms=seconds * 1e3,
