@@ -181,3 +181,16 @@ def test_workdir_with_another_config_is_refused(tmp_path, cache_dir):
         train.train_and_evaluate(config.replace(lr=1e-3), tmp_path / "run")
     summary = train.train_and_evaluate(config.replace(lr=1e-3), tmp_path / "run", overwrite=True)
     assert summary["iteration"] == 3
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_tracks_float32():
+    """--dtype=bfloat16 computes convolutions in bfloat16; parameters, norms and losses stay float32."""
+    batches = _batches(tiny(), 2)
+    f32_state, f32_history = _run_steps(tiny(), batches, devices=1)
+    bf16_state, bf16_history = _run_steps(tiny(dtype="bfloat16"), batches, devices=1)
+    assert all(leaf.dtype == np.float32 for leaf in jax.tree_util.tree_leaves(bf16_state["generator"]))
+    for a, b in zip(f32_history, bf16_history):
+        assert b["d_loss"].dtype == np.float32 and bool(b["finite"])
+        assert float(b["d_loss"]) == pytest.approx(float(a["d_loss"]), rel=0.02)
+        assert float(b["g_loss"]) == pytest.approx(float(a["g_loss"]), rel=0.02)
+    assert float(bf16_history[0]["d_loss"]) != float(f32_history[0]["d_loss"])  # bfloat16 did run

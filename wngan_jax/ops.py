@@ -45,11 +45,12 @@ def _subpixel_conv_transpose(x, kernel, strides, padding, out_hw):
     kh, kw, c_out, c_in = kernel.shape
     (sh, sw), (ph, pw) = strides, padding
     nh, nw = kh // sh, kw // sw
-    # kernel[r + s*u] for window tap w = n - 1 - u, grouped as (tap_h, tap_w, c_in, phase_h, phase_w, c_out).
+    # kernel[r + s*u] for window tap w = n - 1 - u, grouped as (tap_h, tap_w, (phase_h, phase_w, c_out), c_in):
+    # an HWOI kernel, so each (c_out, c_in) block is copied whole and never transposed.
     k = kernel.reshape(nh, sh, nw, sw, c_out, c_in)[::-1, :, ::-1]
-    k = k.transpose(0, 2, 5, 1, 3, 4).reshape(nh, nw, c_in, sh * sw * c_out)
-    x = jnp.pad(x, ((0, 0), (nh - 1, nh - 1), (nw - 1, nw - 1), (0, 0)))
-    z = lax.conv_general_dilated(x, k, (1, 1), "VALID", dimension_numbers=_DIMS)
+    k = k.transpose(0, 2, 1, 3, 4, 5).reshape(nh, nw, sh * sw * c_out, c_in)
+    z = lax.conv_general_dilated(x, k, (1, 1), [(nh - 1, nh - 1), (nw - 1, nw - 1)],
+                                 dimension_numbers=("NHWC", "HWOI", "NHWC"))
     b, qh, qw, _ = z.shape
     z = z.reshape(b, qh, qw, sh, sw, c_out).transpose(0, 1, 3, 2, 4, 5).reshape(b, qh * sh, qw * sw, c_out)
     oh, ow = out_hw
