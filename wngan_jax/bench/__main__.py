@@ -20,6 +20,7 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--samples", type=int, default=64, help="reconstruct: number of target images")
     parser.add_argument("--json", action="store_true", help="one JSON object per measurement")
     args = parser.parse_args(argv)
     whats = WHAT if args.what == "all" else (args.what,)
@@ -31,32 +32,31 @@ def main(argv=None) -> None:
         print(f"device {device_name()}; float32 matmul roofline {roofline:.1f} GFLOP/s")
     for what in whats:
         for row in _run(what, args, roofline):
-            print(json.dumps(row) if args.json else row.pop("_text"))
+            if args.json:
+                common = {"norm": None, "batch": args.batch, "median_ms": None, "gflops": None,
+                          "roofline_fraction": None, "device": device_name()}
+                print(json.dumps(common | row), flush=True)
 
 
-def _run(what: str, args, roofline: float):
+def _run(what: str, args, roofline: float) -> list[dict]:
     if what == "train":
         from wngan_jax.bench import train
 
-        rows = train.run(sizes=tuple(args.size or (32, 64, 160)), norms=tuple(args.norm or ("vanilla", "bn", "wn")),
-                         batch=args.batch, roofline_gflops=roofline, repeats=args.repeats, dtype=args.dtype)
-        texts = [train.format_row(r) for r in rows]
-    elif what == "reconstruct":
+        return train.run(sizes=tuple(args.size or (32, 64, 160)), norms=tuple(args.norm or ("vanilla", "bn", "wn")),
+                         batch=args.batch, roofline_gflops=roofline, repeats=args.repeats, dtype=args.dtype,
+                         as_json=args.json)
+    if what == "reconstruct":
         from wngan_jax.bench import reconstruct
 
-        rows = reconstruct.run(sizes=tuple(args.size or (32, 64)), norm=(args.norm or ["wn"])[0], as_json=True)
-        texts = [json.dumps(r) for r in rows]
-    elif what == "data":
+        return reconstruct.run(sizes=tuple(args.size or (32, 64)), norm=(args.norm or ["wn"])[0],
+                               samples=args.samples, as_json=args.json)
+    if what == "data":
         from wngan_jax.bench import data
 
-        rows = data.run(sizes=tuple(args.size or (64, 160)), batch=args.batch, as_json=True)
-        texts = [f"data {r['size']}x{r['size']}: {r['images_per_s']:.0f} images/s (batch {r['batch']})" for r in rows]
-    else:
-        from wngan_jax.bench import layers
+        return data.run(sizes=tuple(args.size or (64, 160)), batch=args.batch, as_json=args.json)
+    from wngan_jax.bench import layers
 
-        rows = layers.run(size=(args.size or [64])[0], batch=args.batch, as_json=True, repeats=args.repeats)
-        texts = [json.dumps(r) for r in rows]
-    return [dict(r, _text=t) for r, t in zip(rows, texts)]
+    return layers.run(size=(args.size or [64])[0], batch=args.batch, as_json=args.json, repeats=args.repeats)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,8 @@ def run(sizes=(64, 160), batch: int = 32, as_json: bool = False, count: int = 40
             dataset = data.load(f"folder:{folder}", size, cache_dir=Path(tmp) / "cache",
                                 final_test=200, running_test=100, progress=False)
             rate = _images_per_s(dataset.train, batch, batches, repeats)
-            results.append({"what": "data", "size": size, "batch": batch, "images_per_s": rate})
+            results.append({"what": "data", "size": size, "batch": batch, "images_per_s": rate,
+                            "median_ms": batch / rate * 1e3})
             if not as_json:
                 print(f"data {size}x{size}: {rate:.0f} images/s (batch {batch}, float32, shuffled, "
                       f"{len(dataset.train)} cached images)")

@@ -43,11 +43,18 @@ def measure(size: int, norm: str, batch: int, roofline_gflops: float, *, repeats
 
 
 def run(sizes=(32, 64, 160), norms=("vanilla", "bn", "wn"), batch: int = 32, roofline_gflops: float = None,
-        repeats: int = 5, dtype: str = "float32") -> list[dict]:
+        repeats: int = 5, dtype: str = "float32", as_json: bool = False) -> list[dict]:
+    """One row per (size, norm); printed as text unless ``as_json`` (then the caller prints)."""
     from wngan_jax.bench.common import matmul_gflops
 
     roofline = roofline_gflops or matmul_gflops()
-    return [measure(s, n, batch, roofline, repeats=repeats, dtype=dtype) for s in sizes for n in norms]
+    rows = []
+    for size in sizes:
+        for norm in norms:
+            rows.append(measure(size, norm, batch, roofline, repeats=repeats, dtype=dtype))
+            if not as_json:
+                print(format_row(rows[-1]), flush=True)
+    return rows
 
 
 def format_row(r: dict) -> str:
