@@ -117,7 +117,7 @@ def test_plain_function_and_reconstructions(wn):
 def test_repeated_calls_reuse_the_compiled_loop(wn):
     _, variables = wn
     targets = _generated(CONFIG, variables, 8)
-    reconstruction.reconstruct(reconstruction.generator_fn(CONFIG.generator(), variables), targets, steps=2)
+    reconstruction.reconstruct(reconstruction.generator_fn(CONFIG.generator(), variables), targets, steps=3)
     before = reconstruction._run_steps._cache_size()
     other = jax.tree.map(lambda a: a * 0.5, variables)
     reconstruction.reconstruct(reconstruction.generator_fn(CONFIG.generator(), other), targets, steps=3)

@@ -7,14 +7,19 @@ optimizer per batch. Per-pixel MSE and inference-mode BN make the samples indepe
 elementwise, so this is one problem per sample whose loss is scaled by ``1/B``, ``B`` the size of the
 authors' batch the sample falls in (32, and the remainder for the last batch). The scale matters: the
 gradients are tiny and ``eps`` is not negligible next to them. Here all samples form one batched problem
-(the sum over samples of the scaled losses, whose gradient for each code is that sample's own), run as a
-``lax.fori_loop`` inside one ``jit``, sharded over a ``('data',)`` mesh and chunked to fit memory; the
-numbers equal the authors' batch loop whatever the chunk size, device count or progress segments.
+(the sum over samples of the scaled losses, whose gradient for each code is that sample's own), sharded
+over a ``('data',)`` mesh and chunked to fit memory; the numbers equal the authors' batch loop whatever the
+chunk size, device count or segment length.
+
+The steps run in jitted segments of ``SEGMENT_STEPS`` steps, each segment unrolled into straight-line code:
+XLA:CPU runs the body of a ``while`` loop (``lax.fori_loop``/``scan``) at about half the speed of the same
+ops at the top level of a computation (docs/benchmarks.md), and one dispatch per segment costs nothing.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from typing import Any, Callable
 
 import jax
@@ -26,8 +31,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
 AUTHORS_BATCH = 32             # the authors' test batch (their training batch; 12 for LSUN)
-CPU_MEMORY_BUDGET = 2 << 30    # bytes of activations per device when the device does not report its memory
-PROGRESS_UPDATES = 100         # progress-bar updates over a run when ``segment_steps`` is not given
+CPU_MEMORY_FRACTION = 0.25     # of the host's RAM, for activations, when the device does not report its memory
+SEGMENT_STEPS = 10             # steps unrolled into one jitted call (see the module docstring)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,10 +99,10 @@ def reconstruct(generator_fn: Callable, targets, *, steps: int, code_size: int |
     ``generator_fn(z) -> images`` in [0, 1]; prefer ``generator_fn(module, variables)`` (a pytree, so the
     compiled loop is reused and ``code_size`` is known). ``chunk_size`` is the number of samples per device
     in one forward/backward pass; by default the largest that fits ``memory_budget_bytes`` of activations
-    per device (default: half the device's free memory, or 2 GiB where the device does not report it).
+    per device (default: half the device's free memory, or a quarter of the host's RAM on a CPU).
     Samples are sharded over the ``'data'`` axis of ``mesh`` (default: all local devices) and padded with
-    dummy samples whose loss scale is zero. The loop runs in jitted segments of ``segment_steps`` steps
-    (only to update the progress bar; the result does not depend on it).
+    dummy samples whose loss scale is zero. The loop runs in jitted, unrolled segments of ``segment_steps``
+    steps (default ``SEGMENT_STEPS``); the progress bar moves per segment and the result does not depend on it.
     """
     targets = _check_targets(targets)
     if steps < 0:
@@ -127,12 +132,12 @@ def reconstruct(generator_fn: Callable, targets, *, steps: int, code_size: int |
     z = jnp.zeros((padded, code_size), jnp.float32, device=data)
     carry = (z, jax.device_put(_optimizer(lr, decay, eps).init(z), data))
 
-    segment = max(1, segment_steps or (-(-steps // PROGRESS_UPDATES) if progress else steps))
+    segment = max(1, min(segment_steps or SEGMENT_STEPS, steps))
     with tqdm(total=steps, desc=f"reconstructing {num} samples", unit="step", disable=not progress) as bar:
         done = 0
         while done < steps:
             count = min(segment, steps - done)
-            carry = _run_steps(gen, carry, x, w, np.int32(count), hparams=(lr, decay, eps), mesh=mesh,
+            carry = _run_steps(gen, carry, x, w, num_steps=count, hparams=(lr, decay, eps), mesh=mesh,
                                chunks=chunks)
             done += count
             if progress:
@@ -189,9 +194,9 @@ def _scaled_loss(gen, z, x, w):
     return jnp.sum(w * per_sample_loss(gen(z), x))
 
 
-@functools.partial(jax.jit, static_argnames=("hparams", "mesh", "chunks"), donate_argnums=(1,))
-def _run_steps(gen, carry, x, w, num_steps, *, hparams, mesh, chunks):
-    """``num_steps`` RMSProp steps for every sample: a fori_loop over steps, a lax.map over chunks."""
+@functools.partial(jax.jit, static_argnames=("num_steps", "hparams", "mesh", "chunks"), donate_argnums=(1,))
+def _run_steps(gen, carry, x, w, *, num_steps, hparams, mesh, chunks):
+    """``num_steps`` RMSProp steps for every sample, unrolled; a lax.map over chunks when there are several."""
     opt = _optimizer(*hparams)
 
     def chunk_step(args):
@@ -200,13 +205,17 @@ def _run_steps(gen, carry, x, w, num_steps, *, hparams, mesh, chunks):
         updates, state = opt.update(grad, state)
         return optax.apply_updates(z, updates), state
 
-    def local(gen, carry, x, w, num_steps):
-        carry, x, w = _chunked((carry, x, w), chunks)
-        carry = jax.lax.fori_loop(0, num_steps, lambda _, c: jax.lax.map(chunk_step, (c, x, w)), carry)
-        return _unchunked(carry)
+    def one_step(carry, x, w):
+        if chunks == 1:
+            return chunk_step((carry, x, w))
+        return _unchunked(jax.lax.map(chunk_step, _chunked((carry, x, w), chunks)))
 
-    return jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data"), P("data"), P("data"), P()),
-                         out_specs=P("data"))(gen, carry, x, w, num_steps)
+    def local(gen, carry, x, w):
+        return jax.lax.scan(lambda c, _: (one_step(c, x, w), None), carry, None, length=num_steps,
+                            unroll=True)[0]
+
+    return jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data"), P("data"), P("data")),
+                         out_specs=P("data"))(gen, carry, x, w)
 
 
 @functools.partial(jax.jit, static_argnames=("mesh", "chunks", "images"))
@@ -229,7 +238,8 @@ def _chunk_for_budget(gen, code_size, targets, budget, mesh) -> int:
     """The most samples per device whose gradient activations fit ``budget`` bytes."""
     if budget is None:
         stats = mesh.devices.flat[0].memory_stats()
-        budget = (stats["bytes_limit"] - stats["bytes_in_use"]) // 2 if stats else CPU_MEMORY_BUDGET
+        budget = ((stats["bytes_limit"] - stats["bytes_in_use"]) // 2 if stats
+                  else int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * CPU_MEMORY_FRACTION))
     leaves, treedef = jax.tree.flatten(gen)
     shapes = tuple((tuple(a.shape), str(a.dtype)) for a in leaves)
     per_sample = _bytes_per_sample(treedef, shapes, code_size, tuple(targets.shape[1:]), str(targets.dtype))
