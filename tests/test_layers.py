@@ -373,3 +373,18 @@ def test_clip_slopes():
     out = layers.clip_slopes(params)
     np.testing.assert_array_equal(out["initial_act"]["alpha"], alpha)
     np.testing.assert_array_equal(out["initial_act"]["slope"], np.float32([0.0, 0.3, 1.0]))
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_multiplier_on_kernel_or_output_gives_the_same_layer(transpose):
+    """The WN multiplier goes on the kernel or on the output, whichever is smaller: a sample's output must
+    not depend on which (a batch of 1 scales the output here, a batch of 128 the kernel)."""
+    layer = layers.Conv(16, (4, 4), (2, 2), (1, 1), transpose=transpose, norm="affine")
+    x = jax.random.normal(jax.random.key(0), (128, 4, 4, 16))
+    variables = layer.init(jax.random.key(1), x[:1])
+    variables = jax.tree.map(lambda a: a + 0.3 * jax.random.normal(jax.random.key(2), a.shape), variables)
+    together = layer.apply(variables, x)
+    alone = layer.apply(variables, x[:1])
+    kernel_elements = 4 * 4 * 16 * 16
+    assert alone.size < kernel_elements < together.size
+    np.testing.assert_allclose(alone, together[:1], rtol=1e-5, atol=1e-6)

@@ -48,19 +48,27 @@ def weight_norm_scale(v: jax.Array, reduce_axes: Sequence[int], stride_factor: f
 class _WeightNormParams(nn.Module):
     """Shared parameter logic: kernel ``v`` with the paper's init, the WN scale, the optional affine/bias."""
 
-    def effective_kernel(self, shape, fan_in, out_axis, norm: WeightNorm, init_scale, stride_factor):
+    def normalized(self, shape, fan_in, out_axis, norm: WeightNorm, init_scale, stride_factor, out_elements,
+                   linear_op):
+        """``linear_op(kernel)`` with the kernel's per-output-channel WN multiplier ``g_i / n_i`` applied.
+
+        The multiplier goes on the kernel or on the output, whichever holds fewer numbers (REFERENCE §1:
+        the same maths); on the output it fuses with the activation that follows.
+        """
         v = self.param("kernel", paper_uniform_init(init_scale, fan_in), shape)
         if norm == "none":
-            return v
-        reduce_axes = [a for a in range(v.ndim) if a != out_axis]
-        scale = weight_norm_scale(v, reduce_axes, stride_factor)
-        if norm == "affine":
-            scale = scale * self.param("scale", nn.initializers.ones, (shape[out_axis],))
-        elif norm != "strict":
+            return linear_op(v)
+        if norm not in ("strict", "affine"):
             raise ValueError(f"weight norm must be 'none', 'strict' or 'affine', got {norm!r}")
+        multiplier = weight_norm_scale(v, [a for a in range(v.ndim) if a != out_axis], stride_factor)
+        if norm == "affine":
+            multiplier = multiplier * self.param("scale", nn.initializers.ones, (shape[out_axis],))
+        if out_elements < v.size:
+            y = linear_op(v)
+            return y * multiplier.astype(y.dtype)
         broadcast = [1] * v.ndim
         broadcast[out_axis] = shape[out_axis]
-        return v * scale.reshape(broadcast)
+        return linear_op(v * multiplier.reshape(broadcast))
 
     def add_bias(self, y, norm: WeightNorm, use_bias: bool, features: int):
         if norm == "affine" or (norm == "none" and use_bias):
@@ -80,9 +88,10 @@ class Dense(_WeightNormParams):
     @nn.compact
     def __call__(self, x):
         c_in = x.shape[-1]
-        w = self.effective_kernel((c_in, self.features), c_in, 1, self.norm, self.init_scale, 1.0)
         dtype = self.dtype or x.dtype
-        y = jnp.dot(x.astype(dtype), w.astype(dtype))
+        y = self.normalized((c_in, self.features), c_in, 1, self.norm, self.init_scale, 1.0,
+                            math.prod(x.shape[:-1]) * self.features,
+                            lambda w: jnp.dot(x.astype(dtype), w.astype(dtype)))
         return self.add_bias(y, self.norm, self.use_bias, self.features)
 
 
@@ -114,10 +123,14 @@ class Conv(_WeightNormParams):
             stride_factor = 1.0 / (self.strides[0] * self.strides[1])
         else:
             shape, out_axis, stride_factor = (kh, kw, c_in, self.features), 3, 1.0
-        w = self.effective_kernel(shape, fan_in, out_axis, self.norm, self.init_scale, stride_factor)
         dtype = self.dtype or x.dtype
         op = ops.conv_transpose if self.transpose else ops.conv
-        y = op(x.astype(dtype), w.astype(dtype), tuple(self.strides), tuple(self.padding))
+        stride_area = self.strides[0] * self.strides[1]
+        positions = math.prod(x.shape[:-1])  # batch x height x width, about that of the output:
+        positions = positions * stride_area if self.transpose else positions // stride_area
+        y = self.normalized(shape, fan_in, out_axis, self.norm, self.init_scale, stride_factor,
+                            positions * self.features,
+                            lambda w: op(x.astype(dtype), w.astype(dtype), tuple(self.strides), tuple(self.padding)))
         return self.add_bias(y, self.norm, self.use_bias, self.features)
 
 

@@ -79,7 +79,7 @@ def generator_loss(kind: str, fake_logits):
 
 
 def make_train_step(config: TrainConfig, mesh: Mesh):
-    """``step(state, real_batch, key_data) -> (state, metrics)``, jitted over ``mesh``, the state donated.
+    """``step(state, real_batch, key_data) -> (state, metrics)``, jitted over ``mesh``.
 
     ``real_batch`` is float32 ``(batch, H, W, C)`` in [0, 1], sharded over ``data``; ``key_data`` is the
     run's base key as ``jax.random.key_data`` (plain integers, so every process can provide it): the
@@ -134,8 +134,11 @@ def make_train_step(config: TrainConfig, mesh: Mesh):
                        finite=jnp.isfinite(d_loss) & jnp.isfinite(g_loss))
         return new_state, metrics
 
+    # Donating the state saves a copy of it on accelerators; on XLA:CPU it makes XLA copy parameters that are
+    # read after their update is scheduled, and measured 6% slower (docs/benchmarks.md), so CPU keeps both.
+    donate = () if mesh.devices.flat[0].platform == "cpu" else (0,)
     return jax.jit(step, in_shardings=(replicated, batch_sharding, replicated),
-                   out_shardings=(replicated, replicated), donate_argnums=0)
+                   out_shardings=(replicated, replicated), donate_argnums=donate)
 
 
 def run_key(seed: int, restarts: int, mesh: Mesh):
