@@ -1,0 +1,40 @@
+"""The digits experiment end to end: runs, the paper's Table 2 and Figure 1 from them, sample grids."""
+from absl import flags
+
+from experiments import common, report
+from wngan_jax import train
+from wngan_jax.config import digits
+
+
+def test_digits_runs_give_table_plot_grids_and_checkpoints(tmp_path):
+    config = digits().replace(image_size=(16, 16), nfeature=8, code_size=16, batch_size=16, iterations=4,
+                              test_every=2, sample_every=2, log_every=2, test_steps=3, final_test_samples=20,
+                              final_test_steps=3, cache_dir=str(tmp_path / "cache"), progress=False)
+    runs = []
+    for norm in ("vanilla", "wn"):
+        summary = train.train_and_evaluate(config.replace(norm=norm), tmp_path / norm)
+        assert summary["final_test"]["samples"] == 20 and summary["best_iteration"] in (2, 4)
+        runs.append(tmp_path / norm)
+    text = report.table(runs).splitlines()
+    assert text[0].split() == ["Model", "Iteration", "3-step", "loss", "3-step", "loss"]  # running, final
+    rows = {line.split()[0]: line.split() for line in text[2:]}
+    assert set(rows) == {"vanilla", "wn"}
+    for name, run in zip(("vanilla", "wn"), runs):
+        iteration, best, final = rows[name][1:]
+        assert int(iteration) in (2, 4) and float(best) > 0 and float(final) > 0
+        assert sorted(p.name for p in (run / "samples").iterdir()) == ["iter_0000002.png", "iter_0000004.png"]
+        assert (run / "checkpoints" / "best").is_dir() and (run / "final_test" / "pairs.png").is_file()
+        assert any((run / "tensorboard").iterdir())
+    plot = report.plot(runs, tmp_path / "fig1.png")
+    assert plot.stat().st_size > 1000
+
+
+def test_command_line_flags_override_only_what_is_given():
+    flags.FLAGS.unparse_flags()
+    if "lr" not in flags.FLAGS:
+        common.define_flags()
+    flags.FLAGS(["digits", "--lr=5e-5", "--image_size=24x32", "--norm=weight"])
+    config = common.config_from_flags("digits")
+    assert (config.lr, config.image_size, config.norm) == (5e-5, (24, 32), "wn")
+    assert config.iterations == digits().iterations and config.data == "digits"
+    flags.FLAGS.unparse_flags()
