@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 AUTHORS_BATCH = 32             # the authors' test batch (their training batch; 12 for LSUN)
 CPU_MEMORY_FRACTION = 0.25     # of the host's RAM, for activations, when the device does not report its memory
-SEGMENT_STEPS = 10             # steps unrolled into one jitted call (see the module docstring)
+SEGMENT_STEPS = 5              # steps unrolled into one jitted call (see the module docstring)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,20 +31,19 @@ def main(argv=None) -> None:
     if not args.json:
         print(f"device {device_name()}; float32 matmul roofline {roofline:.1f} GFLOP/s")
     for what in whats:
-        for row in _run(what, args, roofline):
+        for row in _run(what, args):
             if args.json:
                 common = {"norm": None, "batch": args.batch, "median_ms": None, "gflops": None,
                           "roofline_fraction": None, "device": device_name()}
                 print(json.dumps(common | row), flush=True)
 
 
-def _run(what: str, args, roofline: float) -> list[dict]:
+def _run(what: str, args) -> list[dict]:
     if what == "train":
         from wngan_jax.bench import train
 
         return train.run(sizes=tuple(args.size or (32, 64, 160)), norms=tuple(args.norm or ("vanilla", "bn", "wn")),
-                         batch=args.batch, roofline_gflops=roofline, repeats=args.repeats, dtype=args.dtype,
-                         as_json=args.json)
+                         batch=args.batch, repeats=args.repeats, dtype=args.dtype, as_json=args.json)
     if what == "reconstruct":
         from wngan_jax.bench import reconstruct
 

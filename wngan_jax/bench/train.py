@@ -9,15 +9,18 @@ import time
 import jax
 import numpy as np
 
-from wngan_jax.bench.common import compiled_flops, median_seconds
+from wngan_jax.bench.common import compiled_flops, matmul_gflops, median_seconds
 from wngan_jax.config import TrainConfig
 from wngan_jax.data import shard_batch
 from wngan_jax.train_step import init_state, make_mesh, make_train_step, replicate, run_key
 
 
-def measure(size: int, norm: str, batch: int, roofline_gflops: float, *, repeats: int = 5,
+def measure(size: int, norm: str, batch: int, roofline_gflops: float | None = None, *, repeats: int = 5,
             dtype: str = "float32") -> dict:
-    """One configuration: compile time, median ms per iteration, GFLOP/s, fraction of the matmul roofline."""
+    """One configuration: compile time, median ms per iteration, GFLOP/s, fraction of the matmul roofline.
+
+    Without ``roofline_gflops`` the matmul is measured right after the step, so that both see the same
+    machine (on a shared machine the attainable GFLOP/s drift by 10% within minutes)."""
     config = TrainConfig(norm=norm, image_size=(size, size), batch_size=batch, dtype=dtype)
     mesh = make_mesh(jax.devices()[:1])
     step = make_train_step(config, mesh)
@@ -34,6 +37,7 @@ def measure(size: int, norm: str, batch: int, roofline_gflops: float, *, repeats
         return metrics
 
     seconds = median_seconds(one_iteration, repeats=repeats, warmup=3)
+    roofline_gflops = roofline_gflops or matmul_gflops()
     flops = compiled_flops(compiled)
     gflops = flops / seconds / 1e9 if flops else None
     return dict(what="train", size=size, norm=norm, batch=batch, dtype=dtype, median_ms=seconds * 1e3,
@@ -42,16 +46,13 @@ def measure(size: int, norm: str, batch: int, roofline_gflops: float, *, repeats
                 compile_s=compile_s)
 
 
-def run(sizes=(32, 64, 160), norms=("vanilla", "bn", "wn"), batch: int = 32, roofline_gflops: float = None,
-        repeats: int = 5, dtype: str = "float32", as_json: bool = False) -> list[dict]:
+def run(sizes=(32, 64, 160), norms=("vanilla", "bn", "wn"), batch: int = 32, repeats: int = 5,
+        dtype: str = "float32", as_json: bool = False) -> list[dict]:
     """One row per (size, norm); printed as text unless ``as_json`` (then the caller prints)."""
-    from wngan_jax.bench.common import matmul_gflops
-
-    roofline = roofline_gflops or matmul_gflops()
     rows = []
     for size in sizes:
         for norm in norms:
-            rows.append(measure(size, norm, batch, roofline, repeats=repeats, dtype=dtype))
+            rows.append(measure(size, norm, batch, repeats=repeats, dtype=dtype))
             if not as_json:
                 print(format_row(rows[-1]), flush=True)
     return rows
