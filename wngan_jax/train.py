@@ -55,30 +55,31 @@ class Progress:
         return cls(**{f.name: meta.get(f.name) for f in dataclasses.fields(cls) if f.name in meta})
 
 
-def prepare_workdir(config: TrainConfig, workdir: pathlib.Path, overwrite: bool) -> bool:
-    """Write the config into ``workdir``; refuse one that holds another config. True when resuming."""
+def check_workdir(config: TrainConfig, workdir: pathlib.Path, overwrite: bool) -> None:
+    """Refuse a ``workdir`` that holds a run with another config (discard it when ``overwrite``)."""
     path = workdir / CONFIG_FILE
-    if path.exists():
-        previous = TrainConfig.from_dict(json.loads(path.read_text()))
-        diff = previous.differences(config)
-        if diff and not overwrite:
-            lines = "\n".join(f"  {k}: {a!r} in the workdir, {b!r} now" for k, a, b in
-                              ((k, *v) for k, v in sorted(diff.items())))
-            raise WorkdirConflict(
-                f"{workdir} holds a run with a different config:\n{lines}\n"
-                "Use another --workdir, or pass --overwrite to discard that run.")
-        if diff and overwrite:
-            import shutil
+    if not path.exists():
+        return
+    diff = TrainConfig.from_dict(json.loads(path.read_text())).differences(config)
+    if diff and not overwrite:
+        lines = "\n".join(f"  {k}: {a!r} in the workdir, {b!r} now" for k, (a, b) in sorted(diff.items()))
+        raise WorkdirConflict(f"{workdir} holds a run with a different config:\n{lines}\n"
+                              "Use another --workdir, or pass --overwrite to discard that run.")
+    if diff and jax.process_index() == 0:
+        import shutil
 
-            shutil.rmtree(workdir)
-    resuming = path.exists()
-    if jax.process_index() == 0:
-        workdir.mkdir(parents=True, exist_ok=True)
-        tmp = workdir / (CONFIG_FILE + ".tmp")
-        tmp.write_text(config.to_json())
-        tmp.replace(path)
-        ckpt_lib.write_model_config(workdir, config.model)
-    return resuming
+        shutil.rmtree(workdir)
+
+
+def write_workdir(config: TrainConfig, workdir: pathlib.Path) -> None:
+    """The run's config and model config, written atomically (process 0 only)."""
+    if jax.process_index() != 0:
+        return
+    workdir.mkdir(parents=True, exist_ok=True)
+    tmp = workdir / (CONFIG_FILE + ".tmp")
+    tmp.write_text(config.to_json())
+    tmp.replace(workdir / CONFIG_FILE)
+    ckpt_lib.write_model_config(workdir, config.model)
 
 
 def _fixed_codes(config: TrainConfig, workdir: pathlib.Path) -> np.ndarray:
@@ -98,8 +99,8 @@ class Trainer:
     def __init__(self, config: TrainConfig, workdir, *, overwrite: bool = False):
         self.config = config
         self.workdir = pathlib.Path(workdir).absolute()
-        self.resuming = prepare_workdir(config, self.workdir, overwrite)
         self.is_main = jax.process_index() == 0
+        check_workdir(config, self.workdir, overwrite)
         self.dataset = data.load(
             config.data, config.image_size, channels=config.channels, cache_dir=config.cache_dir or None,
             data_dir=config.data_dir or None, final_test=config.final_test, running_test=config.running_test,
@@ -107,6 +108,7 @@ class Trainer:
         if len(self.dataset.train) < config.batch_size:
             raise ValueError(f"{config.data} has {len(self.dataset.train)} training images, fewer than one "
                              f"batch of {config.batch_size}")
+        write_workdir(config, self.workdir)  # only once the data is there: a failed start leaves nothing
         self.mesh = make_mesh()
         self.step_fn = make_train_step(config, self.mesh)
         self.checkpoints = ckpt_lib.Checkpoints(self.workdir, keep_period=config.keep_every)

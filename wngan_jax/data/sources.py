@@ -95,7 +95,7 @@ class TfdsSource(Source):
             self._source = tfds.data_source(
                 name, split=self.split, data_dir=data_dir, download=False
             )
-        except (NotImplementedError, FileNotFoundError, AssertionError,
+        except (NotImplementedError, FileNotFoundError, AssertionError, KeyError,
                 tfds.core.registered.DatasetNotFoundError) as err:
             raise FileNotFoundError(self._missing_message(err)) from err
 
