@@ -194,3 +194,34 @@ def test_bfloat16_compute_keeps_float32_parameters_and_tracks_float32():
         assert float(b["d_loss"]) == pytest.approx(float(a["d_loss"]), rel=0.02)
         assert float(b["g_loss"]) == pytest.approx(float(a["g_loss"]), rel=0.02)
     assert float(bf16_history[0]["d_loss"]) != float(f32_history[0]["d_loss"])  # bfloat16 did run
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, cache_dir):
+    """SIGKILL a training process at a random moment after its first checkpoint: the checkpoints stay
+    readable and the same command finishes the run from the last one."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = tiny(cache_dir=cache_dir, iterations=400, test_every=10, sample_every=200, keep_every=200,
+                  log_every=10)
+    flags = [f"--{k}={v}" for k, v in config.to_dict().items() if k != "image_size"]
+    flags += ["--image_size=16", f"--workdir={tmp_path / 'run'}"]
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    proc = subprocess.Popen([sys.executable, "-m", "experiments.digits", *flags], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    last = tmp_path / "run" / "checkpoints" / "last"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (last.is_dir() and any(p.name.isdigit() for p in last.iterdir())):
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.2)
+    time.sleep(np.random.default_rng().uniform(0.0, 1.0))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = max(int(p.name) for p in last.iterdir() if p.name.isdigit())
+    summary = train.train_and_evaluate(config, tmp_path / "run")
+    assert killed_at < 400 and summary["iteration"] == 400
+    _, meta = _final_params(tmp_path / "run")
+    assert meta["iteration"] == 400
