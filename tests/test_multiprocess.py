@@ -34,3 +34,30 @@ def test_two_processes_equal_one(tmp_path):
                  for path, _ in jax.tree_util.tree_leaves_with_path(expected)]
         got = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(expected), [two[p] for p in paths])
         _compare_models(expected, got, noise_bound=3 * config.lr / np.sqrt(1 - config.rmsprop_decay))
+
+
+def test_two_process_training_run_equals_one_process(tmp_path):
+    """The whole loop (running test, samples, checkpoints, logs) over 2 processes x 2 devices ends with
+    the parameters and running-test losses of one process with 4 devices."""
+    from test_train import _final_params, tiny
+
+    from wngan_jax import train
+    from wngan_jax.metrics import read_metrics
+
+    script = os.path.join(os.path.dirname(__file__), "multiprocess", "two_process_run.py")
+    port, cache = _free_port(), str(tmp_path / "cache")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
+    procs = [subprocess.Popen([sys.executable, script, str(i), str(port), str(tmp_path / "two"), cache],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for i in range(2)]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(outputs)
+    config = tiny(cache_dir=cache)
+    train.train_and_evaluate(config, tmp_path / "one")
+    (two, _), (one, _) = _final_params(tmp_path / "two"), _final_params(tmp_path / "one")
+    for net in ("generator", "discriminator"):
+        _compare_models(one[net], two[net], noise_bound=3 * config.lr / np.sqrt(1 - config.rmsprop_decay))
+    np.testing.assert_allclose(read_metrics(tmp_path / "two", "test_loss")[1],
+                               read_metrics(tmp_path / "one", "test_loss")[1], rtol=1e-5)
+    assert sorted(p.name for p in (tmp_path / "two" / "samples").iterdir()) == ["iter_0000003.png",
+                                                                               "iter_0000006.png"]

@@ -59,12 +59,14 @@ class Checkpoints:
         """``read_only`` opens an existing run without creating directories (never pass it to ``save``)."""
         self.run_dir = pathlib.Path(run_dir).absolute()
         common = dict(create=not read_only, enable_async_checkpointing=False)
+        handlers = dict(models=ocp.StandardCheckpointHandler(), meta=ocp.JsonCheckpointHandler(),
+                        train=ocp.StandardCheckpointHandler())
         self._managers = {
             "last": ocp.CheckpointManager(
-                self.run_dir / "checkpoints" / "last",
+                self.run_dir / "checkpoints" / "last", item_handlers=handlers,
                 options=ocp.CheckpointManagerOptions(max_to_keep=1, keep_period=keep_period, **common)),
             "best": ocp.CheckpointManager(
-                self.run_dir / "checkpoints" / "best",
+                self.run_dir / "checkpoints" / "best", item_handlers=dict(handlers),
                 options=ocp.CheckpointManagerOptions(max_to_keep=1, **common)),
         }
 
@@ -114,6 +116,8 @@ class Checkpoints:
         fix structure, dtypes and placement; without them the arrays come back as saved.
         """
         name, step = self.resolve(which)
+        if models is None:  # as saved, but on this process's first device, whatever topology saved it
+            models = self._local_abstract(name, step, "models")
         items = dict(models=ocp.args.StandardRestore(models), meta=ocp.args.JsonRestore())
         if with_train:
             items["train"] = ocp.args.StandardRestore(train)
@@ -124,6 +128,15 @@ class Checkpoints:
                 f"could not read the {name} checkpoint at iteration {step} in {self.run_dir}: {e}") from e
         out = dict(restored.items()) | {"step": step, "which": name}
         return out
+
+    def _local_abstract(self, name: str, step: int, item: str):
+        try:
+            metadata = self._managers[name].item_metadata(step)[item]
+        except Exception as e:  # unreadable metadata: report it like an unreadable checkpoint
+            raise CheckpointError(
+                f"could not read the {name} checkpoint at iteration {step} in {self.run_dir}: {e}") from e
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata)
 
     def close(self) -> None:
         for m in self._managers.values():

@@ -164,15 +164,21 @@ class Trainer:
         self._restore_or_init()
 
     # Periodic work --------------------------------------------------------------------------------------
+    def _local_generator(self):
+        """The generator's variables on this process's devices: every process evaluates for itself."""
+        if jax.process_count() == 1:
+            return self.state["generator"]
+        return jax.tree.map(lambda a: a.addressable_data(0), self.state["generator"])
+
     def running_test(self) -> float:
         """50-step reconstruction loss on the running test set (paper §4, §5.1)."""
         result = reconstruction.reconstruct(
-            reconstruction.generator_fn(self.generator, self.state["generator"]), self.dataset.running_test,
-            steps=self.config.test_steps, authors_batch=self.config.batch_size, mesh=self.mesh)
+            reconstruction.generator_fn(self.generator, self._local_generator()), self.dataset.running_test,
+            steps=self.config.test_steps, authors_batch=self.config.batch_size)
         return float(result.mean_loss)
 
     def save_samples(self) -> None:
-        images = np.asarray(jax.device_get(self._sample(self.state["generator"], self.fixed_codes)))
+        images = np.asarray(jax.device_get(self._sample(self._local_generator(), self.fixed_codes)))
         if self.is_main:
             visualize.save_grid(images, self.workdir / "samples" / f"iter_{self.progress.iteration:07d}.png")
 
