@@ -37,8 +37,8 @@ def test_two_processes_equal_one(tmp_path):
 
 
 def test_two_process_training_run_equals_one_process(tmp_path):
-    """The whole loop (running test, samples, checkpoints, logs) over 2 processes x 2 devices ends with
-    the parameters and running-test losses of one process with 4 devices."""
+    """The whole loop (running test, samples, checkpoints, logs) over 2 processes x 2 devices, stopped and
+    resumed, ends with the parameters and running-test losses of one uninterrupted process with 4 devices."""
     from test_train import _final_params, tiny
 
     from wngan_jax import train

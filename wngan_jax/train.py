@@ -17,6 +17,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 
 from wngan_jax import checkpoint as ckpt_lib
 from wngan_jax import data, reconstruction, visualize
@@ -129,16 +130,18 @@ class Trainer:
             self.state = replicate(init_state(self.config, key), self.mesh)
             self.progress = Progress(nan_events=self.progress.nan_events)
         else:
-            abstract = jax.eval_shape(functools.partial(init_state, self.config), jax.random.key(0))
+            replicated = NamedSharding(self.mesh, PartitionSpec())
+            abstract = jax.tree.map(  # restored straight into the replicated layout, whatever saved it
+                lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
+                jax.eval_shape(functools.partial(init_state, self.config), jax.random.key(0)))
             restored = self.checkpoints.restore(
                 "last", models={"generator": abstract["generator"], "discriminator": abstract["discriminator"]},
                 train={"g_opt": abstract["g_opt"], "d_opt": abstract["d_opt"]}, with_train=True)
             nan_events = self.progress.nan_events
             self.progress = Progress.from_meta(restored["meta"])
             self.progress.nan_events = max(nan_events, self.progress.nan_events)
-            state = dict(restored["models"]) | dict(restored["train"])
-            state["step"] = jnp.asarray(self.progress.iteration, jnp.int32)
-            self.state = replicate(state, self.mesh)
+            step = replicate(jnp.asarray(self.progress.iteration, jnp.int32), self.mesh)
+            self.state = dict(restored["models"]) | dict(restored["train"]) | {"step": step}
         self.batches = data.BatchIterator(self.dataset.train, self.config.batch_size, seed=self.config.seed,
                                           state=self.progress.data)
         self.metrics.truncate_after(self.progress.iteration)

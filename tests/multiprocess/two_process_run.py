@@ -1,7 +1,8 @@
 """One process of a two-process training run on localhost (used by tests/test_multiprocess.py).
 
 ``python two_process_run.py PROCESS_ID PORT WORKDIR CACHE_DIR``: the whole training loop (running test,
-samples, checkpoints) of a tiny digits run over 2 processes x 2 CPU devices.
+samples, checkpoints) of a tiny digits run over 2 processes x 2 CPU devices, stopped after 3 iterations and
+resumed to 6.
 """
 import sys
 
@@ -18,6 +19,7 @@ def main(process_id: int, port: int, workdir: str, cache_dir: str) -> None:
 
     from wngan_jax import train
 
+    train.train_and_evaluate(tiny(cache_dir=cache_dir, iterations=3), workdir)  # then resumed:
     summary = train.train_and_evaluate(tiny(cache_dir=cache_dir), workdir)
     assert summary["iteration"] == 6, summary
     jax.distributed.shutdown()
