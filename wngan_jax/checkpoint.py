@@ -32,6 +32,13 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, unreadable or does not fit the model it is loaded into."""
 
 
+def add_checkpoint_arguments(parser) -> None:
+    """``--checkpoint`` and ``--which``, as every command that reads a checkpoint spells them."""
+    parser.add_argument("--checkpoint", required=True,
+                        help="run directory or the --out of `python -m wngan_jax.convert`")
+    parser.add_argument("--which", default="best", help="best, last or an iteration number")
+
+
 def write_model_config(run_dir, config: ModelConfig) -> None:
     run_dir = pathlib.Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -77,9 +77,7 @@ def device_description() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wngan_jax.eval",
                                      description="Reconstruction loss of a generator (paper §4).")
-    parser.add_argument("--checkpoint", required=True,
-                        help="run directory or the --out of `python -m wngan_jax.convert`")
-    parser.add_argument("--which", default="best", help="best, last or an iteration number")
+    checkpoint.add_checkpoint_arguments(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="dataset spec (as for training); its final test set is reconstructed")
     source.add_argument("--targets", help=".npy file of images (N, H, W, C), uint8 or float in [0, 1]")

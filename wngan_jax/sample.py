@@ -58,9 +58,7 @@ def generate(config: ModelConfig, variables, codes, batch_size: int = 64) -> np.
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wngan_jax.sample",
                                      description="Generate images with a checkpoint's generator.")
-    parser.add_argument("--checkpoint", required=True,
-                        help="run directory or the --out of `python -m wngan_jax.convert`")
-    parser.add_argument("--which", default="best", help="best, last or an iteration number")
+    checkpoint.add_checkpoint_arguments(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--codes", help=".npy file of codes, shape (N, code_size)")
     source.add_argument("--num", type=int, help="draw this many standard normal codes")
