@@ -200,3 +200,21 @@ def test_bfloat16_runs_and_stays_close_to_float32(transpose, x_shape, kernel_sha
 def test_transposed_output_size(size, kernel, stride, padding, expected):
     """PyTorch's rule (n - 1) * s - 2p + k, with hand-computed values."""
     assert ops.transposed_output_size(size, kernel, stride, padding) == expected
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["packed", "split"])
+@pytest.mark.parametrize("x_shape,kernel_shape,padding", [
+    ((2, 4, 4, 16), (4, 4, 8, 16), (1, 1)),        # the 64 model's top level
+    ((2, 5, 5, 16), (4, 4, 8, 16), (2, 2)),        # the 160 model's padding-2 level
+    ((2, 6, 3, 4), (4, 4, 3, 4), (1, 0)),          # non-square, mixed paddings
+])
+def test_packed_and_split_phases_both_match(monkeypatch, split, x_shape, kernel_shape, padding):
+    """Both sub-pixel forms (one packed convolution, or one per phase) equal XLA's derivative."""
+    monkeypatch.setattr(ops, "_SPLIT_PHASES_BELOW", 2.0 if split else 0.0)
+    jaxpr = jax.make_jaxpr(lambda a, k: ops.conv_transpose(a, k, (2, 2), padding))(
+        jnp.zeros(x_shape), jnp.zeros(kernel_shape))
+    assert str(jaxpr).count("conv_general_dilated") == (4 if split else 1)
+    compare_with_reference(True, x_shape, kernel_shape, (2, 2), padding, seed=2)
+    compare_with_reference(False, (x_shape[0], 2 * x_shape[1] - 2 * padding[0] + 2,
+                                   2 * x_shape[2] - 2 * padding[1] + 2, kernel_shape[2]),
+                           kernel_shape, (2, 2), padding, seed=3)

@@ -5,8 +5,8 @@ slower than the same FLOPs as a strided convolution, and it spends 4x the FLOPs 
 convolution on the zeros that input dilation inserts. Here both directions avoid dilation altogether:
 
 * ``conv_transpose`` runs forward as ``stride**2`` small stride-1 convolutions, one per output phase, packed
-  into a single convolution and interleaved (sub-pixel form); its input gradient is the strided convolution
-  and its kernel gradient the kernel gradient of that strided convolution.
+  into a single convolution or run one by one, then interleaved (sub-pixel form); its input gradient is the
+  strided convolution and its kernel gradient the kernel gradient of that strided convolution.
 * ``conv`` (strided) runs forward as XLA's convolution; its input gradient is ``conv_transpose`` above.
 
 Layouts: activations NHWC. ``conv`` takes an HWIO kernel ``(kh, kw, c_in, c_out)``. ``conv_transpose`` takes
@@ -35,25 +35,62 @@ def transposed_output_size(size: int, kernel: int, stride: int, padding: int) ->
     return (size - 1) * stride - 2 * padding + kernel
 
 
+# The packed sub-pixel form computes ``size + taps - 1`` rows per phase where ``out / stride`` are needed.
+# Below this fraction of useful work (inputs of 8x8 and smaller in the paper's models) one exact
+# convolution per phase is faster on XLA:CPU: 1.18-1.22x at 4x4 and 8x8 inputs, but 0.57x at 16x16
+# (docs/benchmarks.md).
+_SPLIT_PHASES_BELOW = 0.8
+
+
+def _phases(size: int, out: int, kernel: int, stride: int, padding: int):
+    """Per output phase ``r`` along one axis: (first output row, rows, (pad_lo, pad_hi)) of its stride-1 conv.
+
+    Output row ``j`` belongs to phase ``r`` when ``j + padding = stride*q + r``; the phase's rows are
+    ``q = q_lo .. q_hi``, and each reads inputs ``q - taps + 1 .. q``.
+    """
+    taps = kernel // stride
+    result = []
+    for r in range(stride):
+        q_lo, q_hi = -((r - padding) // stride), (out - 1 + padding - r) // stride
+        result.append((stride * q_lo + r - padding, q_hi - q_lo + 1, (taps - 1 - q_lo, q_hi - size + 1)))
+    return result
+
+
 def _subpixel_conv_transpose(x, kernel, strides, padding, out_hw):
-    """Transposed convolution as one stride-1 convolution over all output phases, then depth-to-space.
+    """Transposed convolution as stride-1 convolutions over the output phases, interleaved (depth-to-space).
 
     For stride ``s`` and kernel ``k`` (``k % s == 0``, ``n = k // s`` taps per phase), output row ``j`` with
-    ``j + pad = s*q + r`` is ``sum_u x[q - u] * kernel[r + s*u]``: a stride-1 correlation of ``x`` (zero-padded
-    by ``n - 1`` on both sides) with an ``n``-tap kernel per phase ``r``.
+    ``j + pad = s*q + r`` is ``sum_u x[q - u] * kernel[r + s*u]``: a stride-1 correlation of ``x`` with an
+    ``n``-tap kernel per phase ``r``. Either all phases are packed into one convolution over ``x`` padded by
+    ``n - 1`` (its border rows are then cropped), or, where that border is a large share of the work, each
+    phase is its own convolution padded to exactly its rows.
     """
     kh, kw, c_out, c_in = kernel.shape
     (sh, sw), (ph, pw) = strides, padding
     nh, nw = kh // sh, kw // sw
-    # kernel[r + s*u] for window tap w = n - 1 - u, grouped as (tap_h, tap_w, (phase_h, phase_w, c_out), c_in):
-    # an HWOI kernel, so each (c_out, c_in) block is copied whole and never transposed.
+    # kernel[r + s*u] for window tap w = n - 1 - u: taps (tap_h, phase_h, tap_w, phase_w, c_out, c_in).
     k = kernel.reshape(nh, sh, nw, sw, c_out, c_in)[::-1, :, ::-1]
+    (h, w), (oh, ow) = x.shape[1:3], out_hw
+    rows, cols = _phases(h, oh, kh, sh, ph), _phases(w, ow, kw, sw, pw)
+    exact = all(n * s == o and lo >= 0 and hi >= 0 for phases, s, o in ((rows, sh, oh), (cols, sw, ow))
+                for _, n, (lo, hi) in phases)
+    useful = (oh * ow) / (sh * sw * (h + nh - 1) * (w + nw - 1))
+    if exact and useful < _SPLIT_PHASES_BELOW:
+        # One HWOI convolution per phase, stacked in output order: (B, oh/sh, sh, ow/sw, sw, c_out).
+        def phase(r, t):
+            return lax.conv_general_dilated(x, k[:, r, :, t], (1, 1), [rows[r][2], cols[t][2]],
+                                            dimension_numbers=("NHWC", "HWOI", "NHWC"))
+        order_h = sorted(range(sh), key=lambda r: rows[r][0])
+        order_w = sorted(range(sw), key=lambda t: cols[t][0])
+        z = jnp.stack([jnp.stack([phase(r, t) for t in order_w], axis=3) for r in order_h], axis=2)
+        return z.reshape(x.shape[0], oh, ow, c_out)
+    # Packed: an HWOI kernel (tap_h, tap_w, (phase_h, phase_w, c_out), c_in), so that each (c_out, c_in)
+    # block is copied whole and never transposed.
     k = k.transpose(0, 2, 1, 3, 4, 5).reshape(nh, nw, sh * sw * c_out, c_in)
     z = lax.conv_general_dilated(x, k, (1, 1), [(nh - 1, nh - 1), (nw - 1, nw - 1)],
                                  dimension_numbers=("NHWC", "HWOI", "NHWC"))
     b, qh, qw, _ = z.shape
     z = z.reshape(b, qh, qw, sh, sw, c_out).transpose(0, 1, 3, 2, 4, 5).reshape(b, qh * sh, qw * sw, c_out)
-    oh, ow = out_hw
     z = z[:, ph:ph + oh, pw:pw + ow]
     # Rows the phases never reach (only when the strided conv drops input rows) are zero.
     return jnp.pad(z, ((0, 0), (0, oh - z.shape[1]), (0, ow - z.shape[2]), (0, 0)))
