@@ -6,7 +6,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import authors_reference as ref  # noqa: E402
+from wngan_jax import authors_torch as ref  # noqa: E402
 from wngan_jax import checkpoint, convert, sample  # noqa: E402
 from wngan_jax.checkpoint import CheckpointError  # noqa: E402
 

@@ -1,14 +1,16 @@
-"""``python -m wngan_jax.bench --what=train|reconstruct|data|layers|all [--size N] [--norm ...] [--json]``.
+"""``python -m wngan_jax.bench --what=train|authors|reconstruct|data|layers|all [--size N] [--norm ...] [--json]``.
 
 Prints one line per measurement, or one JSON object per line with ``--json``; every figure is a median over
 repeated runs after warm-up, and speeds are compared with a large matmul measured in the same process.
+``authors`` runs the authors' PyTorch iteration next to the one here (needs ``wngan_jax[torch]``); ``all``
+runs it too when PyTorch is installed.
 """
 from __future__ import annotations
 
 import argparse
 import json
 
-WHAT = ("train", "reconstruct", "data", "layers")
+WHAT = ("train", "authors", "reconstruct", "data", "layers")
 
 
 def main(argv=None) -> None:
@@ -23,7 +25,7 @@ def main(argv=None) -> None:
     parser.add_argument("--samples", type=int, default=64, help="reconstruct: number of target images")
     parser.add_argument("--json", action="store_true", help="one JSON object per measurement")
     args = parser.parse_args(argv)
-    whats = WHAT if args.what == "all" else (args.what,)
+    whats = (tuple(w for w in WHAT if w != "authors" or _has_torch()) if args.what == "all" else (args.what,))
 
     from wngan_jax.bench.common import device_name, matmul_gflops
 
@@ -38,12 +40,23 @@ def main(argv=None) -> None:
                 print(json.dumps(common | row), flush=True)
 
 
+def _has_torch() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
 def _run(what: str, args) -> list[dict]:
     if what == "train":
         from wngan_jax.bench import train
 
         return train.run(sizes=tuple(args.size or (32, 64, 160)), norms=tuple(args.norm or ("vanilla", "bn", "wn")),
                          batch=args.batch, repeats=args.repeats, dtype=args.dtype, as_json=args.json)
+    if what == "authors":
+        from wngan_jax.bench import authors
+
+        return authors.run(sizes=tuple(args.size or (32, 64)), norms=tuple(args.norm or ("vanilla", "bn", "wn")),
+                           batch=args.batch, repeats=args.repeats, as_json=args.json)
     if what == "reconstruct":
         from wngan_jax.bench import reconstruct
 

@@ -16,12 +16,13 @@ import numpy as np
 import optax
 
 from wngan_jax import reconstruction
+from wngan_jax.bench.common import compiled_flops, matmul_gflops
 from wngan_jax.models import ModelConfig
 
 
 def _authors_loop(config: ModelConfig, variables, targets, steps: int, batch: int):
     """A jitted single RMSProp step on the batch-mean loss, called from Python once per step and batch, then
-    the batch's loss at its final codes (the authors' ``test()``)."""
+    the batch's loss at its final codes (the authors' ``test()``); and the FLOPs XLA counts per sample-step."""
     model = config.generator()
     opt = optax.rmsprop(0.01, decay=0.9, eps=1e-6, eps_in_sqrt=False)
 
@@ -46,7 +47,10 @@ def _authors_loop(config: ModelConfig, variables, targets, steps: int, batch: in
             total += float(final_loss(z, x)) * len(x)
         return total / len(targets)
 
-    return run
+    x = jnp.zeros((batch,) + targets.shape[1:], jnp.float32)
+    z = jnp.zeros((batch, config.code_size))
+    flops = compiled_flops(step.lower(z, opt.init(z), x).compile())
+    return run, (flops / batch if flops else None)
 
 
 def _median_seconds(fns, repeats: int) -> list[float]:
@@ -74,13 +78,19 @@ def measure(size: int, norm: str = "wn", samples: int = 64, steps: int = 20, bat
     start = time.perf_counter()
     ours()  # compiles the unrolled segment (first call, compile included)
     compile_s = time.perf_counter() - start
-    baseline = _authors_loop(config, variables, targets, steps, batch)
+    baseline, flops_per_sample_step = _authors_loop(config, variables, targets, steps, batch)
     baseline()
     seconds, baseline_seconds = _median_seconds([ours, baseline], repeats)
     rate, baseline_rate = samples * steps / seconds, samples * steps / baseline_seconds
+    roofline = matmul_gflops()
+    gflops = rate * flops_per_sample_step / 1e9 if flops_per_sample_step else None
+    baseline_gflops = baseline_rate * flops_per_sample_step / 1e9 if flops_per_sample_step else None
     return {"what": "reconstruct", "size": size, "norm": norm, "batch": batch, "samples": samples, "steps": steps,
             "sample_steps_per_s": rate, "baseline_sample_steps_per_s": baseline_rate,
-            "speedup": rate / baseline_rate, "median_ms": seconds / steps * 1e3, "compile_s": compile_s}
+            "speedup": rate / baseline_rate, "median_ms": seconds / steps * 1e3, "compile_s": compile_s,
+            "gflops": gflops, "roofline_gflops": roofline,
+            "roofline_fraction": gflops / roofline if gflops else None,
+            "baseline_roofline_fraction": baseline_gflops / roofline if baseline_gflops else None}
 
 
 def run(sizes=(32, 64), norm: str = "wn", samples: int = 64, steps: int = 20, as_json: bool = False) -> list[dict]:
@@ -92,5 +102,7 @@ def run(sizes=(32, 64), norm: str = "wn", samples: int = 64, steps: int = 20, as
         if not as_json:
             print(f"reconstruct {size}x{size} {norm}: {row['sample_steps_per_s']:.0f} sample-steps/s vs "
                   f"{row['baseline_sample_steps_per_s']:.0f} for the authors' loop (x{row['speedup']:.2f}); "
-                  f"{row['median_ms']:.1f} ms per step of {samples} samples; compile {row['compile_s']:.1f} s")
+                  f"{row['median_ms']:.1f} ms per step of {samples} samples; "
+                  f"{100 * row['roofline_fraction']:.1f}% vs {100 * row['baseline_roofline_fraction']:.1f}% of "
+                  f"matmul ({row['roofline_gflops']:.0f} GFLOP/s); compile {row['compile_s']:.1f} s")
     return rows

@@ -15,30 +15,35 @@ from wngan_jax.data import shard_batch
 from wngan_jax.train_step import init_state, make_mesh, make_train_step, replicate, run_key
 
 
-def measure(size: int, norm: str, batch: int, roofline_gflops: float | None = None, *, repeats: int = 5,
-            dtype: str = "float32") -> dict:
-    """One configuration: compile time, median ms per iteration, GFLOP/s, fraction of the matmul roofline.
-
-    Without ``roofline_gflops`` the matmul is measured right after the step, so that both see the same
-    machine (on a shared machine the attainable GFLOP/s drift by 10% within minutes)."""
+def compiled_step(size: int, norm: str, batch: int, dtype: str = "float32"):
+    """The compiled training iteration on one device, its initial state, its other arguments and its FLOPs."""
     config = TrainConfig(norm=norm, image_size=(size, size), batch_size=batch, dtype=dtype)
     mesh = make_mesh(jax.devices()[:1])
     step = make_train_step(config, mesh)
     state = replicate(init_state(config, jax.random.key(0)), mesh)
     real = shard_batch(np.random.default_rng(0).uniform(size=(batch, size, size, 3)).astype(np.float32), mesh)
     key = run_key(1, 0, mesh)
-    start = time.perf_counter()
     compiled = step.lower(state, real, key).compile()
+    return compiled, state, (real, key), compiled_flops(compiled)
+
+
+def measure(size: int, norm: str, batch: int, roofline_gflops: float | None = None, *, repeats: int = 5,
+            dtype: str = "float32") -> dict:
+    """One configuration: compile time, median ms per iteration, GFLOP/s, fraction of the matmul roofline.
+
+    Without ``roofline_gflops`` the matmul is measured right after the step, so that both see the same
+    machine (on a shared machine the attainable GFLOP/s drift by 10% within minutes)."""
+    start = time.perf_counter()
+    compiled, state, args, flops = compiled_step(size, norm, batch, dtype)
     compile_s = time.perf_counter() - start
     holder = [state]
 
     def one_iteration():
-        holder[0], metrics = compiled(holder[0], real, key)
+        holder[0], metrics = compiled(holder[0], *args)
         return metrics
 
     seconds = median_seconds(one_iteration, repeats=repeats, warmup=3)
     roofline_gflops = roofline_gflops or matmul_gflops()
-    flops = compiled_flops(compiled)
     gflops = flops / seconds / 1e9 if flops else None
     return dict(what="train", size=size, norm=norm, batch=batch, dtype=dtype, median_ms=seconds * 1e3,
                 gflop_per_iteration=flops / 1e9 if flops else None, gflops=gflops,

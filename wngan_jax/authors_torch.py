@@ -1,4 +1,7 @@
-"""An independent PyTorch re-implementation of the authors' networks (REFERENCE §1, §2, §6), for tests.
+"""An independent PyTorch re-implementation of the authors' networks (REFERENCE §1, §2, §6).
+
+Used by the tests of the checkpoint import and by the side-by-side benchmark (``python -m wngan_jax.bench
+--what=authors``); it needs PyTorch (``pip install 'wngan_jax[torch]'``).
 
 The modules produce the authors' state-dict keys (``initial.linear.weight``, ``level.2.tprelu.bias``,
 ``final.conv.scale``, ...) and compute what the authors' PyTorch port computes: weight-normalized layers

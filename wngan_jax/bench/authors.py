@@ -1,0 +1,113 @@
+"""Side by side: the training iteration here and the authors' PyTorch iteration, interleaved in one process.
+
+``python -m wngan_jax.bench --what=authors [--size 64 --norm wn]`` (needs ``pip install 'wngan_jax[torch]'``)
+
+The PyTorch side is the authors' iteration (paper §5.1 and their ``main.py``) on the re-implementation of
+their networks in ``wngan_jax.authors_torch``: ``BCELoss`` on the sigmoid outputs, a D step on a real batch
+then on ``G(z).detach()``, a G step on fresh codes, ``torch.optim.RMSprop(lr, alpha=0.9, eps=1e-6)``. Both
+sides run the same configuration on the same machine, one iteration each in turn, so that the machine's
+drift hits both alike; the speedup is the ratio of the medians. The two sides alternate in blocks of a few
+iterations whose first one is not timed: each library's thread pool spins on after its own work, and
+timing a side straight after the other would charge it for that. Both sides' GFLOP/s use the FLOPs XLA counts
+for the step here (the same arithmetic).
+"""
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+
+from wngan_jax.bench.common import matmul_gflops
+from wngan_jax.bench.train import compiled_step
+from wngan_jax.models import AUTHOR_NAMES
+
+# Variants here -> the authors' ``--norm`` values (mean-only BN and alpha clipping have no counterpart there).
+AUTHORS_NORM = {ours: theirs for theirs, ours in AUTHOR_NAMES.items()}
+
+
+def authors_iteration(norm: str, size: int, batch: int, *, nfeature: int = 64, code_size: int = 256,
+                      lr: float = 1e-4, seed: int = 0):
+    """A callable running one of the authors' training iterations (D step, then G step) in PyTorch."""
+    try:
+        import torch
+    except ImportError as e:
+        raise SystemExit("--what=authors runs the authors' PyTorch iteration: pip install 'wngan_jax[torch]'") from e
+    from wngan_jax import authors_torch
+
+    torch.manual_seed(seed)
+    g = authors_torch.Generator(AUTHORS_NORM[norm], size, nfeature, code_size)
+    d = authors_torch.Discriminator(AUTHORS_NORM[norm], size, nfeature)
+    g_opt = torch.optim.RMSprop(g.parameters(), lr=lr, alpha=0.9, eps=1e-6)
+    d_opt = torch.optim.RMSprop(d.parameters(), lr=lr, alpha=0.9, eps=1e-6)
+    bce = torch.nn.BCELoss()
+    real = torch.rand(batch, 3, size, size)
+    ones, zeros = torch.ones(batch), torch.zeros(batch)
+
+    def iteration():
+        d.zero_grad()
+        bce(d(real), ones).backward()
+        fake = g(torch.randn(batch, code_size))
+        bce(d(fake.detach()), zeros).backward()
+        d_opt.step()
+        g.zero_grad()
+        bce(d(g(torch.randn(batch, code_size))), ones).backward()
+        g_opt.step()
+
+    return iteration
+
+
+BLOCK = 3  # timed iterations per side in each round
+
+
+def measure(size: int, norm: str, batch: int, *, repeats: int = 5) -> dict:
+    """Median ms per iteration of both sides over ``repeats`` rounds, and the speedup here over theirs."""
+    import torch
+
+    compiled, state, args, flops = compiled_step(size, norm, batch)
+    holder = [state]
+
+    def ours():
+        holder[0], metrics = compiled(holder[0], *args)
+        jax.block_until_ready(metrics)
+
+    theirs = authors_iteration(norm, size, batch)
+    times = {"ours": [], "authors": []}
+    for _ in range(repeats):
+        for name, fn in (("ours", ours), ("authors", theirs)):
+            fn()
+            for _ in range(BLOCK):
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    roofline = matmul_gflops()
+    ours_s, authors_s = (float(np.median(times[k])) for k in ("ours", "authors"))
+    return dict(what="authors", size=size, norm=norm, batch=batch, median_ms=ours_s * 1e3,
+                authors_median_ms=authors_s * 1e3, speedup=authors_s / ours_s,
+                gflop_per_iteration=flops / 1e9, gflops=flops / ours_s / 1e9,
+                authors_gflops=flops / authors_s / 1e9, roofline_gflops=roofline,
+                roofline_fraction=flops / ours_s / 1e9 / roofline,
+                authors_roofline_fraction=flops / authors_s / 1e9 / roofline,
+                torch_version=torch.__version__, torch_threads=torch.get_num_threads())
+
+
+def run(sizes=(32, 64), norms=("vanilla", "bn", "wn"), batch: int = 32, repeats: int = 5,
+        as_json: bool = False) -> list[dict]:
+    """One row per (size, norm); printed as text unless ``as_json`` (then the caller prints)."""
+    rows = []
+    for size in sizes:
+        for norm in norms:
+            if norm not in AUTHORS_NORM:
+                raise SystemExit(f"--what=authors: the authors' code has no {norm!r} variant; "
+                                 f"use one of {', '.join(AUTHORS_NORM)}")
+            rows.append(measure(size, norm, batch, repeats=repeats))
+            if not as_json:
+                print(format_row(rows[-1]), flush=True)
+    return rows
+
+
+def format_row(r: dict) -> str:
+    return (f"authors {r['size']:>3}x{r['size']:<3} {r['norm']:<8} batch {r['batch']:<3} "
+            f"here {r['median_ms']:8.1f} ms/it ({100 * r['roofline_fraction']:4.1f}% of matmul)  "
+            f"authors' PyTorch {r['authors_median_ms']:8.1f} ms/it ({100 * r['authors_roofline_fraction']:4.1f}%)  "
+            f"speedup {r['speedup']:.2f}x")
