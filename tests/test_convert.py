@@ -1,4 +1,4 @@
-"""Importing the authors' PyTorch networks (REFERENCE §6) and sampling from checkpoints."""
+"""Importing the authors' PyTorch networks (docs/authors.md §6) and sampling from checkpoints."""
 import sys
 
 import numpy as np
@@ -29,7 +29,7 @@ def torch_discriminate(d, images):
         return d(torch.from_numpy(images).permute(0, 3, 1, 2)).numpy()
 
 
-# (36, 48): non-square, padding (2, 1) at level 1; 108 -> 54 -> 28 (padding 2) -> 14 -> 7 (REFERENCE §2).
+# (36, 48): non-square, padding (2, 1) at level 1; 108 -> 54 -> 28 (padding 2) -> 14 -> 7 (docs/authors.md §2).
 CASES = [(norm, size) for norm in ref.NORMS for size in (16, (36, 48))]
 CASES += [("batch", 108), ("weight", 108)]
 
@@ -65,7 +65,7 @@ def test_slopes_outside_unit_interval_are_exercised():
     assert float(params["params"]["initial_act"]["slope"].max()) <= 1.0
 
 
-PAPER_COUNTS = [  # REFERENCE §9: (size, nf, code, norm, G params, D params)
+PAPER_COUNTS = [  # docs/authors.md §9: (size, nf, code, norm, G params, D params)
     (32, 64, 256, "none", 1_711_747, 663_425),
     (32, 64, 256, "batch", 1_712_643, 664_193),
     (32, 64, 256, "weight", 1_707_910, 663_426),

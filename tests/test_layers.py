@@ -8,7 +8,7 @@ import pytest
 
 from wngan_jax import layers
 
-EPS = 1e-6  # REFERENCE §1: inside the sqrt
+EPS = 1e-6  # docs/authors.md §1: inside the sqrt
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -38,7 +38,7 @@ def np_conv_transpose(x, k, strides, padding):
 
 
 def np_norm(v, out_axis, stride_factor=1.0):
-    """n_i = sqrt(sum(v_i**2) * stride_factor + 1e-6) per output channel (REFERENCE §1)."""
+    """n_i = sqrt(sum(v_i**2) * stride_factor + 1e-6) per output channel (docs/authors.md §1)."""
     axes = tuple(a for a in range(v.ndim) if a != out_axis)
     return np.sqrt(np.sum(np.asarray(v, np.float64) ** 2, axis=axes) * stride_factor + EPS)
 

@@ -25,7 +25,7 @@ def abstract_init(module, x):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Parameter counts: REFERENCE §9, the authors' PyTorch models (BN running statistics not counted).
+# Parameter counts: docs/authors.md §9, the authors' PyTorch models (BN running statistics not counted).
 
 PARAM_COUNTS = [
     # size, nf, author norm name, G params, D params
@@ -58,7 +58,7 @@ def test_trainable_parameter_counts_match_the_authors_models(size, nf, norm, g_c
 # Output shapes
 
 SIZES = [16, 32, 64, 96, 108, 160, 256, (64, 96)]
-# Top feature map (REFERENCE §2: count halvings while the side is >= 8; pad 2 on levels whose side is 2 mod 4).
+# Top feature map (docs/authors.md §2: count halvings while the side is >= 8; pad 2 on levels whose side is 2 mod 4).
 TOP = {16: (4, 4), 32: (4, 4), 64: (4, 4), 96: (6, 6), 108: (7, 7), 160: (5, 5), 256: (4, 4), (64, 96): (4, 6)}
 LEVELS = {16: 2, 32: 3, 64: 4, 96: 4, 108: 4, 160: 5, 256: 6, (64, 96): 4}
 
@@ -66,7 +66,7 @@ LEVELS = {16: 2, 32: 3, 64: 4, 96: 4, 108: 4, 160: 5, 256: 6, (64, 96): 4}
 @pytest.mark.parametrize("variant", ["wn", "bn"])
 @pytest.mark.parametrize("size", SIZES, ids=str)
 def test_output_shapes(size, variant):
-    """G: (B, 256) -> (B, H, W, 3) float32; D: (B, H, W, 3) -> (B,) logits; top map and kernel as REFERENCE §2."""
+    """G: (B, 256) -> (B, H, W, 3) float32; D: (B, H, W, 3) -> (B,) logits; top map, kernel: docs/authors.md §2."""
     config = models.ModelConfig(variant, size)
     hw = config.image_size
     g, d = config.generator(), config.discriminator()
@@ -216,7 +216,7 @@ def test_built_models_match_paper_table_1_at_160(variant):
 
 
 def test_layer_table_108_uses_padding_2():
-    """108: 108 -> 54 -> 28 (padding 2) -> 14 -> 7, final 7x7; G mirrors it (REFERENCE §2), in the built model too."""
+    """108: 108 -> 54 -> 28 (padding 2) -> 14 -> 7, final 7x7; G mirrors it (docs/authors.md §2), built too."""
     d, g = models.layer_table("wn", 108)
     assert [s for s in d if "Conv" in s] == ["SWNConv 4, 2, 1, 64", "SWNConv 4, 2, 2, 128", "SWNConv 4, 2, 1, 256",
                                              "SWNConv 4, 2, 1, 512", "AWNConv 7, 1, 0, 1"]

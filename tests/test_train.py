@@ -84,7 +84,7 @@ def test_discriminator_step_keeps_real_and_fake_statistics_apart():
 
 
 def test_rmsprop_matches_hand_computed_update():
-    """x -= lr * g / (sqrt(m) + eps), m = 0.9 m + 0.1 g^2 from m = 0 (REFERENCE §3)."""
+    """x -= lr * g / (sqrt(m) + eps), m = 0.9 m + 0.1 g^2 from m = 0 (docs/authors.md §3)."""
     opt = rmsprop(tiny(lr=0.1))
     x = jnp.array([1.0, -2.0, 3.0])
     grads = [jnp.array([0.5, -1e-4, 2.0]), jnp.array([-0.3, 1e-4, 1.0])]

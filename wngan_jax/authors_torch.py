@@ -1,4 +1,4 @@
-"""An independent PyTorch re-implementation of the authors' networks (REFERENCE §1, §2, §6).
+"""An independent PyTorch re-implementation of the authors' networks (docs/authors.md §1, §2, §6).
 
 Used by the tests of the checkpoint import and by the side-by-side benchmark (``python -m wngan_jax.bench
 --what=authors``); it needs PyTorch (``pip install 'wngan_jax[torch]'``).
@@ -22,7 +22,7 @@ NORMS = ("none", "batch", "weight", "weight-affine")
 
 
 def levels(image_size):
-    """Per level from the image side: (input (h, w), padding (h, w)) and the top map size (REFERENCE §2)."""
+    """Per level from the image side: (input (h, w), padding (h, w)) and the top map size (docs/authors.md §2)."""
     hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     num, side = 0, max(hw)
     while side >= 8:
@@ -212,5 +212,5 @@ def randomize_(net: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def parameter_count(net: nn.Module) -> int:
-    """Trainable parameters (BN running statistics are buffers and not counted), as REFERENCE §9."""
+    """Trainable parameters (BN running statistics are buffers and not counted), as docs/authors.md §9."""
     return sum(p.numel() for p in net.parameters())

@@ -1,4 +1,4 @@
-"""Typed training configs and the paper's presets (paper §5.1, appendices C.3 and C.4; REFERENCE §3).
+"""Typed training configs and the paper's presets (paper §5.1, appendices C.3 and C.4; docs/authors.md §3).
 
 Every field can be overridden from the command line of ``python -m experiments.<preset>`` (``--field=value``).
 """
@@ -31,7 +31,7 @@ class TrainConfig:
     final_test: int = 2000
     running_test: int = 200
     split_seed: int = 0
-    # Optimization (REFERENCE §3): RMSProp, decay 0.9, eps 1e-6 outside the sqrt.
+    # Optimization (docs/authors.md §3): RMSProp, decay 0.9, eps 1e-6 outside the sqrt.
     batch_size: int = 32
     lr: float = 1e-4
     rmsprop_decay: float = 0.9

@@ -1,9 +1,9 @@
-"""Import the authors' PyTorch networks (REFERENCE §6) as wngan_jax variables and checkpoints.
+"""Import the authors' PyTorch networks (docs/authors.md §6) as wngan_jax variables and checkpoints.
 
 The authors' PyTorch port saves ``net.state_dict()`` of its generator and discriminator
 (``{best,last,<iter>}_{gen,dis}.pt``). Their ``--norm`` names ``none``, ``batch``, ``weight`` and
 ``weight-affine`` are the vanilla, BN, WN and affine-WN models of paper Table 1; the port has no
-mean-only-BN or alpha-clipping model (paper appendix C.2). The mapping (REFERENCE §1, §2, §6):
+mean-only-BN or alpha-clipping model (paper appendix C.2). The mapping (docs/authors.md §1, §2, §6):
 
 * ``Conv2d.weight (out, in, kh, kw)`` and ``ConvTranspose2d.weight (in, out, kh, kw)`` both become
   ``weight.permute(2, 3, 1, 0)``: the HWIO kernel of a convolution, the ``(kh, kw, out, in)`` kernel of a
@@ -118,7 +118,7 @@ def _norm_act_entries(variant, prefix: str, project_prefix: str, channels: int, 
 
 
 def _entries(config: ModelConfig, net: str) -> list[_Entry]:
-    """The authors' state-dict layout for ``config`` (REFERENCE §2, §6), in their module order."""
+    """The authors' state-dict layout for ``config`` (docs/authors.md §2, §6), in their module order."""
     v = get_variant(config.variant)
     arch = architecture(config.image_size, config.channels, config.nfeature)
     entries = []
@@ -170,7 +170,7 @@ def _describe(config: ModelConfig) -> str:
 
 
 def authors_to_variables(state_dict: Mapping[str, np.ndarray], config: ModelConfig, net: str) -> dict:
-    """Flax variables of the project's ``net`` from an authors' state dict (REFERENCE §6).
+    """Flax variables of the project's ``net`` from an authors' state dict (docs/authors.md §6).
 
     Raises CheckpointError naming every missing, unexpected and mis-shaped key with its expected shape.
     """

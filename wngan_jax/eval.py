@@ -6,9 +6,9 @@ Command line::
         --samples 2000 --steps 2000 --out DIR [--pairs] [--benchmark]
     python -m wngan_jax.eval --checkpoint DIR --targets images.npy --out DIR
 
-``--data`` reconstructs the dataset's final test set (the first ``--samples`` images of its split, REFERENCE
-§3), ``--targets`` any ``(N, H, W, C)`` images (uint8, or float in [0, 1]). Writes ``OUT/report.json``
-(loss, per-sample losses, timing), ``OUT/codes.npy``, ``OUT/pairs.png`` (the first 64 target |
+``--data`` reconstructs the dataset's final test set (the first ``--samples`` images of its split,
+docs/authors.md §3), ``--targets`` any ``(N, H, W, C)`` images (uint8, or float in [0, 1]). Writes
+``OUT/report.json`` (loss, per-sample losses, timing), ``OUT/codes.npy``, ``OUT/pairs.png`` (the first 64 target |
 reconstruction pairs) and, with ``--pairs``, one pair image per sample under ``OUT/pairs/`` as the
 authors' final test does. ``--benchmark`` compiles first, so ``seconds`` and the throughput exclude
 compilation.

@@ -52,7 +52,7 @@ class _WeightNormParams(nn.Module):
                    linear_op):
         """``linear_op(kernel)`` with the kernel's per-output-channel WN multiplier ``g_i / n_i`` applied.
 
-        The multiplier goes on the kernel or on the output, whichever holds fewer numbers (REFERENCE §1:
+        The multiplier goes on the kernel or on the output, whichever holds fewer numbers (docs/authors.md §1:
         the same maths); on the output it fuses with the activation that follows.
         """
         v = self.param("kernel", paper_uniform_init(init_scale, fan_in), shape)

@@ -88,7 +88,7 @@ def image_hw(image_size) -> tuple[int, int]:
 
 
 def architecture(image_size, channels: int = 3, nfeature: int = 64) -> Architecture:
-    """The level structure for an image size (REFERENCE: paper Table 1 generalised by the authors' builder)."""
+    """The level structure for an image size (docs/authors.md §2, paper Table 1)."""
     hw = image_hw(image_size)
     if any(s % 2 for s in hw):
         raise ValueError(f"image height and width must be even, got {hw[0]}x{hw[1]}; crop or resize the data")

@@ -2,7 +2,7 @@
 
 Each code starts at zero and takes ``steps`` RMSProp steps (lr 0.01, decay 0.9, eps 1e-6 outside the
 square root, no bias correction) on the squared error of its image, with the generator in inference mode
-(REFERENCE §4). The authors optimize batches of 32 codes against the batch-*mean* loss with a fresh
+(docs/authors.md §4). The authors optimize batches of 32 codes against the batch-*mean* loss with a fresh
 optimizer per batch. Per-pixel MSE and inference-mode BN make the samples independent and RMSProp is
 elementwise, so this is one problem per sample whose loss is scaled by ``1/B``, ``B`` the size of the
 authors' batch the sample falls in (32, and the remainder for the last batch). The scale matters: the
@@ -65,7 +65,7 @@ def generator_fn(module, variables) -> ModuleGenerator:
 
 
 def authors_loss_scale(num_samples: int, authors_batch: int = AUTHORS_BATCH) -> np.ndarray:
-    """``1/B`` per sample, ``B`` the size of its batch in the authors' loop (REFERENCE §4)."""
+    """``1/B`` per sample, ``B`` the size of its batch in the authors' loop (docs/authors.md §4)."""
     if authors_batch < 1:
         raise ValueError(f"authors_batch must be at least 1, got {authors_batch}")
     start = np.arange(num_samples) // authors_batch * authors_batch

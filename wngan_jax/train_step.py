@@ -1,4 +1,4 @@
-"""The GAN train state and one jitted, data-parallel training iteration (paper §5.1, REFERENCE §3).
+"""The GAN train state and one jitted, data-parallel training iteration (paper §5.1, docs/authors.md §3).
 
 One iteration: a D step on a real batch and a generated batch, forwarded **separately** so batch norm never
 mixes real and fake statistics; then a G step on **fresh** codes against the updated D; then the clipping
