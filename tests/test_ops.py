@@ -218,3 +218,19 @@ def test_packed_and_split_phases_both_match(monkeypatch, split, x_shape, kernel_
     compare_with_reference(False, (x_shape[0], 2 * x_shape[1] - 2 * padding[0] + 2,
                                    2 * x_shape[2] - 2 * padding[1] + 2, kernel_shape[2]),
                            kernel_shape, (2, 2), padding, seed=3)
+
+
+def test_cpu_compiler_options_are_accepted_and_keep_the_numbers():
+    """The CPU options compile (this XLA knows them) and change no result beyond float rounding."""
+    options = ops.compiler_options("cpu")
+    assert options is not None and ops.compiler_options("gpu") is None
+    _, x, kernel = random_case(4, (4, 8, 8, 16), (4, 4, 16, 32))
+
+    def loss(a, k):
+        return jnp.sum(jnp.sin(ops.conv(a, k, (2, 2), (1, 1))))
+
+    grads = jax.grad(loss, (0, 1))
+    default = jax.jit(grads)(x, kernel)
+    tuned = jax.jit(grads, compiler_options=options)(x, kernel)
+    for d, t in zip(default, tuned):
+        assert rel_err(t, d) < 1e-5

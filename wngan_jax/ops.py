@@ -9,6 +9,9 @@ convolution on the zeros that input dilation inserts. Here both directions avoid
   strided convolution and its kernel gradient the kernel gradient of that strided convolution.
 * ``conv`` (strided) runs forward as XLA's convolution; its input gradient is ``conv_transpose`` above.
 
+``compiler_options(platform)`` gives the XLA options the project's jitted steps compile with: on XLA:CPU
+the convolutions run on XLA's own (Eigen) kernels rather than YNNPACK's, which are slower at these shapes.
+
 Layouts: activations NHWC. ``conv`` takes an HWIO kernel ``(kh, kw, c_in, c_out)``. ``conv_transpose`` takes
 the kernel of the strided convolution it transposes, ``(kh, kw, c_out, c_in)`` — the layout of PyTorch's
 ``ConvTranspose2d.weight.permute(2, 3, 1, 0)`` and of Flax ``ConvTranspose(transpose_kernel=True)``.
@@ -23,6 +26,28 @@ import jax.numpy as jnp
 from jax import lax
 
 _DIMS = ("NHWC", "HWIO", "NHWC")
+
+# XLA:CPU hands dots, reductions and convolutions to YNNPACK by default. Its strided convolutions and
+# kernel gradients are slower than XLA's Eigen ones at the paper's shapes; keeping YNNPACK for dots and
+# reductions only made the training iteration 1.07-1.19x faster (docs/benchmarks.md).
+_CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type":
+                         "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
+
+
+@functools.cache
+def compiler_options(platform: str) -> dict | None:
+    """XLA compiler options for jitting the project's convolutional steps on ``platform`` (None: defaults).
+
+    An XLA that does not know the CPU option (another JAX version) gets its defaults.
+    """
+    if platform != "cpu":
+        return None
+    try:
+        jax.jit(jnp.negative, compiler_options=_CPU_COMPILER_OPTIONS).lower(
+            jax.ShapeDtypeStruct((1,), jnp.float32)).compile()
+    except Exception:  # XLA rejects unknown options and enum values with several error types
+        return None
+    return _CPU_COMPILER_OPTIONS
 
 
 def _xla_conv(x, kernel, strides, padding):

@@ -30,6 +30,8 @@ from jax.extend import core as jax_core
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
 
+from wngan_jax import ops
+
 AUTHORS_BATCH = 32             # the authors' test batch (their training batch; 12 for LSUN)
 CPU_MEMORY_FRACTION = 0.25     # of the host's RAM, for activations, when the device does not report its memory
 SEGMENT_STEPS = 5              # steps unrolled into one jitted call (see the module docstring)
@@ -132,18 +134,19 @@ def reconstruct(generator_fn: Callable, targets, *, steps: int, code_size: int |
     z = jnp.zeros((padded, code_size), jnp.float32, device=data)
     carry = (z, jax.device_put(_optimizer(lr, decay, eps).init(z), data))
 
+    run_steps, evaluate = _compiled_for(mesh.devices.flat[0].platform)
     segment = max(1, min(segment_steps or SEGMENT_STEPS, steps))
     with tqdm(total=steps, desc=f"reconstructing {num} samples", unit="step", disable=not progress) as bar:
         done = 0
         while done < steps:
             count = min(segment, steps - done)
-            carry = _run_steps(gen, carry, x, w, num_steps=count, hparams=(lr, decay, eps), mesh=mesh,
-                               chunks=chunks)
+            carry = run_steps(gen, carry, x, w, num_steps=count, hparams=(lr, decay, eps), mesh=mesh,
+                              chunks=chunks)
             done += count
             if progress:
                 jax.block_until_ready(carry)
                 bar.update(count)
-    out = _evaluate(gen, carry[0], x, mesh=mesh, chunks=chunks, images=return_reconstructions)
+    out = evaluate(gen, carry[0], x, mesh=mesh, chunks=chunks, images=return_reconstructions)
     losses = np.asarray(out[0])[:num]
     return ReconstructionResult(
         codes=np.asarray(carry[0])[:num],
@@ -189,12 +192,21 @@ def _unchunked(tree):
     return jax.tree.map(lambda a: a.reshape(a.shape[0] * a.shape[1], *a.shape[2:]), tree)
 
 
+@functools.cache
+def _compiled_for(platform: str):
+    """``_run_steps`` and ``_evaluate`` jitted with ``platform``'s compiler options (``ops.compiler_options``)."""
+    options = ops.compiler_options(platform)
+    run_steps = jax.jit(_run_steps, static_argnames=("num_steps", "hparams", "mesh", "chunks"),
+                        donate_argnums=(1,), compiler_options=options)
+    evaluate = jax.jit(_evaluate, static_argnames=("mesh", "chunks", "images"), compiler_options=options)
+    return run_steps, evaluate
+
+
 def _scaled_loss(gen, z, x, w):
     """``sum_i w_i L_i``: its gradient for code ``i`` is ``w_i dL_i/dz_i`` (samples do not interact)."""
     return jnp.sum(w * per_sample_loss(gen(z), x))
 
 
-@functools.partial(jax.jit, static_argnames=("num_steps", "hparams", "mesh", "chunks"), donate_argnums=(1,))
 def _run_steps(gen, carry, x, w, *, num_steps, hparams, mesh, chunks):
     """``num_steps`` RMSProp steps for every sample, unrolled; a lax.map over chunks when there are several."""
     opt = _optimizer(*hparams)
@@ -218,7 +230,6 @@ def _run_steps(gen, carry, x, w, *, num_steps, hparams, mesh, chunks):
                          out_specs=P("data"))(gen, carry, x, w)
 
 
-@functools.partial(jax.jit, static_argnames=("mesh", "chunks", "images"))
 def _evaluate(gen, z, x, *, mesh, chunks, images):
     """Per-sample losses (and images) of the final codes, chunk by chunk."""
 

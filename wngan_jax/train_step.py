@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from wngan_jax import ops
 from wngan_jax.config import TrainConfig
 from wngan_jax.layers import clip_slopes
 from wngan_jax.models import alpha_clipped_modules
@@ -136,9 +137,11 @@ def make_train_step(config: TrainConfig, mesh: Mesh):
 
     # Donating the state saves a copy of it on accelerators; on XLA:CPU it makes XLA copy parameters that are
     # read after their update is scheduled, and measured 6% slower (docs/benchmarks.md), so CPU keeps both.
-    donate = () if mesh.devices.flat[0].platform == "cpu" else (0,)
+    platform = mesh.devices.flat[0].platform
+    donate = () if platform == "cpu" else (0,)
     return jax.jit(step, in_shardings=(replicated, batch_sharding, replicated),
-                   out_shardings=(replicated, replicated), donate_argnums=donate)
+                   out_shardings=(replicated, replicated), donate_argnums=donate,
+                   compiler_options=ops.compiler_options(platform))
 
 
 def run_key(seed: int, restarts: int, mesh: Mesh):

@@ -37,13 +37,12 @@ def layer_shapes(size: int = 64, nfeature: int = 64):
 
 
 def _forward_backward(op, strides, padding):
-    @jax.jit
     def step(x, kernel, cotangent):
         y, pullback = jax.vjp(lambda a, k: op(a, k, strides, padding), x, kernel)
         dx, dk = pullback(cotangent)
         return y, dx, dk
 
-    return step
+    return jax.jit(step, compiler_options=ops.compiler_options(jax.default_backend()))
 
 
 def measure(label, transpose, in_hwc, kernel_shape, padding, *, size=64, batch=32, repeats=5) -> dict:
