@@ -8,8 +8,8 @@ elementwise, so this is one problem per sample whose loss is scaled by ``1/B``, 
 authors' batch the sample falls in (32, and the remainder for the last batch). The scale matters: the
 gradients are tiny and ``eps`` is not negligible next to them. Here all samples form one batched problem
 (the sum over samples of the scaled losses, whose gradient for each code is that sample's own), sharded
-over a ``('data',)`` mesh and chunked to fit memory; the numbers equal the authors' batch loop whatever the
-chunk size, device count or segment length.
+over a ``('data',)`` mesh and split into chunks that fit memory, run one after another; the numbers equal the
+authors' batch loop whatever the chunk size, device count or segment length.
 
 The steps run in jitted segments of ``SEGMENT_STEPS`` steps, each segment unrolled into straight-line code:
 XLA:CPU runs the body of a ``while`` loop (``lax.fori_loop``/``scan``) at about half the speed of the same
@@ -124,35 +124,42 @@ def reconstruct(generator_fn: Callable, targets, *, steps: int, code_size: int |
         raise ValueError(f"chunk_size must be at least 1, got {chunk}")
     chunks = -(-per_device // min(chunk, per_device))
     chunk = -(-per_device // chunks)  # balance the chunks so that padding stays below one per chunk
-    padded = devices * chunks * chunk
-
+    rows = devices * chunk  # samples per chunk, over all devices
+    padded = chunks * rows
+    all_targets = np.concatenate([targets, np.zeros((padded - num, *targets.shape[1:]), targets.dtype)])
+    all_scales = np.pad(authors_loss_scale(num, authors_batch), (0, padded - num))
     data = NamedSharding(mesh, P("data"))
-    x = jax.device_put(np.concatenate([targets, np.zeros((padded - num, *targets.shape[1:]), targets.dtype)]),
-                       data)
-    w = jax.device_put(np.pad(authors_loss_scale(num, authors_batch), (0, padded - num)), data)
     gen = jax.device_put(gen, NamedSharding(mesh, P()))
-    z = jnp.zeros((padded, code_size), jnp.float32, device=data)
-    carry = (z, jax.device_put(_optimizer(lr, decay, eps).init(z), data))
-
+    opt = _optimizer(lr, decay, eps)
     run_steps, evaluate = _compiled_for(mesh.devices.flat[0].platform)
     segment = max(1, min(segment_steps or SEGMENT_STEPS, steps))
-    with tqdm(total=steps, desc=f"reconstructing {num} samples", unit="step", disable=not progress) as bar:
-        done = 0
-        while done < steps:
-            count = min(segment, steps - done)
-            carry = run_steps(gen, carry, x, w, num_steps=count, hparams=(lr, decay, eps), mesh=mesh,
-                              chunks=chunks)
-            done += count
-            if progress:
-                jax.block_until_ready(carry)
-                bar.update(count)
-    out = evaluate(gen, carry[0], x, mesh=mesh, chunks=chunks, images=return_reconstructions)
-    losses = np.asarray(out[0])[:num]
+    codes, losses, images = [], [], []
+    desc = f"reconstructing {num} samples" + (f" in {chunks} chunks" if chunks > 1 else "")
+    with tqdm(total=steps * chunks, desc=desc, unit="step", disable=not progress) as bar:
+        # Chunks run one after another from Python: a loop over them inside the computation would run its
+        # body on one core (module docstring).
+        for part in (slice(i * rows, (i + 1) * rows) for i in range(chunks)):
+            x, w = jax.device_put(all_targets[part], data), jax.device_put(all_scales[part], data)
+            z = jnp.zeros((rows, code_size), jnp.float32, device=data)
+            carry = (z, jax.device_put(opt.init(z), data))
+            done = 0
+            while done < steps:
+                count = min(segment, steps - done)
+                carry = run_steps(gen, carry, x, w, num_steps=count, hparams=(lr, decay, eps), mesh=mesh)
+                done += count
+                if progress:
+                    jax.block_until_ready(carry)
+                    bar.update(count)
+            loss, image = evaluate(gen, carry[0], x, mesh=mesh, images=return_reconstructions)
+            codes.append(np.asarray(carry[0]))
+            losses.append(np.asarray(loss))
+            images.append(np.asarray(image) if return_reconstructions else None)
+    per_sample = np.concatenate(losses)[:num]
     return ReconstructionResult(
-        codes=np.asarray(carry[0])[:num],
-        per_sample_loss=losses,
-        mean_loss=float(np.mean(losses, dtype=np.float64)),
-        reconstructions=np.asarray(out[1])[:num] if return_reconstructions else None)
+        codes=np.concatenate(codes)[:num],
+        per_sample_loss=per_sample,
+        mean_loss=float(np.mean(per_sample, dtype=np.float64)),
+        reconstructions=np.concatenate(images)[:num] if return_reconstructions else None)
 
 
 def _check_targets(targets) -> np.ndarray:
@@ -184,21 +191,13 @@ def _optimizer(lr, decay, eps):
     return optax.rmsprop(lr, decay=decay, eps=eps, eps_in_sqrt=False)
 
 
-def _chunked(tree, chunks):
-    return jax.tree.map(lambda a: a.reshape(chunks, a.shape[0] // chunks, *a.shape[1:]), tree)
-
-
-def _unchunked(tree):
-    return jax.tree.map(lambda a: a.reshape(a.shape[0] * a.shape[1], *a.shape[2:]), tree)
-
-
 @functools.cache
 def _compiled_for(platform: str):
     """``_run_steps`` and ``_evaluate`` jitted with ``platform``'s compiler options (``ops.compiler_options``)."""
     options = ops.compiler_options(platform)
-    run_steps = jax.jit(_run_steps, static_argnames=("num_steps", "hparams", "mesh", "chunks"),
-                        donate_argnums=(1,), compiler_options=options)
-    evaluate = jax.jit(_evaluate, static_argnames=("mesh", "chunks", "images"), compiler_options=options)
+    run_steps = jax.jit(_run_steps, static_argnames=("num_steps", "hparams", "mesh"), donate_argnums=(1,),
+                        compiler_options=options)
+    evaluate = jax.jit(_evaluate, static_argnames=("mesh", "images"), compiler_options=options)
     return run_steps, evaluate
 
 
@@ -207,20 +206,15 @@ def _scaled_loss(gen, z, x, w):
     return jnp.sum(w * per_sample_loss(gen(z), x))
 
 
-def _run_steps(gen, carry, x, w, *, num_steps, hparams, mesh, chunks):
-    """``num_steps`` RMSProp steps for every sample, unrolled; a lax.map over chunks when there are several."""
+def _run_steps(gen, carry, x, w, *, num_steps, hparams, mesh):
+    """``num_steps`` RMSProp steps for every sample of a chunk, unrolled."""
     opt = _optimizer(*hparams)
 
-    def chunk_step(args):
-        (z, state), x, w = args
+    def one_step(carry, x, w):
+        z, state = carry
         grad = jax.grad(_scaled_loss, argnums=1)(gen, z, x, w)
         updates, state = opt.update(grad, state)
         return optax.apply_updates(z, updates), state
-
-    def one_step(carry, x, w):
-        if chunks == 1:
-            return chunk_step((carry, x, w))
-        return _unchunked(jax.lax.map(chunk_step, _chunked((carry, x, w), chunks)))
 
     def local(gen, carry, x, w):
         return jax.lax.scan(lambda c, _: (one_step(c, x, w), None), carry, None, length=num_steps,
@@ -230,16 +224,12 @@ def _run_steps(gen, carry, x, w, *, num_steps, hparams, mesh, chunks):
                          out_specs=P("data"))(gen, carry, x, w)
 
 
-def _evaluate(gen, z, x, *, mesh, chunks, images):
-    """Per-sample losses (and images) of the final codes, chunk by chunk."""
-
-    def chunk_eval(args):
-        z, x = args
-        out = gen(z)
-        return per_sample_loss(out, x), (out.astype(jnp.float32) if images else None)
+def _evaluate(gen, z, x, *, mesh, images):
+    """Per-sample losses (and images) of a chunk's final codes."""
 
     def local(gen, z, x):
-        return _unchunked(jax.lax.map(chunk_eval, _chunked((z, x), chunks)))
+        out = gen(z)
+        return per_sample_loss(out, x), (out.astype(jnp.float32) if images else None)
 
     return jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data"), P("data")),
                          out_specs=P("data"))(gen, z, x)
