@@ -20,6 +20,7 @@ Padding is symmetric, ``(pad_h, pad_w)``, with PyTorch's meaning for both functi
 from __future__ import annotations
 
 import functools
+import logging
 
 import jax
 import jax.numpy as jnp
@@ -45,7 +46,9 @@ def compiler_options(platform: str) -> dict | None:
     try:
         jax.jit(jnp.negative, compiler_options=_CPU_COMPILER_OPTIONS).lower(
             jax.ShapeDtypeStruct((1,), jnp.float32)).compile()
-    except Exception:  # XLA rejects unknown options and enum values with several error types
+    except Exception as e:  # XLA rejects unknown options and enum values with several error types
+        logging.getLogger(__name__).info("XLA does not take %s (%s); compiling with its defaults",
+                                         _CPU_COMPILER_OPTIONS, e)
         return None
     return _CPU_COMPILER_OPTIONS
 
