@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 from jax.extend import core as jax_core
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm.auto import tqdm
@@ -129,8 +130,8 @@ def reconstruct(generator_fn: Callable, targets, *, steps: int, code_size: int |
     all_targets = np.concatenate([targets, np.zeros((padded - num, *targets.shape[1:]), targets.dtype)])
     all_scales = np.pad(authors_loss_scale(num, authors_batch), (0, padded - num))
     data = NamedSharding(mesh, P("data"))
-    gen = jax.device_put(gen, NamedSharding(mesh, P()))
-    opt = _optimizer(lr, decay, eps)
+    gen = jax.tree.map(lambda a: _put(a, NamedSharding(mesh, P())), gen)
+    init_state = _optimizer_init(_optimizer(lr, decay, eps), data)
     run_steps, evaluate = _compiled_for(mesh.devices.flat[0].platform)
     segment = max(1, min(segment_steps or SEGMENT_STEPS, steps))
     codes, losses, images = [], [], []
@@ -139,9 +140,9 @@ def reconstruct(generator_fn: Callable, targets, *, steps: int, code_size: int |
         # Chunks run one after another from Python: a loop over them inside the computation would run its
         # body on one core (module docstring).
         for part in (slice(i * rows, (i + 1) * rows) for i in range(chunks)):
-            x, w = jax.device_put(all_targets[part], data), jax.device_put(all_scales[part], data)
-            z = jnp.zeros((rows, code_size), jnp.float32, device=data)
-            carry = (z, jax.device_put(opt.init(z), data))
+            x, w = _put(all_targets[part], data), _put(all_scales[part], data)
+            z = _put(np.zeros((rows, code_size), np.float32), data)
+            carry = (z, init_state(z))
             done = 0
             while done < steps:
                 count = min(segment, steps - done)
@@ -151,15 +152,32 @@ def reconstruct(generator_fn: Callable, targets, *, steps: int, code_size: int |
                     jax.block_until_ready(carry)
                     bar.update(count)
             loss, image = evaluate(gen, carry[0], x, mesh=mesh, images=return_reconstructions)
-            codes.append(np.asarray(carry[0]))
-            losses.append(np.asarray(loss))
-            images.append(np.asarray(image) if return_reconstructions else None)
+            codes.append(_to_host(carry[0]))
+            losses.append(_to_host(loss))
+            images.append(_to_host(image) if return_reconstructions else None)
     per_sample = np.concatenate(losses)[:num]
     return ReconstructionResult(
         codes=np.concatenate(codes)[:num],
         per_sample_loss=per_sample,
         mean_loss=float(np.mean(per_sample, dtype=np.float64)),
         reconstructions=np.concatenate(images)[:num] if return_reconstructions else None)
+
+
+def _put(value, sharding: NamedSharding):
+    """``value`` (the same on every process) as an array with ``sharding``, which may span processes."""
+    if sharding.is_fully_addressable:
+        return jax.device_put(value, sharding)
+    if isinstance(value, jax.Array) and not value.is_fully_addressable:
+        return jax.device_put(value, sharding)  # already global: reshard
+    value = np.asarray(value)
+    return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+
+def _to_host(array) -> np.ndarray:
+    """The whole of ``array`` on this host, gathered from the other processes when it spans them."""
+    if array.is_fully_addressable:
+        return np.asarray(array)
+    return np.asarray(multihost_utils.process_allgather(array, tiled=True))
 
 
 def _check_targets(targets) -> np.ndarray:
@@ -186,6 +204,13 @@ def _as_pytree(fn):
     return fn
 
 
+@functools.lru_cache(maxsize=16)
+def _optimizer_init(optimizer, sharding):
+    """The optimizer's initial state for codes with ``sharding`` (jitted, so it can span processes)."""
+    return jax.jit(optimizer.init, out_shardings=sharding)
+
+
+@functools.cache
 def _optimizer(lr, decay, eps):
     """The authors' ``torch.optim.RMSprop(lr, alpha=decay, eps)``: ``m`` from 0, eps outside the sqrt."""
     return optax.rmsprop(lr, decay=decay, eps=eps, eps_in_sqrt=False)
@@ -238,7 +263,7 @@ def _evaluate(gen, z, x, *, mesh, images):
 def _chunk_for_budget(gen, code_size, targets, budget, mesh) -> int:
     """The most samples per device whose gradient activations fit ``budget`` bytes."""
     if budget is None:
-        stats = mesh.devices.flat[0].memory_stats()
+        stats = next(d for d in mesh.devices.flat if d.process_index == jax.process_index()).memory_stats()
         budget = ((stats["bytes_limit"] - stats["bytes_in_use"]) // 2 if stats
                   else int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * CPU_MEMORY_FRACTION))
     leaves, treedef = jax.tree.flatten(gen)

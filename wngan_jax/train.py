@@ -168,16 +168,17 @@ class Trainer:
 
     # Periodic work --------------------------------------------------------------------------------------
     def _local_generator(self):
-        """The generator's variables on this process's devices: every process evaluates for itself."""
+        """The generator's variables on this process's devices (for the sample grids, which are small)."""
         if jax.process_count() == 1:
             return self.state["generator"]
         return jax.tree.map(lambda a: a.addressable_data(0), self.state["generator"])
 
     def running_test(self) -> float:
         """50-step reconstruction loss on the running test set (paper §4, §5.1)."""
+        # Over the run's mesh: with several processes each evaluates its share of the samples.
         result = reconstruction.reconstruct(
-            reconstruction.generator_fn(self.generator, self._local_generator()), self.dataset.running_test,
-            steps=self.config.test_steps, authors_batch=self.config.batch_size)
+            reconstruction.generator_fn(self.generator, self.state["generator"]), self.dataset.running_test,
+            steps=self.config.test_steps, authors_batch=self.config.batch_size, mesh=self.mesh)
         return float(result.mean_loss)
 
     def save_samples(self) -> None:
