@@ -26,6 +26,13 @@ from wngan_jax.models import AUTHOR_NAMES
 AUTHORS_NORM = {ours: theirs for theirs, ours in AUTHOR_NAMES.items()}
 
 
+def torch_device() -> str:
+    """PyTorch's device for the comparison: the kind JAX computes on (``cuda`` on a GPU), so like for like."""
+    import torch
+
+    return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+
+
 def authors_iteration(norm: str, size: int, batch: int, *, nfeature: int = 64, code_size: int = 256,
                       lr: float = 1e-4, seed: int = 0):
     """A callable running one of the authors' training iterations (D step, then G step) in PyTorch."""
@@ -35,24 +42,27 @@ def authors_iteration(norm: str, size: int, batch: int, *, nfeature: int = 64, c
         raise SystemExit("--what=authors runs the authors' PyTorch iteration: pip install 'wngan_jax[torch]'") from e
     from wngan_jax import authors_torch
 
+    device = torch.device(torch_device())
     torch.manual_seed(seed)
-    g = authors_torch.Generator(AUTHORS_NORM[norm], size, nfeature, code_size)
-    d = authors_torch.Discriminator(AUTHORS_NORM[norm], size, nfeature)
+    g = authors_torch.Generator(AUTHORS_NORM[norm], size, nfeature, code_size).to(device)
+    d = authors_torch.Discriminator(AUTHORS_NORM[norm], size, nfeature).to(device)
     g_opt = torch.optim.RMSprop(g.parameters(), lr=lr, alpha=0.9, eps=1e-6)
     d_opt = torch.optim.RMSprop(d.parameters(), lr=lr, alpha=0.9, eps=1e-6)
     bce = torch.nn.BCELoss()
-    real = torch.rand(batch, 3, size, size)
-    ones, zeros = torch.ones(batch), torch.zeros(batch)
+    real = torch.rand(batch, 3, size, size, device=device)
+    ones, zeros = torch.ones(batch, device=device), torch.zeros(batch, device=device)
 
     def iteration():
         d.zero_grad()
         bce(d(real), ones).backward()
-        fake = g(torch.randn(batch, code_size))
+        fake = g(torch.randn(batch, code_size, device=device))
         bce(d(fake.detach()), zeros).backward()
         d_opt.step()
         g.zero_grad()
-        bce(d(g(torch.randn(batch, code_size))), ones).backward()
+        bce(d(g(torch.randn(batch, code_size, device=device))), ones).backward()
         g_opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
 
     return iteration
 
@@ -88,7 +98,8 @@ def measure(size: int, norm: str, batch: int, *, repeats: int = 5) -> dict:
                 authors_gflops=flops / authors_s / 1e9, roofline_gflops=roofline,
                 roofline_fraction=flops / ours_s / 1e9 / roofline,
                 authors_roofline_fraction=flops / authors_s / 1e9 / roofline,
-                torch_version=torch.__version__, torch_threads=torch.get_num_threads())
+                torch_version=torch.__version__, torch_threads=torch.get_num_threads(),
+                torch_device=torch_device())
 
 
 def run(sizes=(32, 64), norms=("vanilla", "bn", "wn"), batch: int = 32, repeats: int = 5,
