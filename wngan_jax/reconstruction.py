@@ -104,7 +104,8 @@ def reconstruct(generator_fn: Callable, targets, *, steps: int, code_size: int |
     in one forward/backward pass; by default the largest that fits ``memory_budget_bytes`` of activations
     per device (default: half the device's free memory, or a quarter of the host's RAM on a CPU).
     Samples are sharded over the ``'data'`` axis of ``mesh`` (default: all local devices) and padded with
-    dummy samples whose loss scale is zero. The loop runs in jitted, unrolled segments of ``segment_steps``
+    dummy samples whose loss scale is zero. A ``mesh`` may span processes: every process then passes the same
+    targets, computes its share and receives every result. The loop runs in jitted, unrolled segments of ``segment_steps``
     steps (default ``SEGMENT_STEPS``); the progress bar moves per segment and the result does not depend on it.
     """
     targets = _check_targets(targets)
