@@ -30,7 +30,7 @@ _DIMS = ("NHWC", "HWIO", "NHWC")
 
 # XLA:CPU hands dots, reductions and convolutions to YNNPACK by default. Its strided convolutions and
 # kernel gradients are slower than XLA's Eigen ones at the paper's shapes; keeping YNNPACK for dots and
-# reductions only made the training iteration 1.07-1.19x faster (docs/benchmarks.md).
+# reductions only makes the training iteration 1.05-1.07x faster (``python -m wngan_jax.bench --what=ablations``).
 _CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type":
                          "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
 
@@ -65,8 +65,8 @@ def transposed_output_size(size: int, kernel: int, stride: int, padding: int) ->
 
 # The packed sub-pixel form computes ``size + taps - 1`` rows per phase where ``out / stride`` are needed.
 # Below this fraction of useful work (inputs of 8x8 and smaller in the paper's models) one exact
-# convolution per phase is faster on XLA:CPU: 1.18-1.22x at 4x4 and 8x8 inputs, but 0.57x at 16x16
-# (docs/benchmarks.md).
+# convolution per phase is faster on XLA:CPU: the iteration 1.09-1.11x (``--what=ablations``); at 16x16
+# inputs the split was slower.
 _SPLIT_PHASES_BELOW = 0.8
 
 

@@ -1,16 +1,17 @@
-"""``python -m wngan_jax.bench --what=train|authors|reconstruct|data|layers|all [--size N] [--norm ...] [--json]``.
+"""``python -m wngan_jax.bench --what=train|authors|ablations|reconstruct|data|layers|all [--size N] [--json]``.
 
 Prints one line per measurement, or one JSON object per line with ``--json``; every figure is a median over
 repeated runs after warm-up, and speeds are compared with a large matmul measured in the same process.
 ``authors`` runs the authors' PyTorch iteration next to the one here (needs ``wngan_jax[torch]``); ``all``
-runs it too when PyTorch is installed.
+runs it too when PyTorch is installed. ``ablations`` times the iteration as shipped against variants with
+one speed decision undone.
 """
 from __future__ import annotations
 
 import argparse
 import json
 
-WHAT = ("train", "authors", "reconstruct", "data", "layers")
+WHAT = ("train", "authors", "ablations", "reconstruct", "data", "layers")
 
 
 def main(argv=None) -> None:
@@ -23,6 +24,8 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--samples", type=int, default=64, help="reconstruct: number of target images")
+    parser.add_argument("--profile", metavar="DIR", help="train: also trace three iterations into DIR")
+    parser.add_argument("--chunk_size", type=int, help="reconstruct: samples per chunk (default: memory budget)")
     parser.add_argument("--json", action="store_true", help="one JSON object per measurement")
     args = parser.parse_args(argv)
     whats = (tuple(w for w in WHAT if w != "authors" or _has_torch()) if args.what == "all" else (args.what,))
@@ -51,17 +54,23 @@ def _run(what: str, args) -> list[dict]:
         from wngan_jax.bench import train
 
         return train.run(sizes=tuple(args.size or (32, 64, 160)), norms=tuple(args.norm or ("vanilla", "bn", "wn")),
-                         batch=args.batch, repeats=args.repeats, dtype=args.dtype, as_json=args.json)
+                         batch=args.batch, repeats=args.repeats, dtype=args.dtype, profile_dir=args.profile,
+                         as_json=args.json)
     if what == "authors":
         from wngan_jax.bench import authors
 
         return authors.run(sizes=tuple(args.size or (32, 64)), norms=tuple(args.norm or ("vanilla", "bn", "wn")),
                            batch=args.batch, repeats=args.repeats, as_json=args.json)
+    if what == "ablations":
+        from wngan_jax.bench import ablations
+
+        return ablations.run(sizes=tuple(args.size or (32, 64)), norms=tuple(args.norm or ("wn",)),
+                             batch=args.batch, repeats=args.repeats, as_json=args.json)
     if what == "reconstruct":
         from wngan_jax.bench import reconstruct
 
         return reconstruct.run(sizes=tuple(args.size or (32, 64)), norm=(args.norm or ["wn"])[0],
-                               samples=args.samples, as_json=args.json)
+                               samples=args.samples, chunk_size=args.chunk_size, as_json=args.json)
     if what == "data":
         from wngan_jax.bench import data
 

@@ -18,8 +18,8 @@ import time
 import jax
 import numpy as np
 
-from wngan_jax.bench.common import matmul_gflops
-from wngan_jax.bench.train import compiled_step
+from wngan_jax.bench.common import matmul_gflops, rows_over
+from wngan_jax.bench.train import iteration_fn
 from wngan_jax.models import AUTHOR_NAMES
 
 # Variants here -> the authors' ``--norm`` values (mean-only BN and alpha clipping have no counterpart there).
@@ -35,7 +35,8 @@ def torch_device() -> str:
 
 def authors_iteration(norm: str, size: int, batch: int, *, nfeature: int = 64, code_size: int = 256,
                       lr: float = 1e-4, seed: int = 0):
-    """A callable running one of the authors' training iterations (D step, then G step) in PyTorch."""
+    """``(iteration, (generator, discriminator))``: ``iteration()`` runs one of the authors' training
+    iterations (D step, then G step) in PyTorch on the two networks."""
     try:
         import torch
     except ImportError as e:
@@ -64,7 +65,7 @@ def authors_iteration(norm: str, size: int, batch: int, *, nfeature: int = 64, c
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    return iteration
+    return iteration, (g, d)
 
 
 BLOCK = 3  # timed iterations per side in each round
@@ -74,14 +75,12 @@ def measure(size: int, norm: str, batch: int, *, repeats: int = 5) -> dict:
     """Median ms per iteration of both sides over ``repeats`` rounds, and the speedup here over theirs."""
     import torch
 
-    compiled, state, args, flops = compiled_step(size, norm, batch)
-    holder = [state]
+    iterate, flops = iteration_fn(size, norm, batch)
 
     def ours():
-        holder[0], metrics = compiled(holder[0], *args)
-        jax.block_until_ready(metrics)
+        jax.block_until_ready(iterate())
 
-    theirs = authors_iteration(norm, size, batch)
+    theirs, _ = authors_iteration(norm, size, batch)
     times = {"ours": [], "authors": []}
     for _ in range(repeats):
         for name, fn in (("ours", ours), ("authors", theirs)):
@@ -105,16 +104,12 @@ def measure(size: int, norm: str, batch: int, *, repeats: int = 5) -> dict:
 def run(sizes=(32, 64), norms=("vanilla", "bn", "wn"), batch: int = 32, repeats: int = 5,
         as_json: bool = False) -> list[dict]:
     """One row per (size, norm); printed as text unless ``as_json`` (then the caller prints)."""
-    rows = []
-    for size in sizes:
-        for norm in norms:
-            if norm not in AUTHORS_NORM:
-                raise SystemExit(f"--what=authors: the authors' code has no {norm!r} variant; "
-                                 f"use one of {', '.join(AUTHORS_NORM)}")
-            rows.append(measure(size, norm, batch, repeats=repeats))
-            if not as_json:
-                print(format_row(rows[-1]), flush=True)
-    return rows
+    unknown = [n for n in norms if n not in AUTHORS_NORM]
+    if unknown:
+        raise SystemExit(f"--what=authors: the authors' code has no {unknown[0]!r} variant; "
+                         f"use one of {', '.join(AUTHORS_NORM)}")
+    return rows_over(sizes, norms, lambda size, norm: measure(size, norm, batch, repeats=repeats), format_row,
+                     as_json)
 
 
 def format_row(r: dict) -> str:

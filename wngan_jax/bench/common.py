@@ -40,3 +40,15 @@ def matmul_gflops(n: int = 2048, repeats: int = 7) -> float:
 def device_name() -> str:
     d = jax.devices()[0]
     return f"{d.platform}:{getattr(d, 'device_kind', d.platform)} x{jax.device_count()}"
+
+
+def rows_over(sizes, norms, measure, format_row, as_json: bool) -> list[dict]:
+    """``measure(size, norm)`` for every size and norm; each row printed with ``format_row`` unless
+    ``as_json`` (then the caller prints the returned rows)."""
+    rows = []
+    for size in sizes:
+        for norm in norms:
+            rows.append(measure(size, norm))
+            if not as_json:
+                print(format_row(rows[-1]), flush=True)
+    return rows

@@ -3,7 +3,8 @@
 For every stride-2 transposed convolution of the WN generator and every stride-2 convolution of the
 discriminator (nf 64), times one jitted forward + backward (output, gradient wrt the input and wrt the
 kernel) with ``ops.conv_transpose`` / ``ops.conv`` and with ``ops.reference_conv_transpose`` /
-``ops.reference_conv`` (the plain formulation, differentiated by XLA). Medians over ``repeats`` runs after
+``ops.reference_conv`` (the plain formulation, differentiated by XLA), and, when PyTorch is installed,
+with ``F.conv_transpose2d`` / ``F.conv2d`` and ``torch.autograd.grad``. Medians over ``repeats`` runs after
 one warm-up run (which includes compilation).
 
 ``python -m wngan_jax.bench --what=layers [--size 64 --batch 32 --repeats 5]``
@@ -11,6 +12,7 @@ one warm-up run (which includes compilation).
 from __future__ import annotations
 
 import json
+import time
 
 import jax
 import numpy as np
@@ -58,14 +60,43 @@ def measure(label, transpose, in_hwc, kernel_shape, padding, *, size=64, batch=3
     for name, op in (("custom", custom), ("xla", reference)):
         times[name] = median_seconds(_forward_backward(op, strides, padding), x, kernel, cotangent,
                                      repeats=repeats, warmup=1)
+    torch_s = _torch_seconds(transpose, x, kernel, strides, padding, cotangent, repeats)
     return {"what": "layers", "layer": label, "size": size, "batch": batch,
             "custom_ms": times["custom"] * 1e3, "xla_ms": times["xla"] * 1e3,
-            "speedup": times["xla"] / times["custom"]}
+            "speedup": times["xla"] / times["custom"], "torch_ms": torch_s * 1e3 if torch_s else None}
+
+
+def _torch_seconds(transpose, x, kernel, strides, padding, cotangent, repeats):
+    """The same layer's forward + backward in PyTorch (``F.conv2d``/``F.conv_transpose2d``, NCHW), median
+    seconds; None without PyTorch."""
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        return None
+    tx = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).requires_grad_()
+    # (kh, kw, c_in, c_out) -> Conv2d's (out, in, kh, kw); the transposed conv's (kh, kw, c_out, c_in) ->
+    # ConvTranspose2d's (in, out, kh, kw): the same permutation.
+    tk = torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()).requires_grad_()
+    op = F.conv_transpose2d if transpose else F.conv2d
+    tct = torch.from_numpy(cotangent.transpose(0, 3, 1, 2).copy())
+
+    def step():
+        torch.autograd.grad(op(tx, tk, None, strides, padding), (tx, tk), tct)
+
+    step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
 
 
 def format_table(rows) -> str:
-    lines = [f"{'layer':<34} {'custom ms':>10} {'XLA ms':>10} {'speedup':>8}"]
-    lines += [f"{r['layer']:<34} {r['custom_ms']:10.1f} {r['xla_ms']:10.1f} {r['speedup']:7.1f}x" for r in rows]
+    lines = [f"{'layer':<34} {'custom ms':>10} {'XLA ms':>10} {'speedup':>8} {'PyTorch ms':>11}"]
+    lines += [f"{r['layer']:<34} {r['custom_ms']:10.1f} {r['xla_ms']:10.1f} {r['speedup']:7.1f}x "
+              f"{r['torch_ms'] or float('nan'):11.1f}" for r in rows]
     return "\n".join(lines)
 
 

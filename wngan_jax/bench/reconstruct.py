@@ -67,6 +67,7 @@ def _median_seconds(fns, repeats: int) -> list[float]:
 
 
 def measure(size: int, norm: str = "wn", samples: int = 64, steps: int = 20, batch: int = 32,
+            chunk_size: int | None = None,
             repeats: int = 5) -> dict:
     """Sample-steps/s of ``reconstruct`` and of the authors' loop for one generator (nf 64, code 256)."""
     config = ModelConfig(norm, size, nfeature=64, code_size=256)
@@ -74,8 +75,8 @@ def measure(size: int, norm: str = "wn", samples: int = 64, steps: int = 20, bat
     targets = np.random.default_rng(0).integers(0, 256, (samples, size, size, 3), dtype=np.uint8)
     gen = reconstruction.generator_fn(config.generator(), variables)
 
-    def ours(num_steps=steps):
-        return reconstruction.reconstruct(gen, targets, steps=num_steps, authors_batch=batch)
+    def ours():
+        return reconstruction.reconstruct(gen, targets, steps=steps, authors_batch=batch, chunk_size=chunk_size)
 
     start = time.perf_counter()
     ours()  # compiles the unrolled segment (first call, compile included)
@@ -88,6 +89,7 @@ def measure(size: int, norm: str = "wn", samples: int = 64, steps: int = 20, bat
     gflops = rate * flops_per_sample_step / 1e9 if flops_per_sample_step else None
     baseline_gflops = baseline_rate * flops_per_sample_step / 1e9 if flops_per_sample_step else None
     return {"what": "reconstruct", "size": size, "norm": norm, "batch": batch, "samples": samples, "steps": steps,
+            "chunk_size": chunk_size,
             "sample_steps_per_s": rate, "baseline_sample_steps_per_s": baseline_rate,
             "speedup": rate / baseline_rate, "median_ms": seconds / steps * 1e3, "compile_s": compile_s,
             "gflops": gflops, "roofline_gflops": roofline,
@@ -95,11 +97,12 @@ def measure(size: int, norm: str = "wn", samples: int = 64, steps: int = 20, bat
             "baseline_roofline_fraction": baseline_gflops / roofline if baseline_gflops else None}
 
 
-def run(sizes=(32, 64), norm: str = "wn", samples: int = 64, steps: int = 20, as_json: bool = False) -> list[dict]:
+def run(sizes=(32, 64), norm: str = "wn", samples: int = 64, steps: int = 20, chunk_size: int | None = None,
+        as_json: bool = False) -> list[dict]:
     """One ``measure`` row per image size; printed as text unless ``as_json`` (then the caller prints)."""
     rows = []
     for size in sizes:
-        row = measure(size, norm, samples, steps)
+        row = measure(size, norm, samples, steps, chunk_size=chunk_size)
         rows.append(row)
         if not as_json:
             print(f"reconstruct {size}x{size} {norm}: {row['sample_steps_per_s']:.0f} sample-steps/s vs "

@@ -9,14 +9,15 @@ import time
 import jax
 import numpy as np
 
-from wngan_jax.bench.common import compiled_flops, matmul_gflops, median_seconds
+from wngan_jax.bench.common import compiled_flops, matmul_gflops, median_seconds, rows_over
 from wngan_jax.config import TrainConfig
 from wngan_jax.data import shard_batch
 from wngan_jax.train_step import init_state, make_mesh, make_train_step, replicate, run_key
 
 
-def compiled_step(size: int, norm: str, batch: int, dtype: str = "float32"):
-    """The compiled training iteration on one device, its initial state, its other arguments and its FLOPs."""
+def iteration_fn(size: int, norm: str, batch: int, dtype: str = "float32"):
+    """``(iterate, flops)``: ``iterate()`` runs one compiled training iteration on one device (returning its
+    metrics, not waited for), advancing its own state; ``flops`` is XLA's count for the iteration."""
     config = TrainConfig(norm=norm, image_size=(size, size), batch_size=batch, dtype=dtype)
     mesh = make_mesh(jax.devices()[:1])
     step = make_train_step(config, mesh)
@@ -24,26 +25,31 @@ def compiled_step(size: int, norm: str, batch: int, dtype: str = "float32"):
     real = shard_batch(np.random.default_rng(0).uniform(size=(batch, size, size, 3)).astype(np.float32), mesh)
     key = run_key(1, 0, mesh)
     compiled = step.lower(state, real, key).compile()
-    return compiled, state, (real, key), compiled_flops(compiled)
-
-
-def measure(size: int, norm: str, batch: int, roofline_gflops: float | None = None, *, repeats: int = 5,
-            dtype: str = "float32") -> dict:
-    """One configuration: compile time, median ms per iteration, GFLOP/s, fraction of the matmul roofline.
-
-    Without ``roofline_gflops`` the matmul is measured right after the step, so that both see the same
-    machine (on a shared machine the attainable GFLOP/s drift by 10% within minutes)."""
-    start = time.perf_counter()
-    compiled, state, args, flops = compiled_step(size, norm, batch, dtype)
-    compile_s = time.perf_counter() - start
     holder = [state]
 
-    def one_iteration():
-        holder[0], metrics = compiled(holder[0], *args)
+    def iterate():
+        holder[0], metrics = compiled(holder[0], real, key)
         return metrics
 
-    seconds = median_seconds(one_iteration, repeats=repeats, warmup=3)
-    roofline_gflops = roofline_gflops or matmul_gflops()
+    return iterate, compiled_flops(compiled)
+
+
+def measure(size: int, norm: str, batch: int, *, repeats: int = 5, dtype: str = "float32",
+            profile_dir: str | None = None) -> dict:
+    """One configuration: compile time, median ms per iteration, GFLOP/s, fraction of the matmul roofline.
+
+    The matmul is measured right after the step, so that both see the same machine (on a shared machine
+    the attainable GFLOP/s drift by 10% within minutes). With ``profile_dir``, three more iterations are
+    traced there with ``jax.profiler`` (open it in TensorBoard's profile plugin or Perfetto)."""
+    start = time.perf_counter()
+    iterate, flops = iteration_fn(size, norm, batch, dtype)
+    compile_s = time.perf_counter() - start
+    seconds = median_seconds(iterate, repeats=repeats, warmup=3)
+    roofline_gflops = matmul_gflops()
+    if profile_dir:
+        with jax.profiler.trace(f"{profile_dir}/{size}x{size}_{norm}", create_perfetto_trace=True):
+            for _ in range(3):
+                jax.block_until_ready(iterate())
     gflops = flops / seconds / 1e9 if flops else None
     return dict(what="train", size=size, norm=norm, batch=batch, dtype=dtype, median_ms=seconds * 1e3,
                 gflop_per_iteration=flops / 1e9 if flops else None, gflops=gflops,
@@ -52,15 +58,10 @@ def measure(size: int, norm: str, batch: int, roofline_gflops: float | None = No
 
 
 def run(sizes=(32, 64, 160), norms=("vanilla", "bn", "wn"), batch: int = 32, repeats: int = 5,
-        dtype: str = "float32", as_json: bool = False) -> list[dict]:
+        dtype: str = "float32", profile_dir: str | None = None, as_json: bool = False) -> list[dict]:
     """One row per (size, norm); printed as text unless ``as_json`` (then the caller prints)."""
-    rows = []
-    for size in sizes:
-        for norm in norms:
-            rows.append(measure(size, norm, batch, repeats=repeats, dtype=dtype))
-            if not as_json:
-                print(format_row(rows[-1]), flush=True)
-    return rows
+    return rows_over(sizes, norms, lambda size, norm: measure(size, norm, batch, repeats=repeats, dtype=dtype,
+                                                              profile_dir=profile_dir), format_row, as_json)
 
 
 def format_row(r: dict) -> str:
