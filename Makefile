@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # against the authors' PyTorch networks.
 TEST_EXTRAS := torch==2.13.0
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test format bench clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,13 @@ demo: venv
 	$(PY) -m experiments.digits --demo
 
 test: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -n 2 -q tests
+
+format: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 bench: venv
 	$(PY) -m wngan_jax.bench --what=all

@@ -1,4 +1,8 @@
-"""`python -m experiments.celeba --norm=wn --workdir=runs/celeba_wn`: the paper's celeba run (see wngan_jax.config.celeba)."""
+"""The paper's celeba run (see ``wngan_jax.config.celeba``).
+
+``python -m experiments.celeba --norm=wn --workdir=runs/celeba_wn``
+"""
+
 from experiments.common import main_for
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""`python -m experiments.cifar10 --norm=wn --workdir=runs/cifar10_wn`: the paper's cifar10 run (see wngan_jax.config.cifar10)."""
+"""The paper's cifar10 run (see ``wngan_jax.config.cifar10``).
+
+``python -m experiments.cifar10 --norm=wn --workdir=runs/cifar10_wn``
+"""
+
 from experiments.common import main_for
 
 if __name__ == "__main__":

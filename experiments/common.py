@@ -2,6 +2,7 @@
 
 Only flags given on the command line override the preset, so ``--lr=5e-5`` changes nothing else.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -63,8 +64,9 @@ def init_distributed() -> None:
         return
     import jax
 
-    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
-                               num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+    jax.distributed.initialize(
+        coordinator_address=FLAGS.coordinator_address, num_processes=FLAGS.num_processes, process_id=FLAGS.process_id
+    )
 
 
 def run_experiment(preset: str, workdir: str | None = None, **overrides) -> dict:
@@ -77,8 +79,10 @@ def run_experiment(preset: str, workdir: str | None = None, **overrides) -> dict
     print(f"run directory: {workdir}")
     print(f"best running-test loss {summary['best_loss']} at iteration {summary['best_iteration']}")
     if "final_test" in summary:
-        print(f"final test ({summary['final_test']['samples']} images, {summary['final_test']['steps']} steps): "
-              f"{summary['final_test']['mean_loss']:.6f}")
+        print(
+            f"final test ({summary['final_test']['samples']} images, {summary['final_test']['steps']} steps): "
+            f"{summary['final_test']['mean_loss']:.6f}"
+        )
     return summary
 
 

@@ -1,4 +1,8 @@
-"""`python -m experiments.lsun --norm=wn --workdir=runs/lsun_wn`: the paper's lsun run (see wngan_jax.config.lsun)."""
+"""The paper's lsun run (see ``wngan_jax.config.lsun``).
+
+``python -m experiments.lsun --norm=wn --workdir=runs/lsun_wn``
+"""
+
 from experiments.common import main_for
 
 if __name__ == "__main__":

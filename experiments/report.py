@@ -2,6 +2,7 @@
 
 ``python -m experiments.report runs/digits_vanilla runs/digits_bn runs/digits_wn [--plot out.png]``
 """
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,14 @@ def run_row(run_dir) -> dict:
     best = min(range(len(losses)), key=losses.__getitem__) if losses else None
     final_path = run_dir / "final_test" / "report.json"
     final = json.loads(final_path.read_text()) if final_path.exists() else {}
-    return dict(model=config["norm"], best_iteration=iterations[best] if losses else None,
-                best_loss=losses[best] if losses else None, final_loss=final.get("mean_loss"),
-                test_steps=config["test_steps"], final_steps=final.get("steps"))
+    return dict(
+        model=config["norm"],
+        best_iteration=iterations[best] if losses else None,
+        best_loss=losses[best] if losses else None,
+        final_loss=final.get("mean_loss"),
+        test_steps=config["test_steps"],
+        final_steps=final.get("steps"),
+    )
 
 
 def table(run_dirs) -> str:
@@ -30,12 +36,18 @@ def table(run_dirs) -> str:
     rows = [run_row(d) for d in run_dirs]
     steps = rows[0]["test_steps"] if rows else 50
     final_steps = next((r["final_steps"] for r in rows if r["final_steps"]), "final")
-    head = f"{'Model':<10} {'Iteration':>10} {f'{steps}-step loss':>14} {f'{final_steps:,}-step loss' if isinstance(final_steps, int) else 'final loss':>16}"
+    final_head = f"{final_steps:,}-step loss" if isinstance(final_steps, int) else "final loss"
+    head = f"{'Model':<10} {'Iteration':>10} {f'{steps}-step loss':>14} {final_head:>16}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        fmt = lambda v: "-" if v is None else f"{v:.6f}"
-        lines.append(f"{r['model']:<10} {r['best_iteration'] if r['best_iteration'] is not None else '-':>10} "
-                     f"{fmt(r['best_loss']):>14} {fmt(r['final_loss']):>16}")
+
+        def fmt(v):
+            return "-" if v is None else f"{v:.6f}"
+
+        lines.append(
+            f"{r['model']:<10} {r['best_iteration'] if r['best_iteration'] is not None else '-':>10} "
+            f"{fmt(r['best_loss']):>14} {fmt(r['final_loss']):>16}"
+        )
     return "\n".join(lines)
 
 

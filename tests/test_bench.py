@@ -1,4 +1,5 @@
 """``python -m wngan_jax.bench``: every kind of row at a tiny size, with the keys the docs promise."""
+
 import importlib.util
 import json
 import math
@@ -30,8 +31,9 @@ def iteration_flops(size, batch, nf=64, code=256):
     gradient wrt the codes): 4 g - dense + 8 d - 2 (D's image level).
     """
     arch = models.architecture(size, 3, nf)
-    levels = [math.prod(level.out_hw) * level.image_side_channels * level.code_side_channels * 16
-              for level in arch.levels]
+    levels = [
+        math.prod(level.out_hw) * level.image_side_channels * level.code_side_channels * 16 for level in arch.levels
+    ]
     top = math.prod(arch.top_hw) * arch.top_channels
     dense = code * top
     g, d = dense + sum(levels), top + sum(levels)

@@ -1,4 +1,5 @@
 """Importing the authors' PyTorch networks (docs/authors.md §6) and sampling from checkpoints."""
+
 import sys
 
 import numpy as np
@@ -40,16 +41,18 @@ def test_outputs_equal_the_authors_networks(norm, size):
     rng = np.random.default_rng(0)
     codes = rng.standard_normal((BATCH, CODE), dtype=np.float32)
     want_images = torch_generate(g, codes)
-    gen = convert.authors_network(g.state_dict(), net="generator", norm=norm, image_size=size,
-                                  nfeature=NF, code_size=CODE)
+    gen = convert.authors_network(
+        g.state_dict(), net="generator", norm=norm, image_size=size, nfeature=NF, code_size=CODE
+    )
     images = gen(codes)
     assert images.shape == (BATCH, *convert.ModelConfig(image_size=size).image_size, 3)
     assert images.dtype == np.float32
     np.testing.assert_allclose(images, want_images, rtol=0, atol=1e-5)
 
     real = rng.uniform(size=images.shape).astype(np.float32)
-    dis = convert.authors_network(d.state_dict(), net="discriminator", norm=norm, image_size=size,
-                                  nfeature=NF, code_size=CODE)
+    dis = convert.authors_network(
+        d.state_dict(), net="discriminator", norm=norm, image_size=size, nfeature=NF, code_size=CODE
+    )
     for x in (real, want_images):
         np.testing.assert_allclose(dis(x), torch_discriminate(d, x), rtol=0, atol=1e-5)
     assert dis.config == gen.config and dis.config.variant == convert.get_variant(norm).name
@@ -59,8 +62,9 @@ def test_slopes_outside_unit_interval_are_exercised():
     g, _ = torch_nets("weight", 16)
     slopes = torch.cat([m.weight.detach() for m in g.modules() if isinstance(m, ref.TPReLU)])
     assert (slopes < 0).any() and (slopes > 1).any()
-    params = convert.authors_to_variables(g.state_dict(), convert.authors_config("weight", 16, nfeature=NF,
-                                                                                 code_size=CODE), "generator")
+    params = convert.authors_to_variables(
+        g.state_dict(), convert.authors_config("weight", 16, nfeature=NF, code_size=CODE), "generator"
+    )
     assert float(params["params"]["initial_act"]["slope"].min()) >= 0.0
     assert float(params["params"]["initial_act"]["slope"].max()) <= 1.0
 
@@ -105,11 +109,13 @@ def test_key_errors_name_every_problem():
 def test_wrong_variant_or_size_is_reported():
     g, _ = torch_nets("batch", 16)
     with pytest.raises(CheckpointError, match="missing initial.tprelu.weight"):
-        convert.authors_network(g.state_dict(), net="generator", norm="weight", image_size=16,
-                                nfeature=NF, code_size=CODE)
+        convert.authors_network(
+            g.state_dict(), net="generator", norm="weight", image_size=16, nfeature=NF, code_size=CODE
+        )
     with pytest.raises(CheckpointError, match=r"linear.weight: shape \(256, 32\), expected \(512, 32\)"):
-        convert.authors_network(g.state_dict(), net="generator", norm="batch", image_size=32,
-                                nfeature=NF, code_size=CODE)
+        convert.authors_network(
+            g.state_dict(), net="generator", norm="batch", image_size=32, nfeature=NF, code_size=CODE
+        )
     with pytest.raises(ValueError, match="four variants only"):
         convert.authors_config("wn_meanbn", 16)
 
@@ -122,8 +128,9 @@ def test_project_names_and_files(tmp_path):
     np.savez(npz, **{k: v.numpy() for k, v in g.state_dict().items()})
     torch.save(g.state_dict(), pt)
     for source in (npz, str(pt)):
-        gen = convert.authors_network(source, net="generator", norm="affine_wn", image_size=16,
-                                      nfeature=NF, code_size=CODE)
+        gen = convert.authors_network(
+            source, net="generator", norm="affine_wn", image_size=16, nfeature=NF, code_size=CODE
+        )
         np.testing.assert_allclose(gen(codes), want, rtol=0, atol=1e-5)
     with pytest.raises(FileNotFoundError):
         convert.authors_network(tmp_path / "absent.pt", net="generator", norm="weight", image_size=16)
@@ -143,8 +150,12 @@ def test_convert_and_sample_commands(tmp_path, capsys):
     torch.save(d.state_dict(), tmp_path / "best_dis.pt")
     out = tmp_path / "converted"
     common = ["--norm", "batch", "--image-size", "16x16", "--nfeature", str(NF), "--code-size", str(CODE)]
-    assert convert.main(["--gen", str(tmp_path / "best_gen.pt"), "--dis", str(tmp_path / "best_dis.pt"),
-                         *common, "--out", str(out)]) == 0
+    assert (
+        convert.main(
+            ["--gen", str(tmp_path / "best_gen.pt"), "--dis", str(tmp_path / "best_dis.pt"), *common, "--out", str(out)]
+        )
+        == 0
+    )
     assert "wrote" in capsys.readouterr().out
     assert convert.main(["--gen", str(tmp_path / "best_gen.pt"), *common, "--out", str(out)]) == 1
     assert "already holds a checkpoint" in capsys.readouterr().err
@@ -158,35 +169,70 @@ def test_convert_and_sample_commands(tmp_path, capsys):
     codes = np.random.default_rng(2).standard_normal((5, CODE), dtype=np.float32)
     np.save(tmp_path / "codes.npy", codes)
     images_path, grid_path = tmp_path / "images.npy", tmp_path / "grid.png"
-    assert sample.main(["--checkpoint", str(out), "--codes", str(tmp_path / "codes.npy"), "--out",
-                        str(images_path), "--grid", str(grid_path), "--batch-size", "2"]) == 0
+    assert (
+        sample.main(
+            [
+                "--checkpoint",
+                str(out),
+                "--codes",
+                str(tmp_path / "codes.npy"),
+                "--out",
+                str(images_path),
+                "--grid",
+                str(grid_path),
+                "--batch-size",
+                "2",
+            ]
+        )
+        == 0
+    )
     images = np.load(images_path)
     assert images.shape == (5, 16, 16, 3) and images.dtype == np.float32
     np.testing.assert_allclose(images, torch_generate(g, codes), rtol=0, atol=1e-5)
     assert grid_path.stat().st_size > 0
 
     np.save(tmp_path / "short.npy", codes[:, :-1])
-    assert sample.main(["--checkpoint", str(out), "--codes", str(tmp_path / "short.npy"), "--out",
-                        str(images_path)]) == 1
+    assert (
+        sample.main(["--checkpoint", str(out), "--codes", str(tmp_path / "short.npy"), "--out", str(images_path)]) == 1
+    )
     assert f"shape (N, {CODE})" in capsys.readouterr().err
-    assert sample.main(["--checkpoint", str(tmp_path / "absent"), "--num", "2",
-                        "--out", str(images_path)]) == 1
+    assert sample.main(["--checkpoint", str(tmp_path / "absent"), "--num", "2", "--out", str(images_path)]) == 1
     assert "no model.json" in capsys.readouterr().err
 
 
 def test_generator_only_checkpoint(tmp_path):
     g, _ = torch_nets("weight", 16)
     out = tmp_path / "gen_only"
-    assert convert.main(["--gen", _save_npz(g, tmp_path / "g.npz"), "--norm", "weight", "--image-size", "16",
-                         "--nfeature", str(NF), "--code-size", str(CODE), "--out", str(out)]) == 0
+    assert (
+        convert.main(
+            [
+                "--gen",
+                _save_npz(g, tmp_path / "g.npz"),
+                "--norm",
+                "weight",
+                "--image-size",
+                "16",
+                "--nfeature",
+                str(NF),
+                "--code-size",
+                str(CODE),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     config, variables, step = checkpoint.load_generator(out, "last")
     assert step == 0 and config.variant == "wn"
     codes = sample.normal_codes(3, CODE, seed=7)
     np.testing.assert_array_equal(codes, sample.normal_codes(3, CODE, seed=7))
-    np.testing.assert_allclose(sample.generate(config, variables, codes), torch_generate(g, codes),
-                               rtol=0, atol=1e-5)
-    assert sample.main(["--checkpoint", str(out), "--which", "0", "--num", "3", "--seed", "7",
-                        "--out", str(tmp_path / "x.npy")]) == 0
+    np.testing.assert_allclose(sample.generate(config, variables, codes), torch_generate(g, codes), rtol=0, atol=1e-5)
+    assert (
+        sample.main(
+            ["--checkpoint", str(out), "--which", "0", "--num", "3", "--seed", "7", "--out", str(tmp_path / "x.npy")]
+        )
+        == 0
+    )
     np.testing.assert_allclose(np.load(tmp_path / "x.npy"), torch_generate(g, codes), rtol=0, atol=1e-5)
 
 

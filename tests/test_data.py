@@ -30,7 +30,7 @@ def pil_reference(image, crop, size):
     """Centre crop then bicubic resize, written out independently of the pipeline."""
     h, w = image.shape[:2]
     top, left = (h - crop) // 2, (w - crop) // 2
-    patch = Image.fromarray(image[top:top + crop, left:left + crop])
+    patch = Image.fromarray(image[top : top + crop, left : left + crop])
     return np.asarray(patch.resize((size, size), Image.Resampling.BICUBIC))
 
 
@@ -47,14 +47,14 @@ def records(images):
 
 # --- TFDS sources -------------------------------------------------------------------------------
 
+
 def test_celeb_a_mock_is_center_cropped_160(tmp_path):
     with tfds.testing.mock_data(num_examples=12):
-        originals = [tfds.data_source("celeb_a", split="train+validation+test", download=False)[i]
-                     ["image"] for i in range(12)]
-        ds = data.load("tfds:celeb_a", 160, cache_dir=tmp_path, final_test=4, running_test=2,
-                       progress=False)
-        small = data.load("tfds:celeb_a", 64, cache_dir=tmp_path, final_test=4, running_test=2,
-                          progress=False)
+        originals = [
+            tfds.data_source("celeb_a", split="train+validation+test", download=False)[i]["image"] for i in range(12)
+        ]
+        ds = data.load("tfds:celeb_a", 160, cache_dir=tmp_path, final_test=4, running_test=2, progress=False)
+        small = data.load("tfds:celeb_a", 64, cache_dir=tmp_path, final_test=4, running_test=2, progress=False)
     assert originals[0].shape == (218, 178, 3)
     assert ds.info["crop"] == 160 and ds.train.shape == (8, 160, 160, 3)
     for row, index in zip(all_rows(ds), source_index(ds)):
@@ -68,13 +68,11 @@ def test_cifar10_uses_train_and_test_as_is(tmp_path):
     images = rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
     as_data_source, calls = records(images)
     with tfds.testing.mock_data(as_data_source_fn=as_data_source):
-        ds = data.load("tfds:cifar10", 32, cache_dir=tmp_path, final_test=4, running_test=2,
-                       progress=False)
+        ds = data.load("tfds:cifar10", 32, cache_dir=tmp_path, final_test=4, running_test=2, progress=False)
     assert calls == [("cifar10", "train+test")] and ds.info["crop"] == 0
     np.testing.assert_array_equal(all_rows(ds), images[source_index(ds)])
     with tfds.testing.mock_data(num_examples=10):
-        ds = data.load("tfds:cifar10:test", 16, cache_dir=tmp_path, final_test=4, running_test=2,
-                       progress=False)
+        ds = data.load("tfds:cifar10:test", 16, cache_dir=tmp_path, final_test=4, running_test=2, progress=False)
     assert ds.train.shape == (6, 16, 16, 3) and ds.info["source"] == "tfds:cifar10:test"
 
 
@@ -84,18 +82,17 @@ def test_lsun_center_256_without_downsampling(tmp_path):
     small = np.full((60, 40, 3), 77, np.uint8)  # smaller than the crop: resized up, then cropped
     as_data_source, _ = records(list(wide) + [small])
     with tfds.testing.mock_data(as_data_source_fn=as_data_source):
-        ds = data.load("tfds:lsun/bedroom", 256, cache_dir=tmp_path, final_test=2,
-                       running_test=1, progress=False)
+        ds = data.load("tfds:lsun/bedroom", 256, cache_dir=tmp_path, final_test=2, running_test=1, progress=False)
     for row, i in zip(all_rows(ds), source_index(ds)):
         expected = np.full((256, 256, 3), 77, np.uint8) if i == 4 else wide[i][:, 42:298]
         np.testing.assert_array_equal(row, expected)
     with tfds.testing.mock_data(num_examples=6):  # random small sizes from the mock
-        ds = data.load("tfds:lsun/bedroom", 32, cache_dir=tmp_path, final_test=2, running_test=1,
-                       progress=False)
+        ds = data.load("tfds:lsun/bedroom", 32, cache_dir=tmp_path, final_test=2, running_test=1, progress=False)
     assert ds.train.shape == (4, 32, 32, 3) and ds.info["crop"] == 256
 
 
 # --- folders, LMDB, wheels ----------------------------------------------------------------------
+
 
 def make_folder(root, count=6, size=(40, 30)):
     rng = np.random.default_rng(2)
@@ -115,8 +112,7 @@ def test_folder_gray_rgba_and_corrupt_files(tmp_path):
     (root / "broken.jpg").write_bytes(b"not a jpeg at all")
     (root / "notes.txt").write_text("ignored")
     with pytest.warns(UserWarning, match=r"(?s)skipped 1 unreadable image.*broken\.jpg"):
-        ds = data.load(f"folder:{root}", 16, cache_dir=tmp_path / "cache", final_test=3,
-                       running_test=1, progress=False)
+        ds = data.load(f"folder:{root}", 16, cache_dir=tmp_path / "cache", final_test=3, running_test=1, progress=False)
     assert ds.info["count"] == 8 and ds.info["skipped"] == [str(root / "broken.jpg")]
     assert len(ds.train) == 5 and ds.train.dtype == np.uint8
     names = [p.relative_to(root).as_posix() for p in data.open_source(f"folder:{root}").files]
@@ -125,8 +121,9 @@ def test_folder_gray_rgba_and_corrupt_files(tmp_path):
     np.testing.assert_array_equal(rows[names.index("gray.png")], np.full((16, 16, 3), 100))
     np.testing.assert_array_equal(rows[names.index("sub/alpha.png")], np.full((16, 16, 3), 255))
     with pytest.warns(UserWarning, match="skipped 1"):
-        gray = data.load(f"folder:{root}", 16, channels=1, cache_dir=tmp_path / "cache",
-                         final_test=3, running_test=1, progress=False)
+        gray = data.load(
+            f"folder:{root}", 16, channels=1, cache_dir=tmp_path / "cache", final_test=3, running_test=1, progress=False
+        )
     assert gray.train.shape == (5, 16, 16, 1)
 
 
@@ -137,8 +134,7 @@ def test_folder_default_crop_resizes_shorter_side_then_center_crops():
     expected = np.asarray(image.resize((100, 50), Image.Resampling.BICUBIC))[:, 25:75]
     np.testing.assert_array_equal(out, expected)
     assert transforms.preprocess(image, (20, 30), crop=0, channels=3).shape == (20, 30, 3)
-    up = transforms.preprocess(Image.new("RGB", (30, 20), (5, 6, 7)), (64, 64), crop=160,
-                               channels=3)
+    up = transforms.preprocess(Image.new("RGB", (30, 20), (5, 6, 7)), (64, 64), crop=160, channels=3)
     np.testing.assert_array_equal(up, np.broadcast_to(np.array([5, 6, 7], np.uint8), (64, 64, 3)))
 
 
@@ -165,8 +161,9 @@ def test_lmdb_and_lsun_prepare(tmp_path):
     database = tmp_path / "raw" / "bedroom_train_lmdb"
     make_lmdb(database, list(images) + [b"\xff\xd8 corrupt"])
     with pytest.warns(UserWarning, match="skipped 1"):
-        ds = data.load(f"lmdb:{database}", 256, cache_dir=tmp_path / "cache", final_test=2,
-                       running_test=1, progress=False)
+        ds = data.load(
+            f"lmdb:{database}", 256, cache_dir=tmp_path / "cache", final_test=2, running_test=1, progress=False
+        )
     assert ds.info["crop"] == 256 and ds.info["count"] == 5
     np.testing.assert_array_equal(all_rows(ds), images[source_index(ds)][:, :, 32:288])
 
@@ -179,15 +176,13 @@ def test_lmdb_and_lsun_prepare(tmp_path):
     assert cli(["prepare", "lsun/bedroom", "--manual-dir", str(manual), "--data-dir", str(out)]) == 0
     spec = f"lmdb:{out / 'lsun' / 'bedroom_train_lmdb'}"
     with pytest.warns(UserWarning, match="skipped 1"):
-        prepared = data.load(spec, 32, cache_dir=tmp_path / "cache", final_test=2, running_test=1,
-                             progress=False)
+        prepared = data.load(spec, 32, cache_dir=tmp_path / "cache", final_test=2, running_test=1, progress=False)
     assert prepared.train.shape == (3, 32, 32, 3)
 
 
 @pytest.mark.parametrize("size", [16, 32])
 def test_digits(tmp_path, size):
-    ds = data.load("digits", size, cache_dir=tmp_path, final_test=200, running_test=100,
-                   progress=False)
+    ds = data.load("digits", size, cache_dir=tmp_path, final_test=200, running_test=100, progress=False)
     assert ds.info["count"] == 1797
     assert ds.train.shape == (1597, size, size, 3) and ds.final_test.shape == (200, size, size, 3)
     assert ds.train.max() == 255 and ds.train.min() == 0
@@ -196,12 +191,12 @@ def test_digits(tmp_path, size):
 
 def test_lfw_subset(tmp_path):
     pytest.importorskip("skimage")
-    ds = data.load("lfw_subset", 32, channels=1, cache_dir=tmp_path, final_test=50,
-                   running_test=10, progress=False)
+    ds = data.load("lfw_subset", 32, channels=1, cache_dir=tmp_path, final_test=50, running_test=10, progress=False)
     assert ds.train.shape == (150, 32, 32, 1)
 
 
 # --- split and cache ----------------------------------------------------------------------------
+
 
 def test_split_is_deterministic_and_shared(tmp_path):
     kwargs = dict(cache_dir=tmp_path, final_test=200, running_test=100, progress=False)
@@ -214,8 +209,7 @@ def test_split_is_deterministic_and_shared(tmp_path):
     assert not np.array_equal(source_index(first)[:200], source_index(other)[:200])
     np.testing.assert_array_equal(first.running_test, first.final_test[:100])
     assert isinstance(first.train, np.memmap)
-    smaller = data.load("digits", 8, cache_dir=tmp_path, final_test=100, running_test=10,
-                        progress=False)
+    smaller = data.load("digits", 8, cache_dir=tmp_path, final_test=100, running_test=10, progress=False)
     np.testing.assert_array_equal(smaller.final_test, first.final_test[:100])
 
 
@@ -237,6 +231,7 @@ def test_stale_cache_is_rebuilt(tmp_path):
 
 # --- errors -------------------------------------------------------------------------------------
 
+
 def test_clear_errors(tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
@@ -255,11 +250,15 @@ def test_clear_errors(tmp_path, capsys):
         data.load("digits", 8, cache_dir=tmp_path)
     with pytest.raises(ValueError, match="unknown data spec"):
         data.load("mnist", 8, cache_dir=tmp_path)
-    assert cli(["prepare", "celeb_a", "--manual-dir", str(tmp_path), "--data-dir",
-                str(tmp_path)]) == 1
+    assert cli(["prepare", "celeb_a", "--manual-dir", str(tmp_path), "--data-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    for name in ("img_align_celeba.zip", "list_eval_partition.txt", "list_attr_celeba.txt",
-                 "list_landmarks_align_celeba.txt", "identity_CelebA.txt"):
+    for name in (
+        "img_align_celeba.zip",
+        "list_eval_partition.txt",
+        "list_attr_celeba.txt",
+        "list_landmarks_align_celeba.txt",
+        "identity_CelebA.txt",
+    ):
         assert name in err
 
 
@@ -272,6 +271,7 @@ def test_prepare_without_tensorflow_says_how_to_install(tmp_path):
 
 
 # --- iterator and sharding ----------------------------------------------------------------------
+
 
 def indexed_images(count=100):
     """Image i is filled with value i, so a batch reveals which images it holds."""
@@ -289,8 +289,7 @@ def test_iterator_resumes_exactly_across_epochs(prefetch):
     expected = [next(full) for _ in range(8)]  # 3 batches per epoch: crosses two epoch ends
     assert expected[0].dtype == np.float32 and expected[0].shape == (32, 2, 2, 1)
     scaled = ids(expected[0]).astype(np.float32) / np.float32(255)
-    np.testing.assert_array_equal(expected[0], np.broadcast_to(scaled[:, None, None, None],
-                                                               expected[0].shape))
+    np.testing.assert_array_equal(expected[0], np.broadcast_to(scaled[:, None, None, None], expected[0].shape))
     epoch0 = np.concatenate([ids(b) for b in expected[:3]])
     assert len(set(epoch0)) == 96  # the incomplete last batch is dropped
     for stop in (1, 3, 5):
@@ -304,15 +303,13 @@ def test_iterator_resumes_exactly_across_epochs(prefetch):
             np.testing.assert_array_equal(next(resumed), want)
         resumed.close()
     full.close()
-    assert data.BatchIterator(images, 32, seed=6, prefetch=0).state() == {
-        "seed": 6, "epoch": 0, "position": 0}
+    assert data.BatchIterator(images, 32, seed=6, prefetch=0).state() == {"seed": 6, "epoch": 0, "position": 0}
 
 
 def test_iterator_process_parts_make_the_global_batch():
     images = indexed_images()
     whole = data.BatchIterator(images, 32, seed=1, prefetch=0)
-    parts = [data.BatchIterator(images, 32, seed=1, prefetch=0, process_index=p, process_count=2)
-             for p in range(2)]
+    parts = [data.BatchIterator(images, 32, seed=1, prefetch=0, process_index=p, process_count=2) for p in range(2)]
     for _ in range(4):
         np.testing.assert_array_equal(next(whole), np.concatenate([next(p) for p in parts]))
     assert data.process_slice(32, 1, 4) == slice(8, 16)

@@ -1,4 +1,5 @@
 """The digits experiment end to end: runs, the paper's Table 2 and Figure 1 from them, sample grids."""
+
 from absl import flags
 
 from experiments import common, report
@@ -7,9 +8,21 @@ from wngan_jax.config import digits
 
 
 def test_digits_runs_give_table_plot_grids_and_checkpoints(tmp_path):
-    config = digits().replace(image_size=(16, 16), nfeature=8, code_size=16, batch_size=16, iterations=4,
-                              test_every=2, sample_every=2, log_every=2, test_steps=3, final_test_samples=20,
-                              final_test_steps=3, cache_dir=str(tmp_path / "cache"), progress=False)
+    config = digits().replace(
+        image_size=(16, 16),
+        nfeature=8,
+        code_size=16,
+        batch_size=16,
+        iterations=4,
+        test_every=2,
+        sample_every=2,
+        log_every=2,
+        test_steps=3,
+        final_test_samples=20,
+        final_test_steps=3,
+        cache_dir=str(tmp_path / "cache"),
+        progress=False,
+    )
     runs = []
     for norm in ("vanilla", "wn"):
         summary = train.train_and_evaluate(config.replace(norm=norm), tmp_path / norm)

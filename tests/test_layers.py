@@ -1,4 +1,5 @@
 """Layers against hand computations: numpy convolutions, the paper's equations and hand-worked numbers."""
+
 import itertools
 
 import jax
@@ -14,6 +15,7 @@ EPS = 1e-6  # docs/authors.md §1: inside the sqrt
 # ---------------------------------------------------------------------------------------------------------
 # Plain numpy formulations (float64), PyTorch's semantics.
 
+
 def np_conv(x, k, strides, padding):
     """Conv2d: y[b, i, j, o] = sum x_pad[b, i*s + a, j*s + c, ci] * k[a, c, ci, o], loop over kernel taps."""
     (sh, sw), (ph, pw) = strides, padding
@@ -22,19 +24,19 @@ def np_conv(x, k, strides, padding):
     oh, ow = (xp.shape[1] - kh) // sh + 1, (xp.shape[2] - kw) // sw + 1
     y = np.zeros((x.shape[0], oh, ow, c_out))
     for a, c in itertools.product(range(kh), range(kw)):
-        y += np.einsum("bijc,co->bijo", xp[:, a:a + sh * (oh - 1) + 1:sh, c:c + sw * (ow - 1) + 1:sw], k[a, c])
+        y += np.einsum("bijc,co->bijo", xp[:, a : a + sh * (oh - 1) + 1 : sh, c : c + sw * (ow - 1) + 1 : sw], k[a, c])
     return y
 
 
 def np_conv_transpose(x, k, strides, padding):
-    """ConvTranspose2d (kernel ``(kh, kw, c_out, c_in)``): scatter x[b, i, j] * k[a, c] to (i*s - p + a, j*s - p + c)."""
+    """ConvTranspose2d (kernel ``(kh, kw, c_out, c_in)``): scatter x[b, i, j] * k[a, c] to (i*s-p+a, j*s-p+c)."""
     (sh, sw), (ph, pw) = strides, padding
     kh, kw, c_out, _ = k.shape
     b, h, w, _ = x.shape
     full = np.zeros((b, (h - 1) * sh + kh, (w - 1) * sw + kw, c_out))
     for a, c in itertools.product(range(kh), range(kw)):
-        full[:, a:a + sh * (h - 1) + 1:sh, c:c + sw * (w - 1) + 1:sw] += np.einsum("bijc,oc->bijo", x, k[a, c])
-    return full[:, ph:full.shape[1] - ph, pw:full.shape[2] - pw]
+        full[:, a : a + sh * (h - 1) + 1 : sh, c : c + sw * (w - 1) + 1 : sw] += np.einsum("bijc,oc->bijo", x, k[a, c])
+    return full[:, ph : full.shape[1] - ph, pw : full.shape[2] - pw]
 
 
 def np_norm(v, out_axis, stride_factor=1.0):
@@ -51,16 +53,42 @@ def rel_err(a, b):
 # Layer configurations: (constructor, input shape, output axis of the kernel, stride factor of the norm).
 LAYER_CASES = {
     "dense": (lambda norm, **kw: layers.Dense(6, norm=norm, use_bias=norm != "strict", **kw), (3, 10), 1, 1.0),
-    "conv_s2": (lambda norm, **kw: layers.Conv(5, (4, 4), (2, 2), (1, 1), norm=norm, use_bias=norm != "strict", **kw),
-                (2, 8, 6, 3), 3, 1.0),
-    "conv_final": (lambda norm, **kw: layers.Conv(2, (3, 3), norm=norm, use_bias=norm != "strict", **kw),
-                   (2, 3, 3, 4), 3, 1.0),
-    "deconv_s2": (lambda norm, **kw: layers.Conv(5, (4, 4), (2, 2), (1, 1), transpose=True, norm=norm,
-                                                 use_bias=norm != "strict", **kw), (2, 4, 3, 6), 2, 0.25),
-    "deconv_s2_p2": (lambda norm, **kw: layers.Conv(3, (4, 4), (2, 2), (2, 2), transpose=True, norm=norm,
-                                                    use_bias=norm != "strict", **kw), (2, 5, 5, 4), 2, 0.25),
-    "deconv_s21": (lambda norm, **kw: layers.Conv(3, (4, 4), (2, 1), (1, 1), transpose=True, norm=norm,
-                                                  use_bias=norm != "strict", **kw), (2, 3, 4, 4), 2, 0.5),
+    "conv_s2": (
+        lambda norm, **kw: layers.Conv(5, (4, 4), (2, 2), (1, 1), norm=norm, use_bias=norm != "strict", **kw),
+        (2, 8, 6, 3),
+        3,
+        1.0,
+    ),
+    "conv_final": (
+        lambda norm, **kw: layers.Conv(2, (3, 3), norm=norm, use_bias=norm != "strict", **kw),
+        (2, 3, 3, 4),
+        3,
+        1.0,
+    ),
+    "deconv_s2": (
+        lambda norm, **kw: layers.Conv(
+            5, (4, 4), (2, 2), (1, 1), transpose=True, norm=norm, use_bias=norm != "strict", **kw
+        ),
+        (2, 4, 3, 6),
+        2,
+        0.25,
+    ),
+    "deconv_s2_p2": (
+        lambda norm, **kw: layers.Conv(
+            3, (4, 4), (2, 2), (2, 2), transpose=True, norm=norm, use_bias=norm != "strict", **kw
+        ),
+        (2, 5, 5, 4),
+        2,
+        0.25,
+    ),
+    "deconv_s21": (
+        lambda norm, **kw: layers.Conv(
+            3, (4, 4), (2, 1), (1, 1), transpose=True, norm=norm, use_bias=norm != "strict", **kw
+        ),
+        (2, 3, 4, 4),
+        2,
+        0.5,
+    ),
 }
 
 
@@ -71,8 +99,11 @@ def init_layer(name, norm, seed=0, **kw):
     params = layer.init(jax.random.key(seed), x)["params"]
     if norm == "affine":  # non-trivial scale (including negative) and bias instead of the init 1 / 0
         rng = np.random.default_rng(seed + 100)
-        params = dict(params, scale=jnp.asarray(rng.uniform(-2, 2, params["scale"].shape), jnp.float32),
-                      bias=jnp.asarray(rng.standard_normal(params["bias"].shape), jnp.float32))
+        params = dict(
+            params,
+            scale=jnp.asarray(rng.uniform(-2, 2, params["scale"].shape), jnp.float32),
+            bias=jnp.asarray(rng.standard_normal(params["bias"].shape), jnp.float32),
+        )
     return layer, params, x, out_axis, stride_factor
 
 
@@ -115,14 +146,15 @@ def effective_kernel(name, norm, params, c_in):
     if template.transpose:
         probe = np.eye(c_in, dtype=np.float32).reshape(c_in, 1, 1, c_in)
         y = layer.apply({"params": params}, probe) - layer.apply({"params": params}, 0 * probe)
-        return np.asarray(y).transpose(1, 2, 3, 0)          # (kh, kw, c_out, c_in)
+        return np.asarray(y).transpose(1, 2, 3, 0)  # (kh, kw, c_out, c_in)
     probe = np.eye(kh * kw * c_in, dtype=np.float32).reshape(-1, kh, kw, c_in)
     y = layer.apply({"params": params}, probe) - layer.apply({"params": params}, 0 * probe)
-    return np.asarray(y).reshape(kh, kw, c_in, -1)          # (kh, kw, c_in, c_out)
+    return np.asarray(y).reshape(kh, kw, c_in, -1)  # (kh, kw, c_in, c_out)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Weight normalization
+
 
 @pytest.mark.parametrize("name", list(LAYER_CASES))
 def test_strict_effective_kernel_has_unit_norm(name):
@@ -136,7 +168,7 @@ def test_strict_effective_kernel_has_unit_norm(name):
     v = np.asarray(params["kernel"], np.float64)
     axes = tuple(a for a in range(w.ndim) if a != out_axis)
     norm_sq = np.sum(w.astype(np.float64) ** 2, axis=axes) * f
-    s = np.sum(v ** 2, axis=axes) * f
+    s = np.sum(v**2, axis=axes) * f
     np.testing.assert_allclose(norm_sq, s / (s + EPS), rtol=2e-6)
     np.testing.assert_allclose(norm_sq, 1.0, atol=1e-4)
     # And it is the raw kernel rescaled, direction unchanged.
@@ -160,7 +192,7 @@ def test_epsilon_inside_sqrt_matters_for_the_tiny_first_layer():
     params = layer.init(jax.random.key(0), jnp.zeros((1, 256)))["params"]
     w = np.asarray(layer.apply({"params": params}, np.eye(256, dtype=np.float32)), np.float64)
     s = np.sum(np.asarray(params["kernel"], np.float64) ** 2, axis=0)
-    norm_sq = np.sum(w ** 2, axis=0)
+    norm_sq = np.sum(w**2, axis=0)
     np.testing.assert_allclose(norm_sq, s / (s + EPS), rtol=1e-5)
     assert np.all(norm_sq < 0.99)  # eps outside the sqrt would give > 0.9996
 
@@ -201,16 +233,18 @@ def test_kernel_gradient_is_orthogonal_to_kernel(name, norm):
     losses = [lambda y: jnp.sum(jnp.sin(y) * c), lambda y: jnp.sum((y - c) ** 2) + jnp.sum(y[..., 0] ** 3)]
     v = np.asarray(params["kernel"], np.float64)
     for loss in losses:
-        g = jax.grad(lambda p: loss(layer.apply({"params": p}, x)))(params)["kernel"]
+        g = jax.grad(lambda p, loss=loss: loss(layer.apply({"params": p}, x)))(params)["kernel"]
         g = np.asarray(g, np.float64)
         dot = np.sum(g * v, axis=axes)
-        scale = np.sqrt(np.sum(g ** 2, axis=axes) * np.sum(v ** 2, axis=axes))
+        scale = np.sqrt(np.sum(g**2, axis=axes) * np.sum(v**2, axis=axes))
         assert np.all(scale > 0)
         assert np.all(np.abs(dot) <= 1e-4 * scale), np.max(np.abs(dot) / scale)
 
 
-@pytest.mark.parametrize("name,c_in,fan_in", [("dense", 10, 10), ("conv_s2", 3, 48), ("conv_final", 4, 36),
-                                              ("deconv_s2", 6, 96), ("deconv_s2_p2", 4, 64)])
+@pytest.mark.parametrize(
+    "name,c_in,fan_in",
+    [("dense", 10, 10), ("conv_s2", 3, 48), ("conv_final", 4, 36), ("deconv_s2", 6, 96), ("deconv_s2_p2", 4, 64)],
+)
 @pytest.mark.parametrize("t", [1.0, 0.01])
 def test_init_bounds(name, c_in, fan_in, t):
     """Kernels are uniform in ±t / sqrt(c_in k_h k_w), c_in the layer's input channels (paper §5.1)."""
@@ -230,10 +264,12 @@ def test_init_bounds(name, c_in, fan_in, t):
 def test_weight_norm_scale_hand_numbers():
     """1 / sqrt(sum(v**2) * f + 1e-6) on a 3-4-5 triangle."""
     v = jnp.array([[3.0, 0.0], [4.0, 1.0]])
-    np.testing.assert_allclose(layers.weight_norm_scale(v, [0]), [1 / np.sqrt(25 + EPS), 1 / np.sqrt(1 + EPS)],
-                               rtol=1e-6)
-    np.testing.assert_allclose(layers.weight_norm_scale(v, [0], 0.25), [1 / np.sqrt(6.25 + EPS), 1 / np.sqrt(0.25 + EPS)],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        layers.weight_norm_scale(v, [0]), [1 / np.sqrt(25 + EPS), 1 / np.sqrt(1 + EPS)], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        layers.weight_norm_scale(v, [0], 0.25), [1 / np.sqrt(6.25 + EPS), 1 / np.sqrt(0.25 + EPS)], rtol=1e-6
+    )
 
 
 def test_invalid_norm_is_rejected():
@@ -252,6 +288,7 @@ def test_bfloat16_layer_runs_close_to_float32():
 
 # ---------------------------------------------------------------------------------------------------------
 # PReLU / TPReLU
+
 
 def test_prelu_hand_numbers():
     """PReLU with per-channel slopes 0.25 and 0.5: negatives scaled, zero and positives unchanged."""
@@ -284,6 +321,7 @@ def test_prelu_tprelu_params_and_init():
 # ---------------------------------------------------------------------------------------------------------
 # Batch norm (PyTorch numerics)
 
+
 def test_batch_norm_hand_numbers():
     """One channel, x = 1, 2, 3, 6: mean 3, biased var 3.5 (normalization), unbiased 14/3 (running var)."""
     x = jnp.array([1.0, 2.0, 3.0, 6.0]).reshape(4, 1)
@@ -308,8 +346,12 @@ def test_batch_norm_matches_torch_style_numpy():
     stats = variables["batch_stats"]
     run_mean, run_var = np.zeros(3), np.ones(3)
     for x in xs:
-        y, upd = bn.apply({"params": params, "batch_stats": stats}, jnp.asarray(x, jnp.float32),
-                          use_running_average=False, mutable=["batch_stats"])
+        y, upd = bn.apply(
+            {"params": params, "batch_stats": stats},
+            jnp.asarray(x, jnp.float32),
+            use_running_average=False,
+            mutable=["batch_stats"],
+        )
         stats = upd["batch_stats"]
         mean, var = x.mean(axis=(0, 1, 2)), x.var(axis=(0, 1, 2))
         n = 4 * 3 * 2
@@ -320,8 +362,12 @@ def test_batch_norm_matches_torch_style_numpy():
         np.testing.assert_allclose(stats["mean"], run_mean, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(stats["var"], run_var, rtol=1e-5)
     # Inference: running statistics, and no update even when mutable.
-    y, upd = bn.apply({"params": params, "batch_stats": stats}, jnp.asarray(x_test, jnp.float32),
-                      use_running_average=True, mutable=["batch_stats"])
+    y, upd = bn.apply(
+        {"params": params, "batch_stats": stats},
+        jnp.asarray(x_test, jnp.float32),
+        use_running_average=True,
+        mutable=["batch_stats"],
+    )
     want = (x_test - run_mean) / np.sqrt(run_var + 1e-5) * np.asarray(params["scale"]) + np.asarray(params["bias"])
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(upd["batch_stats"]["mean"], stats["mean"])
@@ -337,29 +383,37 @@ def test_mean_only_batch_norm():
     assert set(variables["params"]) == {"bias"}
     assert set(variables["batch_stats"]) == {"mean"}
     params = {"bias": jnp.array([0.5, -0.25])}
-    y, upd = bn.apply({"params": params, "batch_stats": variables["batch_stats"]}, jnp.asarray(x, jnp.float32),
-                      use_running_average=False, mutable=["batch_stats"])
+    y, upd = bn.apply(
+        {"params": params, "batch_stats": variables["batch_stats"]},
+        jnp.asarray(x, jnp.float32),
+        use_running_average=False,
+        mutable=["batch_stats"],
+    )
     mean = x.mean(axis=(0, 1, 2))
     np.testing.assert_allclose(y, x - mean + [0.5, -0.25], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(upd["batch_stats"]["mean"], 0.1 * mean, rtol=1e-5)
-    y = bn.apply({"params": params, "batch_stats": upd["batch_stats"]}, jnp.asarray(x, jnp.float32),
-                 use_running_average=True)
+    y = bn.apply(
+        {"params": params, "batch_stats": upd["batch_stats"]}, jnp.asarray(x, jnp.float32), use_running_average=True
+    )
     np.testing.assert_allclose(y, x - 0.1 * mean + [0.5, -0.25], rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Slope clipping
 
+
 def test_clip_slopes():
     """Slopes of every (T)PReLU go to [0, 1]; alpha only in the named modules; nothing else changes."""
     slope = jnp.array([-0.5, 0.3, 1.7])
     alpha = jnp.array([-1.0, 0.5, 2.0])
     kernel = jnp.array([[-3.0, 2.0]])
-    params = {"initial_act": {"slope": slope, "alpha": alpha},
-              "level_3_act": {"slope": slope, "alpha": alpha},
-              "level_2_act": {"slope": slope, "alpha": alpha},
-              "level_2_conv": {"kernel": kernel, "scale": alpha, "bias": alpha},
-              "prelu": {"slope": slope}}
+    params = {
+        "initial_act": {"slope": slope, "alpha": alpha},
+        "level_3_act": {"slope": slope, "alpha": alpha},
+        "level_2_act": {"slope": slope, "alpha": alpha},
+        "level_2_conv": {"kernel": kernel, "scale": alpha, "bias": alpha},
+        "prelu": {"slope": slope},
+    }
     out = layers.clip_slopes(params, clip_alpha_of=("initial_act", "level_3_act"))
     for name in ("initial_act", "level_3_act", "level_2_act", "prelu"):
         np.testing.assert_array_equal(out[name]["slope"], np.float32([0.0, 0.3, 1.0]))

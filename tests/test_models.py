@@ -1,4 +1,5 @@
 """Models against the paper (Table 1, §5.1, appendices C.2 and D) and the authors' parameter counts."""
+
 import math
 
 import flax.linen as nn
@@ -186,7 +187,7 @@ def traced_layers(module, x):
         jax.eval_shape(lambda v, x: module.apply(v, x), variables, x)
     prefix = {"none": "", "strict": "SWN", "affine": "AWN"}
     rows = []
-    for i, (m, shape) in enumerate(calls):
+    for i, (m, _shape) in enumerate(calls):
         if isinstance(m, layers.Dense):  # G's first layer, written as a deconv from a 1x1 code
             h, w, c = calls[i + 1][1][1:]
             k = str(h) if h == w else f"{h}x{w}"
@@ -218,11 +219,20 @@ def test_built_models_match_paper_table_1_at_160(variant):
 def test_layer_table_108_uses_padding_2():
     """108: 108 -> 54 -> 28 (padding 2) -> 14 -> 7, final 7x7; G mirrors it (docs/authors.md §2), built too."""
     d, g = models.layer_table("wn", 108)
-    assert [s for s in d if "Conv" in s] == ["SWNConv 4, 2, 1, 64", "SWNConv 4, 2, 2, 128", "SWNConv 4, 2, 1, 256",
-                                             "SWNConv 4, 2, 1, 512", "AWNConv 7, 1, 0, 1"]
-    assert [s for s in g if "Deconv" in s] == ["SWNDeconv 7, 1, 0, 512", "SWNDeconv 4, 2, 1, 256",
-                                               "SWNDeconv 4, 2, 1, 128", "SWNDeconv 4, 2, 2, 64",
-                                               "AWNDeconv 4, 2, 1, 3"]
+    assert [s for s in d if "Conv" in s] == [
+        "SWNConv 4, 2, 1, 64",
+        "SWNConv 4, 2, 2, 128",
+        "SWNConv 4, 2, 1, 256",
+        "SWNConv 4, 2, 1, 512",
+        "AWNConv 7, 1, 0, 1",
+    ]
+    assert [s for s in g if "Deconv" in s] == [
+        "SWNDeconv 7, 1, 0, 512",
+        "SWNDeconv 4, 2, 1, 256",
+        "SWNDeconv 4, 2, 1, 128",
+        "SWNDeconv 4, 2, 2, 64",
+        "AWNDeconv 4, 2, 1, 3",
+    ]
     config = models.ModelConfig("wn", 108)
     assert traced_layers(config.discriminator(), images((108, 108), 1)) == d
     assert traced_layers(config.generator(), CODE) == g
@@ -230,6 +240,7 @@ def test_layer_table_108_uses_padding_2():
 
 # ---------------------------------------------------------------------------------------------------------
 # Variants, aliases, clipping, errors
+
 
 def test_author_aliases():
     """The authors' --norm names map to the project names, in get_variant and ModelConfig."""
@@ -266,7 +277,8 @@ def test_clip_slopes_on_a_wn_clip_generator():
     config = models.ModelConfig("wn_clip", 32)
     params = jax.jit(config.generator().init)(jax.random.key(0), jnp.zeros((1, 256)))["params"]
     params = jax.tree_util.tree_map_with_path(
-        lambda path, x: jnp.full_like(x, 3.0) if path[-1].key in ("alpha", "slope") else x, params)
+        lambda path, x: jnp.full_like(x, 3.0) if path[-1].key in ("alpha", "slope") else x, params
+    )
     out = layers.clip_slopes(params, clip_alpha_of=models.alpha_clipped_modules("wn_clip", 32))
     acts = [n for n in out if n.endswith("_act")]
     assert len(acts) == 3
@@ -275,13 +287,16 @@ def test_clip_slopes_on_a_wn_clip_generator():
     assert all(float(out[n]["slope"].max()) == 1.0 for n in acts)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(variant="wn", image_size=63), "even"),
-    (dict(variant="wn", image_size=(64, 33)), "even"),
-    (dict(variant="wn", image_size=6), "too small"),
-    (dict(variant="spectral", image_size=64), "unknown norm variant"),
-    (dict(variant="wn", image_size=64, channels=2), "channels"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(variant="wn", image_size=63), "even"),
+        (dict(variant="wn", image_size=(64, 33)), "even"),
+        (dict(variant="wn", image_size=6), "too small"),
+        (dict(variant="spectral", image_size=64), "unknown norm variant"),
+        (dict(variant="wn", image_size=64, channels=2), "channels"),
+    ],
+)
 def test_invalid_configs_raise_clear_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         models.ModelConfig(**kwargs)
@@ -297,6 +312,7 @@ def test_critic_requires_strict_variant():
 # ---------------------------------------------------------------------------------------------------------
 # Appendix D critic: Lemma 2 per layer
 
+
 def test_critic_last_layer_is_strict_and_lemma_2_holds_per_layer():
     """Critic D: last layer strict (kernel only). Per strict layer, sum|dL/dx| <= sqrt(c_in k_h k_w) sum|dL/dy|;
     per TPReLU (slopes in [0, 1]) sum|dL/dx| <= sum|dL/dy| (Lemma 3); hence the whole-network bound (Claim 1)."""
@@ -310,9 +326,15 @@ def test_critic_last_layer_is_strict_and_lemma_2_holds_per_layer():
     # Make the TPReLUs non-trivial: random slopes in [0, 1], random alpha.
     rng = np.random.default_rng(0)
     params = jax.tree_util.tree_map_with_path(
-        lambda p, v: (jnp.asarray(rng.uniform(0, 1, v.shape), v.dtype) if p[-1].key == "slope" else
-                      jnp.asarray(rng.normal(0, 0.3, v.shape), v.dtype) if p[-1].key == "alpha" else v),
-        variables["params"])
+        lambda p, v: (
+            jnp.asarray(rng.uniform(0, 1, v.shape), v.dtype)
+            if p[-1].key == "slope"
+            else jnp.asarray(rng.normal(0, 0.3, v.shape), v.dtype)
+            if p[-1].key == "alpha"
+            else v
+        ),
+        variables["params"],
+    )
 
     # Probes added to every layer's input and output: their gradients are dL/dx and dL/dy of that layer.
     shapes = []
@@ -339,7 +361,7 @@ def test_critic_last_layer_is_strict_and_lemma_2_holds_per_layer():
             return jnp.sum(c * d.apply({"params": params}, x))
 
     out_shapes = []
-    for k, (m, in_shape) in enumerate(shapes):
+    for k, (_, in_shape) in enumerate(shapes):
         nxt = shapes[k + 1][1] if k + 1 < len(shapes) else (2, 1, 1, 1)
         out_shapes.append((in_shape, nxt))
     zeros = [(jnp.zeros(a), jnp.zeros(b)) for a, b in out_shapes]
@@ -375,6 +397,7 @@ def test_critic_is_invariant_to_kernel_scale():
 
 # ---------------------------------------------------------------------------------------------------------
 # Forward passes of small models
+
 
 @pytest.mark.parametrize("variant", list(models.VARIANTS))
 def test_generator_range_and_discriminator_logits(variant):

@@ -1,4 +1,5 @@
 """The Colab notebook's cells run end to end (install cell skipped, settings shrunk, display captured)."""
+
 import json
 import pathlib
 
@@ -13,9 +14,18 @@ def test_colab_notebook_runs(tmp_path, monkeypatch):
     shown = []
     monkeypatch.setattr(IPython.display, "display", shown.append)
     monkeypatch.setattr(IPython.display, "Image", pathlib.Path)
-    small = config_lib.digits().replace(nfeature=8, code_size=16, test_every=5, sample_every=5, log_every=5,
-                                        test_steps=3, final_test_samples=20, final_test_steps=3,
-                                        cache_dir=str(tmp_path / "cache"), progress=False)
+    small = config_lib.digits().replace(
+        nfeature=8,
+        code_size=16,
+        test_every=5,
+        sample_every=5,
+        log_every=5,
+        test_steps=3,
+        final_test_samples=20,
+        final_test_steps=3,
+        cache_dir=str(tmp_path / "cache"),
+        progress=False,
+    )
     monkeypatch.setattr(config_lib, "digits", lambda: small)
     monkeypatch.chdir(tmp_path)
     namespace = {}

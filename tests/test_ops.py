@@ -5,6 +5,7 @@
 * finite differences in float64 (``jax.test_util.check_grads``);
 * the adjoint identity ``<conv(a, k), b> = <a, conv_transpose(b, k)>`` computed with plain sums.
 """
+
 import functools
 
 import jax
@@ -40,8 +41,9 @@ def random_case(seed, x_shape, kernel_shape, dtype=np.float32):
 def compare_with_reference(transpose, x_shape, kernel_shape, strides, padding, tol=1e-5, seed=0):
     """Forward, input gradient and kernel gradient of the custom op vs XLA's derivative of the plain op."""
     rng, x, kernel = random_case(seed, x_shape, kernel_shape)
-    custom, reference = ((ops.conv_transpose, ops.reference_conv_transpose) if transpose
-                         else (ops.conv, ops.reference_conv))
+    custom, reference = (
+        (ops.conv_transpose, ops.reference_conv_transpose) if transpose else (ops.conv, ops.reference_conv)
+    )
     y_ref = jax.eval_shape(lambda a, k: reference(a, k, strides, padding), x, kernel)
     cotangent = rng.standard_normal(y_ref.shape).astype(np.float32)
     got = value_and_grads(custom, x, kernel, cotangent, strides, padding)
@@ -59,14 +61,17 @@ def model_layer_shapes(size, batch):
     for level in arch.levels:
         kernel = (4, 4, level.image_side_channels, level.code_side_channels)
         # D: image side -> code side, strided conv.
-        shapes.append((False, (batch, *level.in_hw, level.image_side_channels), kernel, (2, 2), level.padding,
-                       level.out_hw))
+        shapes.append(
+            (False, (batch, *level.in_hw, level.image_side_channels), kernel, (2, 2), level.padding, level.out_hw)
+        )
         # G: code side -> image side, transposed conv with the same kernel layout.
-        shapes.append((True, (batch, *level.out_hw, level.code_side_channels), kernel, (2, 2), level.padding,
-                       level.in_hw))
+        shapes.append(
+            (True, (batch, *level.out_hw, level.code_side_channels), kernel, (2, 2), level.padding, level.in_hw)
+        )
     # D's final conv: kernel covering the whole top map, stride 1, no padding, one output.
-    shapes.append((False, (batch, *arch.top_hw, arch.top_channels), (*arch.top_hw, arch.top_channels, 1),
-                   (1, 1), (0, 0), (1, 1)))
+    shapes.append(
+        (False, (batch, *arch.top_hw, arch.top_channels), (*arch.top_hw, arch.top_channels, 1), (1, 1), (0, 0), (1, 1))
+    )
     return shapes
 
 
@@ -80,9 +85,14 @@ def all_model_layer_shapes():
     return list(seen.values())
 
 
-@pytest.mark.parametrize("case", all_model_layer_shapes(),
-                         ids=lambda c: f"{c[0]}-{'T' if c[1] else 'C'}-{'x'.join(map(str, c[2][1:]))}"
-                                       f"-k{c[3][0]}x{c[3][1]}x{c[3][2]}x{c[3][3]}-p{c[5][0]}")
+@pytest.mark.parametrize(
+    "case",
+    all_model_layer_shapes(),
+    ids=lambda c: (
+        f"{c[0]}-{'T' if c[1] else 'C'}-{'x'.join(map(str, c[2][1:]))}"
+        f"-k{c[3][0]}x{c[3][1]}x{c[3][2]}x{c[3][3]}-p{c[5][0]}"
+    ),
+)
 def test_model_layers_match_xla_derivative(case):
     """At every layer of the 32/64/108/160 models: forward and both gradients equal XLA's to 1e-5 relative."""
     _, transpose, x_shape, kernel_shape, strides, padding, out_hw = case
@@ -106,26 +116,28 @@ def test_model_layer_list_covers_the_paper_shapes():
 # and kernels not divisible by the stride (the exact-adjoint fallback).
 CONV_CASES = [
     ((2, 9, 9, 3), (4, 4, 3, 5), (2, 2), (1, 1)),
-    ((2, 11, 7, 3), (4, 4, 3, 5), (2, 2), (0, 0)),      # last input row/col unused by the strided conv
-    ((2, 10, 6, 2), (4, 4, 2, 3), (2, 1), (2, 1)),      # mixed strides and paddings
-    ((2, 7, 5, 3), (3, 3, 3, 4), (1, 1), (1, 1)),       # stride 1
+    ((2, 11, 7, 3), (4, 4, 3, 5), (2, 2), (0, 0)),  # last input row/col unused by the strided conv
+    ((2, 10, 6, 2), (4, 4, 2, 3), (2, 1), (2, 1)),  # mixed strides and paddings
+    ((2, 7, 5, 3), (3, 3, 3, 4), (1, 1), (1, 1)),  # stride 1
     ((2, 7, 6, 3), (5, 5, 3, 2), (1, 1), (0, 0)),
-    ((1, 8, 12, 3), (3, 3, 3, 4), (2, 2), (1, 1)),      # 3 % 2 != 0: fallback
-    ((1, 9, 9, 2), (5, 4, 2, 3), (2, 2), (2, 1)),       # fallback along h only
-    ((1, 12, 9, 2), (6, 4, 2, 3), (3, 2), (1, 1)),      # stride 3
+    ((1, 8, 12, 3), (3, 3, 3, 4), (2, 2), (1, 1)),  # 3 % 2 != 0: fallback
+    ((1, 9, 9, 2), (5, 4, 2, 3), (2, 2), (2, 1)),  # fallback along h only
+    ((1, 12, 9, 2), (6, 4, 2, 3), (3, 2), (1, 1)),  # stride 3
 ]
 TRANSPOSE_CASES = [
     ((2, 5, 3, 4), (4, 4, 3, 4), (2, 2), (1, 1)),
     ((2, 4, 4, 3), (4, 4, 2, 3), (2, 2), (0, 0)),
     ((2, 5, 4, 3), (4, 4, 2, 3), (2, 1), (2, 0)),
     ((2, 6, 5, 3), (3, 3, 4, 3), (1, 1), (1, 1)),
-    ((1, 4, 6, 3), (3, 3, 2, 3), (2, 2), (1, 1)),      # fallback
-    ((1, 5, 5, 2), (5, 4, 3, 2), (2, 2), (2, 1)),      # fallback along h only
-    ((1, 4, 5, 2), (6, 4, 3, 2), (3, 2), (1, 1)),      # stride 3
+    ((1, 4, 6, 3), (3, 3, 2, 3), (2, 2), (1, 1)),  # fallback
+    ((1, 5, 5, 2), (5, 4, 3, 2), (2, 2), (2, 1)),  # fallback along h only
+    ((1, 4, 5, 2), (6, 4, 3, 2), (3, 2), (1, 1)),  # stride 3
 ]
 ALL_CASES = [(False,) + c for c in CONV_CASES] + [(True,) + c for c in TRANSPOSE_CASES]
-CASE_IDS = [f"{'T' if t else 'C'}-x{'x'.join(map(str, x))}-k{'x'.join(map(str, k))}-s{s[0]}{s[1]}-p{p[0]}{p[1]}"
-            for t, x, k, s, p in ALL_CASES]
+CASE_IDS = [
+    f"{'T' if t else 'C'}-x{'x'.join(map(str, x))}-k{'x'.join(map(str, k))}-s{s[0]}{s[1]}-p{p[0]}{p[1]}"
+    for t, x, k, s, p in ALL_CASES
+]
 
 
 @pytest.mark.parametrize("transpose,x_shape,kernel_shape,strides,padding", ALL_CASES, ids=CASE_IDS)
@@ -152,9 +164,11 @@ def test_conv_transpose_is_the_adjoint_of_conv(x_shape, kernel_shape, strides, p
     assert abs(lhs - rhs) <= 1e-5 * np.sum(np.abs(y * b))
 
 
-@pytest.mark.parametrize("transpose,x_shape,kernel_shape,strides,padding",
-                         [ALL_CASES[i] for i in (0, 1, 2, 5, 6, 8, 10, 12)],
-                         ids=[CASE_IDS[i] for i in (0, 1, 2, 5, 6, 8, 10, 12)])
+@pytest.mark.parametrize(
+    "transpose,x_shape,kernel_shape,strides,padding",
+    [ALL_CASES[i] for i in (0, 1, 2, 5, 6, 8, 10, 12)],
+    ids=[CASE_IDS[i] for i in (0, 1, 2, 5, 6, 8, 10, 12)],
+)
 def test_finite_differences_float64(transpose, x_shape, kernel_shape, strides, padding):
     """The custom VJPs pass jax.test_util.check_grads (reverse mode, order 1) in float64."""
     op = ops.conv_transpose if transpose else ops.conv
@@ -174,11 +188,15 @@ def test_finite_differences_float64(transpose, x_shape, kernel_shape, strides, p
             assert rel_err(g, w) < 1e-12
 
 
-@pytest.mark.parametrize("transpose,x_shape,kernel_shape,strides,padding",
-                         [(False, (2, 16, 12, 8), (4, 4, 8, 16), (2, 2), (1, 1)),
-                          (True, (2, 8, 6, 16), (4, 4, 8, 16), (2, 2), (1, 1)),
-                          (True, (2, 7, 7, 16), (4, 4, 8, 16), (2, 2), (2, 2)),
-                          (True, (1, 4, 6, 3), (3, 3, 2, 3), (2, 2), (1, 1))])
+@pytest.mark.parametrize(
+    "transpose,x_shape,kernel_shape,strides,padding",
+    [
+        (False, (2, 16, 12, 8), (4, 4, 8, 16), (2, 2), (1, 1)),
+        (True, (2, 8, 6, 16), (4, 4, 8, 16), (2, 2), (1, 1)),
+        (True, (2, 7, 7, 16), (4, 4, 8, 16), (2, 2), (2, 2)),
+        (True, (1, 4, 6, 3), (3, 3, 2, 3), (2, 2), (1, 1)),
+    ],
+)
 def test_bfloat16_runs_and_stays_close_to_float32(transpose, x_shape, kernel_shape, strides, padding):
     """bfloat16 inputs: outputs and gradients are bfloat16 and within 3% (of the max) of float32 on the same values."""
     rng, x, kernel = random_case(5, x_shape, kernel_shape)
@@ -187,37 +205,54 @@ def test_bfloat16_runs_and_stays_close_to_float32(transpose, x_shape, kernel_sha
     y = jax.eval_shape(lambda a, k: op(a, k, strides, padding), x16, k16)
     ct = rng.standard_normal(y.shape).astype(np.float32)
     got = value_and_grads(op, x16, k16, jnp.asarray(ct, jnp.bfloat16), strides, padding)
-    want = value_and_grads(op, x16.astype(jnp.float32), k16.astype(jnp.float32),
-                           jnp.asarray(ct, jnp.bfloat16).astype(jnp.float32), strides, padding)
+    want = value_and_grads(
+        op,
+        x16.astype(jnp.float32),
+        k16.astype(jnp.float32),
+        jnp.asarray(ct, jnp.bfloat16).astype(jnp.float32),
+        strides,
+        padding,
+    )
     for g, w in zip(got, want):
         assert g.dtype == jnp.bfloat16
         assert np.all(np.isfinite(np.asarray(g, np.float32)))
         assert rel_err(g, w) < 3e-2
 
 
-@pytest.mark.parametrize("size,kernel,stride,padding,expected",
-                         [(4, 4, 2, 1, 8), (5, 5, 1, 0, 9), (28, 4, 2, 2, 54), (1, 4, 2, 0, 4), (7, 3, 2, 1, 13)])
+@pytest.mark.parametrize(
+    "size,kernel,stride,padding,expected",
+    [(4, 4, 2, 1, 8), (5, 5, 1, 0, 9), (28, 4, 2, 2, 54), (1, 4, 2, 0, 4), (7, 3, 2, 1, 13)],
+)
 def test_transposed_output_size(size, kernel, stride, padding, expected):
     """PyTorch's rule (n - 1) * s - 2p + k, with hand-computed values."""
     assert ops.transposed_output_size(size, kernel, stride, padding) == expected
 
 
 @pytest.mark.parametrize("split", [False, True], ids=["packed", "split"])
-@pytest.mark.parametrize("x_shape,kernel_shape,padding", [
-    ((2, 4, 4, 16), (4, 4, 8, 16), (1, 1)),        # the 64 model's top level
-    ((2, 5, 5, 16), (4, 4, 8, 16), (2, 2)),        # the 160 model's padding-2 level
-    ((2, 6, 3, 4), (4, 4, 3, 4), (1, 0)),          # non-square, mixed paddings
-])
+@pytest.mark.parametrize(
+    "x_shape,kernel_shape,padding",
+    [
+        ((2, 4, 4, 16), (4, 4, 8, 16), (1, 1)),  # the 64 model's top level
+        ((2, 5, 5, 16), (4, 4, 8, 16), (2, 2)),  # the 160 model's padding-2 level
+        ((2, 6, 3, 4), (4, 4, 3, 4), (1, 0)),  # non-square, mixed paddings
+    ],
+)
 def test_packed_and_split_phases_both_match(monkeypatch, split, x_shape, kernel_shape, padding):
     """Both sub-pixel forms (one packed convolution, or one per phase) equal XLA's derivative."""
     monkeypatch.setattr(ops, "_SPLIT_PHASES_BELOW", 2.0 if split else 0.0)
     jaxpr = jax.make_jaxpr(lambda a, k: ops.conv_transpose(a, k, (2, 2), padding))(
-        jnp.zeros(x_shape), jnp.zeros(kernel_shape))
+        jnp.zeros(x_shape), jnp.zeros(kernel_shape)
+    )
     assert str(jaxpr).count("conv_general_dilated") == (4 if split else 1)
     compare_with_reference(True, x_shape, kernel_shape, (2, 2), padding, seed=2)
-    compare_with_reference(False, (x_shape[0], 2 * x_shape[1] - 2 * padding[0] + 2,
-                                   2 * x_shape[2] - 2 * padding[1] + 2, kernel_shape[2]),
-                           kernel_shape, (2, 2), padding, seed=3)
+    compare_with_reference(
+        False,
+        (x_shape[0], 2 * x_shape[1] - 2 * padding[0] + 2, 2 * x_shape[2] - 2 * padding[1] + 2, kernel_shape[2]),
+        kernel_shape,
+        (2, 2),
+        padding,
+        seed=3,
+    )
 
 
 def test_cpu_compiler_options_are_accepted_and_keep_the_numbers():

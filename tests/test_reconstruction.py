@@ -1,4 +1,5 @@
 """The reconstruction metric (paper §4) and the eval command, on tiny generators."""
+
 import json
 
 import jax
@@ -8,7 +9,8 @@ import optax
 import pytest
 from jax.sharding import Mesh
 
-from wngan_jax import checkpoint, eval as eval_cli, reconstruction
+from wngan_jax import checkpoint, reconstruction
+from wngan_jax import eval as eval_cli
 from wngan_jax.models import ModelConfig
 
 CONFIG = ModelConfig("wn", 16, nfeature=8, code_size=16)
@@ -54,7 +56,7 @@ def _authors_loop(config, variables, targets, steps, batch=32):
     grad = jax.jit(jax.grad(batch_loss))
     codes, losses = [], []
     for start in range(0, len(targets), batch):
-        x = jnp.asarray(targets[start:start + batch], jnp.float32)
+        x = jnp.asarray(targets[start : start + batch], jnp.float32)
         z = jnp.zeros((len(x), config.code_size))
         opt = optax.rmsprop(0.01, decay=0.9, eps=1e-6, eps_in_sqrt=False)
         state = opt.init(z)
@@ -81,17 +83,22 @@ def test_loss_scale_is_one_over_the_authors_batch():
     scale = reconstruction.authors_loss_scale(70)
     np.testing.assert_array_equal(scale[:64], np.float32(1 / 32))
     np.testing.assert_array_equal(scale[64:], np.float32(1 / 6))
-    np.testing.assert_array_equal(reconstruction.authors_loss_scale(5, authors_batch=2),
-                                  np.float32([0.5, 0.5, 0.5, 0.5, 1.0]))
+    np.testing.assert_array_equal(
+        reconstruction.authors_loss_scale(5, authors_batch=2), np.float32([0.5, 0.5, 0.5, 0.5, 1.0])
+    )
 
 
 def test_independent_of_chunks_devices_and_segments(wn):
     gen, variables = wn
     targets = _generated(CONFIG, variables, 37)
     ref = reconstruction.reconstruct(gen, targets, steps=15, mesh=_mesh(1), chunk_size=37)
-    runs = [dict(mesh=_mesh(1), chunk_size=5), dict(mesh=_mesh(1), chunk_size=1, segment_steps=4),
-            dict(mesh=_mesh(4), chunk_size=3), dict(mesh=_mesh(4), progress=True, segment_steps=7),
-            dict(mesh=_mesh(2))]
+    runs = [
+        dict(mesh=_mesh(1), chunk_size=5),
+        dict(mesh=_mesh(1), chunk_size=1, segment_steps=4),
+        dict(mesh=_mesh(4), chunk_size=3),
+        dict(mesh=_mesh(4), progress=True, segment_steps=7),
+        dict(mesh=_mesh(2)),
+    ]
     for kwargs in runs:
         result = reconstruction.reconstruct(gen, targets, steps=15, **kwargs)
         np.testing.assert_allclose(result.codes, ref.codes, rtol=1e-6, atol=1e-7, err_msg=str(kwargs))
@@ -103,8 +110,9 @@ def test_plain_function_and_reconstructions(wn):
     targets = (_generated(CONFIG, variables, 10) * 255).round().astype(np.uint8)
     model = CONFIG.generator()
     by_module = reconstruction.reconstruct(gen, targets, steps=10, return_reconstructions=True)
-    by_lambda = reconstruction.reconstruct(lambda z: model.apply(variables, z, train=False), targets,
-                                           steps=10, code_size=CONFIG.code_size)
+    by_lambda = reconstruction.reconstruct(
+        lambda z: model.apply(variables, z, train=False), targets, steps=10, code_size=CONFIG.code_size
+    )
     np.testing.assert_allclose(by_lambda.codes, by_module.codes, rtol=1e-6, atol=1e-9)
     images = np.asarray(model.apply(variables, jnp.asarray(by_module.codes)))
     np.testing.assert_allclose(by_module.reconstructions, images, atol=1e-6)
@@ -129,8 +137,12 @@ def test_batch_norm_generator_uses_running_statistics():
     config = ModelConfig("bn", 16, nfeature=8, code_size=16)
     variables = _init(config)
     keys = iter(jax.random.split(jax.random.key(3), 100))
-    variables = {"params": variables["params"], "batch_stats": jax.tree.map(
-        lambda a: jax.random.uniform(next(keys), a.shape, minval=0.5, maxval=1.5), variables["batch_stats"])}
+    variables = {
+        "params": variables["params"],
+        "batch_stats": jax.tree.map(
+            lambda a: jax.random.uniform(next(keys), a.shape, minval=0.5, maxval=1.5), variables["batch_stats"]
+        ),
+    }
     gen = reconstruction.generator_fn(config.generator(), variables)
     targets = _generated(config, variables, 12)
     together = reconstruction.reconstruct(gen, targets, steps=10, chunk_size=12, mesh=_mesh(1))
@@ -146,11 +158,14 @@ def test_batch_norm_generator_uses_running_statistics():
     assert not np.allclose(reconstruction.reconstruct(other, targets, steps=10).codes, together.codes)
 
 
-@pytest.mark.parametrize("bad, match", [
-    (np.zeros((4, 16, 16)), "shape"),
-    (np.full((4, 16, 16, 3), 2.0), r"\[0, 1\]"),
-    (np.zeros((4, 16, 16, 3), np.int32), "dtype"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (np.zeros((4, 16, 16)), "shape"),
+        (np.full((4, 16, 16, 3), 2.0), r"\[0, 1\]"),
+        (np.zeros((4, 16, 16, 3), np.int32), "dtype"),
+    ],
+)
 def test_rejects_bad_targets(wn, bad, match):
     with pytest.raises(ValueError, match=match):
         reconstruction.reconstruct(wn[0], bad, steps=1)
@@ -172,8 +187,20 @@ def test_eval_command(run_dir, tmp_path):
     reports = {}
     for kind in ("float", "uint8"):
         out = tmp_path / f"out_{kind}"
-        args = ["--checkpoint", str(run_dir), "--targets", str(tmp_path / f"{kind}.npy"), "--samples", "10",
-                "--steps", "30", "--batch_size", "4", "--out", str(out)]
+        args = [
+            "--checkpoint",
+            str(run_dir),
+            "--targets",
+            str(tmp_path / f"{kind}.npy"),
+            "--samples",
+            "10",
+            "--steps",
+            "30",
+            "--batch_size",
+            "4",
+            "--out",
+            str(out),
+        ]
         assert eval_cli.main(args + (["--pairs", "--benchmark"] if kind == "uint8" else [])) == 0
         reports[kind] = report = json.loads((out / "report.json").read_text())
         assert report["samples"] == 10 and report["steps"] == 30 and report["iteration"] == 1234
@@ -194,12 +221,24 @@ def test_eval_command_errors(run_dir, tmp_path, capsys):
     np.save(tmp_path / "few.npy", np.zeros((4, 16, 16, 3), np.uint8))
     np.save(tmp_path / "range.npy", np.full((4, 16, 16, 3), 255.0, np.float32))
     base = ["--checkpoint", str(run_dir), "--steps", "1", "--out", str(tmp_path / "out")]
-    for name, samples, message in [("big", 4, "32x32"), ("few", 10, "has only 4 images"),
-                                   ("range", 4, r"[0, 1]")]:
+    for name, samples, message in [("big", 4, "32x32"), ("few", 10, "has only 4 images"), ("range", 4, r"[0, 1]")]:
         assert eval_cli.main(base + ["--targets", str(tmp_path / f"{name}.npy"), "--samples", str(samples)]) == 1
         assert message in capsys.readouterr().err
-    assert eval_cli.main(["--checkpoint", str(tmp_path), "--targets", str(tmp_path / "few.npy"),
-                          "--samples", "4", "--out", str(tmp_path / "out")]) == 1
+    assert (
+        eval_cli.main(
+            [
+                "--checkpoint",
+                str(tmp_path),
+                "--targets",
+                str(tmp_path / "few.npy"),
+                "--samples",
+                "4",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 1
+    )
     assert "model.json" in capsys.readouterr().err
 
 
@@ -210,11 +249,20 @@ def test_eval_command_on_the_final_test_set(tmp_path):
     config = ModelConfig("wn", 16, channels=1, nfeature=8, code_size=16)
     disc = config.discriminator().init(jax.random.key(1), jnp.zeros((1, 16, 16, 1)))
     checkpoint.save_models(tmp_path / "run", config, {"generator": _init(config), "discriminator": disc})
-    common = ["--checkpoint", str(tmp_path / "run"), "--cache_dir", str(tmp_path / "cache"), "--samples", "40",
-              "--steps", "5"]
+    common = [
+        "--checkpoint",
+        str(tmp_path / "run"),
+        "--cache_dir",
+        str(tmp_path / "cache"),
+        "--samples",
+        "40",
+        "--steps",
+        "5",
+    ]
     assert eval_cli.main(common + ["--data", "digits", "--out", str(tmp_path / "a")]) == 0
-    final_test = data.load("digits", 16, channels=1, cache_dir=tmp_path / "cache", progress=False,
-                           final_test=40, running_test=40).final_test
+    final_test = data.load(
+        "digits", 16, channels=1, cache_dir=tmp_path / "cache", progress=False, final_test=40, running_test=40
+    ).final_test
     np.save(tmp_path / "t.npy", final_test)
     assert eval_cli.main(common + ["--targets", str(tmp_path / "t.npy"), "--out", str(tmp_path / "b")]) == 0
     a, b = (json.loads((tmp_path / d / "report.json").read_text()) for d in "ab")

@@ -1,4 +1,5 @@
 """Training: the step's maths against hand computations, data parallelism, exact resume, NaN rollback."""
+
 import json
 
 import jax
@@ -15,10 +16,26 @@ from wngan_jax.train_step import init_state, make_mesh, make_train_step, replica
 
 
 def tiny(**changes) -> TrainConfig:
-    base = dict(norm="wn", data="digits", image_size=(16, 16), channels=1, nfeature=8, code_size=16,
-                batch_size=8, final_test=40, running_test=20, iterations=6, test_every=3, test_steps=3,
-                sample_every=3, keep_every=6, log_every=1, num_fixed_codes=4, final_test_samples=0,
-                progress=False)
+    base = dict(
+        norm="wn",
+        data="digits",
+        image_size=(16, 16),
+        channels=1,
+        nfeature=8,
+        code_size=16,
+        batch_size=8,
+        final_test=40,
+        running_test=20,
+        iterations=6,
+        test_every=3,
+        test_steps=3,
+        sample_every=3,
+        keep_every=6,
+        log_every=1,
+        num_fixed_codes=4,
+        final_test_samples=0,
+        progress=False,
+    )
     return TrainConfig(**(base | changes))
 
 
@@ -146,7 +163,9 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, cache_dir):
     lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["iteration"] for line in lines] == list(range(1, 7))
     assert sorted(p.name for p in (tmp_path / "resumed" / "samples").iterdir()) == [
-        "iter_0000003.png", "iter_0000006.png"]
+        "iter_0000003.png",
+        "iter_0000006.png",
+    ]
 
 
 def test_nan_rolls_back_to_last_checkpoint(tmp_path, cache_dir, monkeypatch):
@@ -205,13 +224,17 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, cache_dir):
     import sys
     import time
 
-    config = tiny(cache_dir=cache_dir, iterations=400, test_every=10, sample_every=200, keep_every=200,
-                  log_every=10)
+    config = tiny(cache_dir=cache_dir, iterations=400, test_every=10, sample_every=200, keep_every=200, log_every=10)
     flags = [f"--{k}={v}" for k, v in config.to_dict().items() if k != "image_size"]
     flags += ["--image_size=16", f"--workdir={tmp_path / 'run'}"]
     env = dict(os.environ, PYTHONPATH=os.getcwd())
-    proc = subprocess.Popen([sys.executable, "-m", "experiments.digits", *flags], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "experiments.digits", *flags],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     last = tmp_path / "run" / "checkpoints" / "last"
     deadline = time.time() + 120
     while time.time() < deadline and not (last.is_dir() and any(p.name.isdigit() for p in last.iterdir())):

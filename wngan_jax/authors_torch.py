@@ -10,6 +10,7 @@ transposed convolutions only), then apply the optional scale and bias; TPReLU cl
 inside the forward pass; ``nn.PReLU`` does not clamp; BN is ``BatchNorm2d`` (eps 1e-5); the dense output
 is viewed as ``(B, C, h, w)``; both networks end with a sigmoid. Tensors are NCHW.
 """
+
 from __future__ import annotations
 
 import math
@@ -74,7 +75,7 @@ class WNConv2d(_WeightNorm):
 
 class WNConvTranspose2d(_WeightNorm):
     def __init__(self, c_in, c_out, stride, padding, affine):
-        super().__init__((c_in, c_out, 4, 4), c_out, affine, out_axis=1, stride_factor=1.0 / stride ** 2)
+        super().__init__((c_in, c_out, 4, 4), c_out, affine, out_axis=1, stride_factor=1.0 / stride**2)
         self.stride, self.padding = stride, padding
 
     def forward(self, x):
@@ -121,15 +122,17 @@ class Generator(nn.Module):
         wn = norm in ("weight", "weight-affine")
         c = nfeature * 2 ** (len(lv) - 1)
         self.top = (c, h, w)
-        linear = (WNLinear(code_size, c * h * w, norm == "weight-affine") if wn
-                  else nn.Linear(code_size, c * h * w))
+        linear = WNLinear(code_size, c * h * w, norm == "weight-affine") if wn else nn.Linear(code_size, c * h * w)
         self.initial = nn.ModuleDict({"linear": linear, **_norm_act(norm, c, True)})
         self.level = nn.ModuleDict()
         for i in reversed(range(len(lv))):
             c_out = 3 if i == 0 else nfeature * 2 ** (i - 1)
             pad = lv[i][1]
-            conv = (WNConvTranspose2d(c, c_out, 2, pad, affine=norm == "weight-affine" or i == 0) if wn
-                    else nn.ConvTranspose2d(c, c_out, 4, 2, pad))
+            conv = (
+                WNConvTranspose2d(c, c_out, 2, pad, affine=norm == "weight-affine" or i == 0)
+                if wn
+                else nn.ConvTranspose2d(c, c_out, 4, 2, pad)
+            )
             self.level[str(i)] = nn.ModuleDict({"conv": conv, **(_norm_act(norm, c_out, True) if i else {})})
             c = c_out
 
@@ -151,9 +154,12 @@ class Discriminator(nn.Module):
         self.level = nn.ModuleDict()
         c = 3
         for i, (_, pad) in enumerate(lv):
-            c_out = nfeature * 2 ** i
-            conv = (WNConv2d(c, c_out, (4, 4), 2, pad, affine=norm == "weight-affine") if wn
-                    else nn.Conv2d(c, c_out, 4, 2, pad))
+            c_out = nfeature * 2**i
+            conv = (
+                WNConv2d(c, c_out, (4, 4), 2, pad, affine=norm == "weight-affine")
+                if wn
+                else nn.Conv2d(c, c_out, 4, 2, pad)
+            )
             self.level[str(i)] = nn.ModuleDict({"conv": conv, **_norm_act(norm, c_out, i > 0)})
             c = c_out
         final = WNConv2d(c, 1, top, 1, 0, affine=True) if wn else nn.Conv2d(c, 1, top)

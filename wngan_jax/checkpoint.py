@@ -12,6 +12,7 @@ data position, ...) and, in ``last`` only, ``train`` (optimizer states and rando
 Orbax writes each checkpoint to a temporary directory and renames it when complete, so a killed process
 never leaves a half-written checkpoint behind.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,9 @@ class CheckpointError(RuntimeError):
 
 def add_checkpoint_arguments(parser) -> None:
     """``--checkpoint`` and ``--which``, as every command that reads a checkpoint spells them."""
-    parser.add_argument("--checkpoint", required=True,
-                        help="run directory or the --out of `python -m wngan_jax.convert`")
+    parser.add_argument(
+        "--checkpoint", required=True, help="run directory or the --out of `python -m wngan_jax.convert`"
+    )
     parser.add_argument("--which", default="best", help="best, last or an iteration number")
 
 
@@ -52,7 +54,8 @@ def read_model_config(run_dir) -> ModelConfig:
     if not path.is_file():
         raise CheckpointError(
             f"{run_dir} is not a wngan_jax checkpoint directory (no {MODEL_FILE}); point --checkpoint at a "
-            "training workdir or at the --out of `python -m wngan_jax.convert`")
+            "training workdir or at the --out of `python -m wngan_jax.convert`"
+        )
     try:
         return ModelConfig.from_dict(json.loads(path.read_text()))
     except (ValueError, TypeError) as e:
@@ -66,15 +69,22 @@ class Checkpoints:
         """``read_only`` opens an existing run without creating directories (never pass it to ``save``)."""
         self.run_dir = pathlib.Path(run_dir).absolute()
         common = dict(create=not read_only, enable_async_checkpointing=False)
-        handlers = dict(models=ocp.StandardCheckpointHandler(), meta=ocp.JsonCheckpointHandler(),
-                        train=ocp.StandardCheckpointHandler())
+        handlers = dict(
+            models=ocp.StandardCheckpointHandler(),
+            meta=ocp.JsonCheckpointHandler(),
+            train=ocp.StandardCheckpointHandler(),
+        )
         self._managers = {
             "last": ocp.CheckpointManager(
-                self.run_dir / "checkpoints" / "last", item_handlers=handlers,
-                options=ocp.CheckpointManagerOptions(max_to_keep=1, keep_period=keep_period, **common)),
+                self.run_dir / "checkpoints" / "last",
+                item_handlers=handlers,
+                options=ocp.CheckpointManagerOptions(max_to_keep=1, keep_period=keep_period, **common),
+            ),
             "best": ocp.CheckpointManager(
-                self.run_dir / "checkpoints" / "best", item_handlers=dict(handlers),
-                options=ocp.CheckpointManagerOptions(max_to_keep=1, **common)),
+                self.run_dir / "checkpoints" / "best",
+                item_handlers=dict(handlers),
+                options=ocp.CheckpointManagerOptions(max_to_keep=1, **common),
+            ),
         }
 
     def steps(self, which: str = "last") -> list[int]:
@@ -90,8 +100,11 @@ class Checkpoints:
             items["train"] = ocp.args.StandardSave(train)
         self._managers["last"].save(step, args=ocp.args.Composite(**items), force=True)
         if best:
-            self._managers["best"].save(step, args=ocp.args.Composite(
-                models=ocp.args.StandardSave(models), meta=ocp.args.JsonSave(meta)), force=True)
+            self._managers["best"].save(
+                step,
+                args=ocp.args.Composite(models=ocp.args.StandardSave(models), meta=ocp.args.JsonSave(meta)),
+                force=True,
+            )
 
     def resolve(self, which: str | int = "best") -> tuple[str, int]:
         """``'best'``, ``'last'`` or an iteration -> (manager name, step); clear errors when absent."""
@@ -103,8 +116,10 @@ class Checkpoints:
             for name in ("last", "best"):
                 if which in self.steps(name):
                     return name, which
-            raise CheckpointError(f"no checkpoint at iteration {which} in {self.run_dir}; available: "
-                                  f"last {self.steps('last')}, best {self.steps('best')}")
+            raise CheckpointError(
+                f"no checkpoint at iteration {which} in {self.run_dir}; available: "
+                f"last {self.steps('last')}, best {self.steps('best')}"
+            )
         step = self.latest_step(which)
         if step is None and which == "best":
             step = self.latest_step("last")
@@ -115,8 +130,9 @@ class Checkpoints:
             raise CheckpointError(f"{self.run_dir} holds no checkpoint yet")
         return which, step
 
-    def restore(self, which: str | int = "last", *, models=None, train=None,
-                with_train: bool = False) -> dict[str, Any]:
+    def restore(
+        self, which: str | int = "last", *, models=None, train=None, with_train: bool = False
+    ) -> dict[str, Any]:
         """Restore ``models``, ``meta`` (and ``train`` when asked) of a checkpoint.
 
         ``models``/``train`` are optional targets (arrays or ``jax.ShapeDtypeStruct`` with shardings) that
@@ -132,7 +148,8 @@ class Checkpoints:
             restored = self._managers[name].restore(step, args=ocp.args.Composite(**items))
         except Exception as e:  # orbax raises many types for unreadable or mismatched trees
             raise CheckpointError(
-                f"could not read the {name} checkpoint at iteration {step} in {self.run_dir}: {e}") from e
+                f"could not read the {name} checkpoint at iteration {step} in {self.run_dir}: {e}"
+            ) from e
         out = dict(restored.items()) | {"step": step, "which": name}
         return out
 
@@ -141,7 +158,8 @@ class Checkpoints:
             metadata = self._managers[name].item_metadata(step)[item]
         except Exception as e:  # unreadable metadata: report it like an unreadable checkpoint
             raise CheckpointError(
-                f"could not read the {name} checkpoint at iteration {step} in {self.run_dir}: {e}") from e
+                f"could not read the {name} checkpoint at iteration {step} in {self.run_dir}: {e}"
+            ) from e
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata)
 
@@ -164,8 +182,11 @@ def check_variables(config: ModelConfig, which_net: str, variables) -> None:
     import jax.numpy as jnp
 
     net = config.generator() if which_net == "generator" else config.discriminator()
-    dummy = (jnp.zeros((1, config.code_size)) if which_net == "generator"
-             else jnp.zeros((1, *config.image_size, config.channels)))
+    dummy = (
+        jnp.zeros((1, config.code_size))
+        if which_net == "generator"
+        else jnp.zeros((1, *config.image_size, config.channels))
+    )
     expected = jax.eval_shape(lambda: net.init(jax.random.key(0), dummy))
     want = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(expected)}
     got = {jax.tree_util.keystr(k): tuple(v.shape) for k, v in jax.tree_util.tree_leaves_with_path(variables)}

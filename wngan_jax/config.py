@@ -2,6 +2,7 @@
 
 Every field can be overridden from the command line of ``python -m experiments.<preset>`` (``--field=value``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,7 +20,7 @@ class TrainConfig:
     """One training run. Defaults are the paper's CelebA settings (§5.1)."""
 
     # Model (paper Table 1).
-    norm: str = "wn"                      # vanilla | bn | wn | affine_wn | wn_meanbn | wn_clip (or authors' names)
+    norm: str = "wn"  # vanilla | bn | wn | affine_wn | wn_meanbn | wn_clip (or authors' names)
     image_size: tuple[int, int] = (160, 160)
     channels: int = 3
     nfeature: int = 64
@@ -64,21 +65,22 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.running_test > self.final_test:
             raise ValueError("running_test must not exceed final_test (it is the final test set's first part)")
-        self.model  # validates the architecture early
+        _ = self.model  # validates the architecture early
 
     @property
     def model(self) -> ModelConfig:
-        return ModelConfig(self.norm, self.image_size, self.channels, self.nfeature, self.code_size,
-                           critic=self.loss == "wasserstein")
+        return ModelConfig(
+            self.norm, self.image_size, self.channels, self.nfeature, self.code_size, critic=self.loss == "wasserstein"
+        )
 
-    def replace(self, **changes) -> "TrainConfig":
+    def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self) | {"image_size": list(self.image_size)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -88,7 +90,7 @@ class TrainConfig:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
-    def differences(self, other: "TrainConfig", ignore=RESUMABLE_CHANGES) -> dict:
+    def differences(self, other: TrainConfig, ignore=RESUMABLE_CHANGES) -> dict:
         a, b = self.to_dict(), other.to_dict()
         return {k: (a[k], b[k]) for k in a if k not in ignore and a[k] != b[k]}
 
@@ -101,24 +103,45 @@ def celeba() -> TrainConfig:
 def cifar10() -> TrainConfig:
     """CIFAR-10 train+test, 32x32, nf 96, test every 1000 on 400 (appendix C.3).
     ``python -m experiments.cifar10 --norm=wn --workdir=runs/cifar10_wn``"""
-    return TrainConfig(data="tfds:cifar10", image_size=(32, 32), nfeature=96, test_every=1000,
-                       sample_every=1000, running_test=400)
+    return TrainConfig(
+        data="tfds:cifar10", image_size=(32, 32), nfeature=96, test_every=1000, sample_every=1000, running_test=400
+    )
 
 
 def lsun() -> TrainConfig:
     """LSUN bedroom 256x256 centre crops, code 512, batch 12, test every 1000 on 200 (appendix C.4).
     ``python -m experiments.lsun --norm=wn --workdir=runs/lsun_wn``"""
-    return TrainConfig(data="tfds:lsun/bedroom", image_size=(256, 256), code_size=512, batch_size=12,
-                       test_every=1000, sample_every=1000, iterations=300_000)
+    return TrainConfig(
+        data="tfds:lsun/bedroom",
+        image_size=(256, 256),
+        code_size=512,
+        batch_size=12,
+        test_every=1000,
+        sample_every=1000,
+        iterations=300_000,
+    )
 
 
 def digits() -> TrainConfig:
     """scikit-learn's 1797 handwritten digits at 16x16, small enough to train in minutes on a laptop CPU.
     ``python -m experiments.digits --norm=wn --workdir=runs/digits_wn``"""
-    return TrainConfig(data="digits", image_size=(16, 16), channels=1, nfeature=32, code_size=32,
-                       final_test=200, running_test=100, lr=2e-4, iterations=4000, test_every=200,
-                       sample_every=500, keep_every=2000, log_every=50, final_test_samples=200,
-                       final_test_steps=500)
+    return TrainConfig(
+        data="digits",
+        image_size=(16, 16),
+        channels=1,
+        nfeature=32,
+        code_size=32,
+        final_test=200,
+        running_test=100,
+        lr=2e-4,
+        iterations=4000,
+        test_every=200,
+        sample_every=500,
+        keep_every=2000,
+        log_every=50,
+        final_test_samples=200,
+        final_test_steps=500,
+    )
 
 
 PRESETS = {"celeba": celeba, "cifar10": cifar10, "lsun": lsun, "digits": digits}

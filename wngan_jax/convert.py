@@ -23,6 +23,7 @@ Command line (docs/convert.md)::
 
     python -m wngan_jax.convert --gen best_gen.pt [--dis best_dis.pt] --norm weight --image-size 32 --out DIR
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,7 @@ import dataclasses
 import os
 import pathlib
 import sys
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -83,8 +84,9 @@ def _dense_units(c: int, h: int, w: int) -> Callable[[np.ndarray], np.ndarray]:
     return reorder
 
 
-def _linear_entries(prefix: str, module: str, weight_shape, norm: str, channels: int,
-                    weight_fn, unit_fn=_identity) -> list[_Entry]:
+def _linear_entries(
+    prefix: str, module: str, weight_shape, norm: str, channels: int, weight_fn, unit_fn=_identity
+) -> list[_Entry]:
     """Weight, then bias (plain) or scale and bias (affine WN); strict WN layers have the weight only."""
     entries = [_Entry(f"{prefix}.weight", tuple(weight_shape), "params", module, "kernel", weight_fn)]
     if norm == "none":
@@ -95,8 +97,10 @@ def _linear_entries(prefix: str, module: str, weight_shape, norm: str, channels:
         def per_unit(a):
             return unit_fn(_per_channel(a))
 
-        entries += [_Entry(f"{prefix}.scale", wn_shape, "params", module, "scale", per_unit),
-                    _Entry(f"{prefix}.bias", wn_shape, "params", module, "bias", per_unit)]
+        entries += [
+            _Entry(f"{prefix}.scale", wn_shape, "params", module, "scale", per_unit),
+            _Entry(f"{prefix}.bias", wn_shape, "params", module, "bias", per_unit),
+        ]
     return entries
 
 
@@ -104,14 +108,18 @@ def _norm_act_entries(variant, prefix: str, project_prefix: str, channels: int, 
     entries = []
     if batch_norm and variant.batch_norm == "full":
         bn, m = f"{prefix}.batchnorm", f"{project_prefix}_norm"
-        entries += [_Entry(f"{bn}.weight", (channels,), "params", m, "scale"),
-                    _Entry(f"{bn}.bias", (channels,), "params", m, "bias"),
-                    _Entry(f"{bn}.running_mean", (channels,), "batch_stats", m, "mean"),
-                    _Entry(f"{bn}.running_var", (channels,), "batch_stats", m, "var")]
+        entries += [
+            _Entry(f"{bn}.weight", (channels,), "params", m, "scale"),
+            _Entry(f"{bn}.bias", (channels,), "params", m, "bias"),
+            _Entry(f"{bn}.running_mean", (channels,), "batch_stats", m, "mean"),
+            _Entry(f"{bn}.running_var", (channels,), "batch_stats", m, "var"),
+        ]
     act = f"{project_prefix}_act"
     if variant.translated_activation:
-        entries += [_Entry(f"{prefix}.tprelu.weight", (channels,), "params", act, "slope", _clip_slope),
-                    _Entry(f"{prefix}.tprelu.bias", (channels,), "params", act, "alpha")]
+        entries += [
+            _Entry(f"{prefix}.tprelu.weight", (channels,), "params", act, "slope", _clip_slope),
+            _Entry(f"{prefix}.tprelu.bias", (channels,), "params", act, "alpha"),
+        ]
     else:
         entries.append(_Entry(f"{prefix}.prelu.weight", (channels,), "params", act, "slope"))
     return entries
@@ -125,27 +133,35 @@ def _entries(config: ModelConfig, net: str) -> list[_Entry]:
     if net == "generator":
         (h, w), c = arch.top_hw, arch.top_channels
         units = _dense_units(c, h, w)
-        entries += _linear_entries("initial.linear", "initial_linear", (c * h * w, config.code_size),
-                                   v.weight_norm, c * h * w, lambda a: units(a).T, units)
+        entries += _linear_entries(
+            "initial.linear",
+            "initial_linear",
+            (c * h * w, config.code_size),
+            v.weight_norm,
+            c * h * w,
+            lambda a: units(a).T,
+            units,
+        )
         entries += _norm_act_entries(v, "initial", "initial", c, batch_norm=True)
         for i in reversed(range(len(arch.levels))):
             level = arch.levels[i]
             shape = (level.code_side_channels, level.image_side_channels, 4, 4)
             norm = v.last_weight_norm if i == 0 else v.weight_norm
-            entries += _linear_entries(f"level.{i}.conv", f"level_{i}_conv", shape, norm,
-                                       level.image_side_channels, _torch_kernel)
+            entries += _linear_entries(
+                f"level.{i}.conv", f"level_{i}_conv", shape, norm, level.image_side_channels, _torch_kernel
+            )
             if i > 0:
-                entries += _norm_act_entries(v, f"level.{i}", f"level_{i}", level.image_side_channels,
-                                             batch_norm=True)
+                entries += _norm_act_entries(v, f"level.{i}", f"level_{i}", level.image_side_channels, batch_norm=True)
     elif net == "discriminator":
         for i, level in enumerate(arch.levels):
             shape = (level.code_side_channels, level.image_side_channels, 4, 4)
-            entries += _linear_entries(f"level.{i}.conv", f"level_{i}_conv", shape, v.weight_norm,
-                                       level.code_side_channels, _torch_kernel)
-            entries += _norm_act_entries(v, f"level.{i}", f"level_{i}", level.code_side_channels,
-                                         batch_norm=i > 0)
-        entries += _linear_entries("final.conv", "final_conv", (1, arch.top_channels, *arch.top_hw),
-                                   v.last_weight_norm, 1, _torch_kernel)
+            entries += _linear_entries(
+                f"level.{i}.conv", f"level_{i}_conv", shape, v.weight_norm, level.code_side_channels, _torch_kernel
+            )
+            entries += _norm_act_entries(v, f"level.{i}", f"level_{i}", level.code_side_channels, batch_norm=i > 0)
+        entries += _linear_entries(
+            "final.conv", "final_conv", (1, arch.top_channels, *arch.top_hw), v.last_weight_norm, 1, _torch_kernel
+        )
     else:
         raise ValueError(f"net must be one of {NETS}, got {net!r}")
     return entries
@@ -156,17 +172,19 @@ def authors_config(norm: str, image_size, *, nfeature: int = 64, code_size: int 
     name = get_variant(norm).name
     if name not in AUTHOR_NAMES.values():
         authors = ", ".join(f"{a} ({p})" for a, p in AUTHOR_NAMES.items())
-        raise ValueError(f"the authors' PyTorch models come in four variants only: {authors}; "
-                         f"{norm!r} has no counterpart there")
-    return ModelConfig(variant=name, image_size=image_size, channels=3, nfeature=nfeature,
-                       code_size=code_size)
+        raise ValueError(
+            f"the authors' PyTorch models come in four variants only: {authors}; {norm!r} has no counterpart there"
+        )
+    return ModelConfig(variant=name, image_size=image_size, channels=3, nfeature=nfeature, code_size=code_size)
 
 
 def _describe(config: ModelConfig) -> str:
     authors_norm = {p: a for a, p in AUTHOR_NAMES.items()}[config.variant]
     h, w = config.image_size
-    return (f"--norm {authors_norm} --image-size {h if h == w else f'{h}x{w}'} "
-            f"--nfeature {config.nfeature} --code-size {config.code_size}")
+    return (
+        f"--norm {authors_norm} --image-size {h if h == w else f'{h}x{w}'} "
+        f"--nfeature {config.nfeature} --code-size {config.code_size}"
+    )
 
 
 def authors_to_variables(state_dict: Mapping[str, np.ndarray], config: ModelConfig, net: str) -> dict:
@@ -179,12 +197,15 @@ def authors_to_variables(state_dict: Mapping[str, np.ndarray], config: ModelConf
     expected = {e.key: e.shape for e in entries}
     problems = [f"missing {k} (expected shape {s})" for k, s in expected.items() if k not in state]
     problems += [f"unexpected {k} (shape {state[k].shape})" for k in state if k not in expected]
-    problems += [f"{k}: shape {state[k].shape}, expected {s}" for k, s in expected.items()
-                 if k in state and state[k].shape != s]
+    problems += [
+        f"{k}: shape {state[k].shape}, expected {s}" for k, s in expected.items() if k in state and state[k].shape != s
+    ]
     if problems:
         raise CheckpointError(
-            f"the authors' {net} state does not fit {_describe(config)}: " + "; ".join(problems)
-            + ". Pass the --norm, --image-size, --nfeature and --code-size the model was trained with.")
+            f"the authors' {net} state does not fit {_describe(config)}: "
+            + "; ".join(problems)
+            + ". Pass the --norm, --image-size, --nfeature and --code-size the model was trained with."
+        )
     variables: dict = {}
     for e in entries:
         value = e.convert(state[e.key].astype(np.float32))
@@ -206,15 +227,18 @@ def load_state(state) -> dict[str, np.ndarray]:
     try:
         import torch
     except ImportError as e:
-        raise ImportError(f"reading {path} needs PyTorch: pip install 'wngan_jax[torch]' (or save the "
-                          "state dict as .npz with numpy where PyTorch is installed)") from e
+        raise ImportError(
+            f"reading {path} needs PyTorch: pip install 'wngan_jax[torch]' (or save the "
+            "state dict as .npz with numpy where PyTorch is installed)"
+        ) from e
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for files that are not plain state dicts
         raise CheckpointError(f"could not read {path} as a PyTorch state dict: {e}") from e
     if not isinstance(loaded, Mapping):
-        raise CheckpointError(f"{path} holds a {type(loaded).__name__}, not a state dict; save "
-                              "net.state_dict() as the authors' code does")
+        raise CheckpointError(
+            f"{path} holds a {type(loaded).__name__}, not a state dict; save net.state_dict() as the authors' code does"
+        )
     return {k: _to_numpy(a) for k, a in loaded.items()}
 
 
@@ -240,8 +264,9 @@ class AuthorsNetwork:
         return np.asarray(self._apply(self.variables, jnp.asarray(x, jnp.float32)))
 
 
-def authors_network(state, *, net: str, norm: str, image_size, nfeature: int = 64,
-                    code_size: int = 256) -> AuthorsNetwork:
+def authors_network(
+    state, *, net: str, norm: str, image_size, nfeature: int = 64, code_size: int = 256
+) -> AuthorsNetwork:
     """Load an authors' generator or discriminator (``.pt``, ``.npz`` or state dict) for inference."""
     config = authors_config(norm, image_size, nfeature=nfeature, code_size=code_size)
     return AuthorsNetwork(config, authors_to_variables(load_state(state), config, net), net)
@@ -262,13 +287,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m wngan_jax.convert",
         description="Convert the authors' PyTorch generator (and discriminator) state dicts into a "
-                    "wngan_jax checkpoint directory (docs/convert.md).")
+        "wngan_jax checkpoint directory (docs/convert.md).",
+    )
     parser.add_argument("--gen", required=True, help="generator state dict: *_gen.pt or .npz")
     parser.add_argument("--dis", help="discriminator state dict: *_dis.pt or .npz (optional)")
-    parser.add_argument("--norm", required=True,
-                        help="the authors' --norm: none | batch | weight | weight-affine")
-    parser.add_argument("--image-size", required=True, type=parse_image_size,
-                        help="image size, N or HxW (height x width)")
+    parser.add_argument("--norm", required=True, help="the authors' --norm: none | batch | weight | weight-affine")
+    parser.add_argument(
+        "--image-size", required=True, type=parse_image_size, help="image size, N or HxW (height x width)"
+    )
     parser.add_argument("--nfeature", type=int, default=64, help="the authors' --nfeature")
     parser.add_argument("--code-size", type=int, default=256, help="the authors' --code_size")
     parser.add_argument("--out", required=True, help="new checkpoint directory to write")
@@ -277,13 +303,19 @@ def main(argv: list[str] | None = None) -> int:
         out = pathlib.Path(args.out)
         if (out / checkpoint.MODEL_FILE).exists():
             raise CheckpointError(f"{out} already holds a checkpoint; choose a new --out directory")
-        config = authors_config(args.norm, args.image_size, nfeature=args.nfeature,
-                                code_size=args.code_size)
+        config = authors_config(args.norm, args.image_size, nfeature=args.nfeature, code_size=args.code_size)
         sources = {"generator": args.gen} | ({"discriminator": args.dis} if args.dis else {})
         models = {net: authors_to_variables(load_state(path), config, net) for net, path in sources.items()}
-        checkpoint.save_models(out, config, models, step=0, meta={
-            "converted_from": {net: str(pathlib.Path(p).absolute()) for net, p in sources.items()},
-            "authors_norm": args.norm})
+        checkpoint.save_models(
+            out,
+            config,
+            models,
+            step=0,
+            meta={
+                "converted_from": {net: str(pathlib.Path(p).absolute()) for net, p in sources.items()},
+                "authors_norm": args.norm,
+            },
+        )
     except (CheckpointError, FileNotFoundError, ImportError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -291,8 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         count = sum(a.size for a in jax.tree_util.tree_leaves(variables.get("params", {})))
         print(f"{net}: {sources[net]} -> {count:,} parameters")
     print(f"wrote {out}: {config}")
-    print(f"sample with: python -m wngan_jax.sample --checkpoint {out} --num 64 --out samples.npy "
-          "--grid samples.png")
+    print(f"sample with: python -m wngan_jax.sample --checkpoint {out} --num 64 --out samples.npy --grid samples.png")
     return 0
 
 

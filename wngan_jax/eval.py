@@ -13,6 +13,7 @@ reconstruction pairs) and, with ``--pairs``, one pair image per sample under ``O
 authors' final test does. ``--benchmark`` compiles first, so ``seconds`` and the throughput exclude
 compilation.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,8 +36,10 @@ def load_targets(path, samples: int) -> np.ndarray:
     """The first ``samples`` images of a ``.npy`` file: ``(N, H, W, C)`` uint8, or float in [0, 1]."""
     images = np.load(path, mmap_mode="r")
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise ValueError(f"{path} holds an array of shape {images.shape}; --targets needs images of shape "
-                         "(N, H, W, C) with C = 1 or 3")
+        raise ValueError(
+            f"{path} holds an array of shape {images.shape}; --targets needs images of shape "
+            "(N, H, W, C) with C = 1 or 3"
+        )
     if images.dtype != np.uint8 and not np.issubdtype(images.dtype, np.floating):
         raise ValueError(f"{path} holds {images.dtype} images; --targets needs uint8 (0-255) or float in [0, 1]")
     return _first(images, samples, str(path))
@@ -46,8 +49,15 @@ def load_final_test(spec: str, config: ModelConfig, samples: int, *, data_dir=No
     """The first ``samples`` images of the dataset's final test set, at the generator's size and channels."""
     from wngan_jax import data
 
-    ds = data.load(spec, config.image_size, channels=config.channels, data_dir=data_dir, cache_dir=cache_dir,
-                   final_test=samples, running_test=min(samples, 200))
+    ds = data.load(
+        spec,
+        config.image_size,
+        channels=config.channels,
+        data_dir=data_dir,
+        cache_dir=cache_dir,
+        final_test=samples,
+        running_test=min(samples, 200),
+    )
     return _first(ds.final_test, samples, spec)
 
 
@@ -66,7 +76,8 @@ def check_fits(config: ModelConfig, targets: np.ndarray) -> None:
         raise ValueError(
             f"the targets are {hw[0]}x{hw[1]} with {channels} channels but the generator makes "
             f"{config.image_size[0]}x{config.image_size[1]} images with {config.channels}; use targets (or "
-            "--data at) the size the model was trained at")
+            "--data at) the size the model was trained at"
+        )
 
 
 def device_description() -> str:
@@ -75,8 +86,9 @@ def device_description() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wngan_jax.eval",
-                                     description="Reconstruction loss of a generator (paper §4).")
+    parser = argparse.ArgumentParser(
+        prog="python -m wngan_jax.eval", description="Reconstruction loss of a generator (paper §4)."
+    )
     checkpoint.add_checkpoint_arguments(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="dataset spec (as for training); its final test set is reconstructed")
@@ -85,46 +97,84 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache_dir", help="preprocessed-data cache root (see wngan_jax.data)")
     parser.add_argument("--samples", type=int, default=2000, help="number of test images (paper: 2000)")
     parser.add_argument("--steps", type=int, default=2000, help="RMSProp steps per code (paper: 2000)")
-    parser.add_argument("--batch_size", type=int, default=reconstruction.AUTHORS_BATCH,
-                        help="the authors' test batch, which sets each sample's 1/B loss scale (12 for LSUN)")
+    parser.add_argument(
+        "--batch_size",
+        type=int,
+        default=reconstruction.AUTHORS_BATCH,
+        help="the authors' test batch, which sets each sample's 1/B loss scale (12 for LSUN)",
+    )
     parser.add_argument("--chunk_size", type=int, help="samples per device per pass (default: fit memory)")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--pairs", action="store_true", help="one (target | reconstruction) PNG per sample")
-    parser.add_argument("--benchmark", action="store_true",
-                        help="compile first, then time the reconstruction and print its throughput")
+    parser.add_argument(
+        "--benchmark", action="store_true", help="compile first, then time the reconstruction and print its throughput"
+    )
     args = parser.parse_args(argv)
     try:
         if args.targets:
             targets = load_targets(args.targets, args.samples)
         else:
             config = checkpoint.read_model_config(args.checkpoint)
-            targets = load_final_test(args.data, config, args.samples, data_dir=args.data_dir,
-                                      cache_dir=args.cache_dir)
+            targets = load_final_test(args.data, config, args.samples, data_dir=args.data_dir, cache_dir=args.cache_dir)
         report = evaluate_checkpoint(
-            args.checkpoint, targets, which=args.which, steps=args.steps, out=args.out,
-            batch_size=args.batch_size, chunk_size=args.chunk_size, pairs=args.pairs, benchmark=args.benchmark,
-            targets_name=args.targets or f"data:{args.data}")
+            args.checkpoint,
+            targets,
+            which=args.which,
+            steps=args.steps,
+            out=args.out,
+            batch_size=args.batch_size,
+            chunk_size=args.chunk_size,
+            pairs=args.pairs,
+            benchmark=args.benchmark,
+            targets_name=args.targets or f"data:{args.data}",
+        )
     except (CheckpointError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"reconstruction loss {report['mean_loss']:.6f} ({report['samples']} samples, {report['steps']} "
-          f"steps, {report['seconds']:.1f} s, {report['sample_steps_per_s']:.0f} sample-steps/s on "
-          f"{report['device']}); wrote {args.out}")
+    print(
+        f"reconstruction loss {report['mean_loss']:.6f} ({report['samples']} samples, {report['steps']} "
+        f"steps, {report['seconds']:.1f} s, {report['sample_steps_per_s']:.0f} sample-steps/s on "
+        f"{report['device']}); wrote {args.out}"
+    )
     return 0
 
 
-def evaluate_checkpoint(run_dir, targets, *, which="best", steps: int, out, batch_size: int = reconstruction.AUTHORS_BATCH,
-                        chunk_size: int | None = None, pairs: bool = False, benchmark: bool = False,
-                        targets_name: str = "", progress: bool = True) -> dict:
+def evaluate_checkpoint(
+    run_dir,
+    targets,
+    *,
+    which="best",
+    steps: int,
+    out,
+    batch_size: int = reconstruction.AUTHORS_BATCH,
+    chunk_size: int | None = None,
+    pairs: bool = False,
+    benchmark: bool = False,
+    targets_name: str = "",
+    progress: bool = True,
+) -> dict:
     """Load a checkpoint's generator, reconstruct ``targets``, write ``out`` and return the report."""
     config, variables, iteration = checkpoint.load_generator(run_dir, which)
     which, _ = _resolved(run_dir, which)
     check_fits(config, targets)
-    report = evaluate(config, variables, targets, steps=steps, batch_size=batch_size, chunk_size=chunk_size,
-                      benchmark=benchmark, progress=progress)
+    report = evaluate(
+        config,
+        variables,
+        targets,
+        steps=steps,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+        benchmark=benchmark,
+        progress=progress,
+    )
     result = report.pop("result")
-    report |= {"checkpoint": str(pathlib.Path(run_dir).absolute()), "which": which, "iteration": iteration,
-               "targets": targets_name, "model": config.to_dict()}
+    report |= {
+        "checkpoint": str(pathlib.Path(run_dir).absolute()),
+        "which": which,
+        "iteration": iteration,
+        "targets": targets_name,
+        "model": config.to_dict(),
+    }
     write_outputs(pathlib.Path(out), report, result, targets, pairs=pairs)
     return report
 
@@ -137,8 +187,17 @@ def _resolved(run_dir, which) -> tuple[str, int]:
         ckpt.close()
 
 
-def evaluate(config: ModelConfig, variables, targets, *, steps: int, batch_size: int = reconstruction.AUTHORS_BATCH,
-             chunk_size: int | None = None, benchmark: bool = False, progress: bool = True) -> dict:
+def evaluate(
+    config: ModelConfig,
+    variables,
+    targets,
+    *,
+    steps: int,
+    batch_size: int = reconstruction.AUTHORS_BATCH,
+    chunk_size: int | None = None,
+    benchmark: bool = False,
+    progress: bool = True,
+) -> dict:
     """Reconstruct ``targets``; the report's numbers plus ``result`` (the ReconstructionResult)."""
     gen = reconstruction.generator_fn(config.generator(), variables)
     kwargs = dict(steps=steps, authors_batch=batch_size, chunk_size=chunk_size, return_reconstructions=True)
@@ -168,8 +227,7 @@ def evaluate(config: ModelConfig, variables, targets, *, steps: int, batch_size:
 def write_outputs(out: pathlib.Path, report: dict, result, targets, *, pairs: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "codes.npy", result.codes)
-    visualize.save_grid(visualize.pairs(targets[:GRID_PAIRS], result.reconstructions[:GRID_PAIRS]),
-                        out / "pairs.png")
+    visualize.save_grid(visualize.pairs(targets[:GRID_PAIRS], result.reconstructions[:GRID_PAIRS]), out / "pairs.png")
     if pairs:
         digits = len(str(len(targets) - 1))
         for i, pair in enumerate(visualize.pairs(targets, result.reconstructions)):

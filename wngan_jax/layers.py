@@ -11,11 +11,13 @@ Initialization (paper §5.1): kernels uniform in ``±t / sqrt(c_in * k_h * k_w)`
 input channels; ``t = 0.01`` for the generator's first layer, 1 elsewhere. Plain layers use the same rule
 with ``t = 1`` and zero biases.
 """
+
 from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import flax.linen as nn
 import jax
@@ -48,8 +50,7 @@ def weight_norm_scale(v: jax.Array, reduce_axes: Sequence[int], stride_factor: f
 class _WeightNormParams(nn.Module):
     """Shared parameter logic: kernel ``v`` with the paper's init, the WN scale, the optional affine/bias."""
 
-    def normalized(self, shape, fan_in, out_axis, norm: WeightNorm, init_scale, stride_factor, out_elements,
-                   linear_op):
+    def normalized(self, shape, fan_in, out_axis, norm: WeightNorm, init_scale, stride_factor, out_elements, linear_op):
         """``linear_op(kernel)`` with the kernel's per-output-channel WN multiplier ``g_i / n_i`` applied.
 
         The multiplier goes on the kernel or on the output, whichever holds fewer numbers (docs/authors.md §1:
@@ -89,9 +90,16 @@ class Dense(_WeightNormParams):
     def __call__(self, x):
         c_in = x.shape[-1]
         dtype = self.dtype or x.dtype
-        y = self.normalized((c_in, self.features), c_in, 1, self.norm, self.init_scale, 1.0,
-                            math.prod(x.shape[:-1]) * self.features,
-                            lambda w: jnp.dot(x.astype(dtype), w.astype(dtype)))
+        y = self.normalized(
+            (c_in, self.features),
+            c_in,
+            1,
+            self.norm,
+            self.init_scale,
+            1.0,
+            math.prod(x.shape[:-1]) * self.features,
+            lambda w: jnp.dot(x.astype(dtype), w.astype(dtype)),
+        )
         return self.add_bias(y, self.norm, self.use_bias, self.features)
 
 
@@ -128,9 +136,16 @@ class Conv(_WeightNormParams):
         stride_area = self.strides[0] * self.strides[1]
         positions = math.prod(x.shape[:-1])  # batch x height x width, about that of the output:
         positions = positions * stride_area if self.transpose else positions // stride_area
-        y = self.normalized(shape, fan_in, out_axis, self.norm, self.init_scale, stride_factor,
-                            positions * self.features,
-                            lambda w: op(x.astype(dtype), w.astype(dtype), tuple(self.strides), tuple(self.padding)))
+        y = self.normalized(
+            shape,
+            fan_in,
+            out_axis,
+            self.norm,
+            self.init_scale,
+            stride_factor,
+            positions * self.features,
+            lambda w: op(x.astype(dtype), w.astype(dtype), tuple(self.strides), tuple(self.padding)),
+        )
         return self.add_bias(y, self.norm, self.use_bias, self.features)
 
 
@@ -178,13 +193,11 @@ class BatchNorm(nn.Module):
 
     @nn.compact
     def __call__(self, x, use_running_average: bool | None = None):
-        use_running_average = nn.merge_param(
-            "use_running_average", self.use_running_average, use_running_average)
+        use_running_average = nn.merge_param("use_running_average", self.use_running_average, use_running_average)
         channels = x.shape[-1]
         axes = tuple(range(x.ndim - 1))
         mean_stat = self.variable("batch_stats", "mean", jnp.zeros, (channels,), jnp.float32)
-        var_stat = None if self.mean_only else self.variable(
-            "batch_stats", "var", jnp.ones, (channels,), jnp.float32)
+        var_stat = None if self.mean_only else self.variable("batch_stats", "var", jnp.ones, (channels,), jnp.float32)
         x32 = x.astype(jnp.float32)
         if use_running_average:
             mean = mean_stat.value

@@ -1,4 +1,5 @@
 """Training logs: JSON lines (``metrics.jsonl``) and TensorBoard event files (``tensorboard/``)."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,11 @@ class MetricsWriter:
         """Drop records past ``iteration``: on resume they describe work that the checkpoint does not hold."""
         if not (self.enabled and self.path.exists()):
             return
-        kept = [line for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line)["iteration"] <= iteration]
+        kept = [
+            line
+            for line in self.path.read_text().splitlines()
+            if line.strip() and json.loads(line)["iteration"] <= iteration
+        ]
         self.path.write_text("".join(line + "\n" for line in kept))
 
     def write(self, iteration: int, scalars: dict) -> None:

@@ -7,6 +7,7 @@ transposed convolutions. ``L`` counts halvings of ``max(H, W)`` while it is at l
 160 -> 5, 256 -> 6). A level whose input side is ``2 mod 4`` uses padding 2 instead of 1 (never the last
 level), so every intermediate map stays even (108 -> 54 -> 28 -> 14 -> 7).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,11 +27,11 @@ class Variant:
     """A norm variant: which linear layers, which activation, which batch statistics (paper Table 1, C.2)."""
 
     name: str
-    weight_norm: WeightNorm          # every layer but the last of each network
-    last_weight_norm: WeightNorm     # the last layer of each network
-    translated_activation: bool      # TPReLU instead of PReLU
+    weight_norm: WeightNorm  # every layer but the last of each network
+    last_weight_norm: WeightNorm  # the last layer of each network
+    translated_activation: bool  # TPReLU instead of PReLU
     batch_norm: Literal["none", "full", "mean_only"]
-    clip_alpha: bool = False         # "WN + clipping": alpha of G's first two TPReLU layers in [0, 1]
+    clip_alpha: bool = False  # "WN + clipping": alpha of G's first two TPReLU layers in [0, 1]
 
 
 VARIANTS = {
@@ -104,12 +105,14 @@ def architecture(image_size, channels: int = 3, nfeature: int = 64) -> Architect
         if min(cur) < 4:
             raise ValueError(
                 f"image size {hw[0]}x{hw[1]} is too far from square: level {i} would see a {cur[0]}x{cur[1]} "
-                "map; use a less elongated size")
+                "map; use a less elongated size"
+            )
         last = i == num_levels - 1
         pad = tuple(1 if (s % 4 == 2 and not last) else 0 for s in cur)
         out = tuple(s // 2 + p for s, p in zip(cur, pad))
-        levels.append(Level(cur, out, (1 + pad[0], 1 + pad[1]),
-                            channels if i == 0 else nfeature * 2 ** (i - 1), nfeature * 2 ** i))
+        levels.append(
+            Level(cur, out, (1 + pad[0], 1 + pad[1]), channels if i == 0 else nfeature * 2 ** (i - 1), nfeature * 2**i)
+        )
         cur = out
     return Architecture(hw, channels, tuple(levels))
 
@@ -148,14 +151,23 @@ class Generator(nn.Module):
         dtype = self.dtype or jnp.float32
         # Dense output ordered (h, w, c): the authors' (c, h, w) view, permuted once at import (convert.py).
         init_scale = 1.0 if v.weight_norm == "none" else GENERATOR_FIRST_LAYER_INIT_SCALE
-        x = Dense(h * w * c, init_scale=init_scale, dtype=dtype,
-                  name="initial_linear", **_linear_kwargs(v.weight_norm))(z.astype(dtype))
+        x = Dense(
+            h * w * c, init_scale=init_scale, dtype=dtype, name="initial_linear", **_linear_kwargs(v.weight_norm)
+        )(z.astype(dtype))
         x = x.reshape(z.shape[0], h, w, c)
         x = self._normalize_and_activate(v, x, "initial", train)
         for i in reversed(range(len(arch.levels))):
             level, last = arch.levels[i], i == 0
-            x = Conv(level.image_side_channels, (4, 4), (2, 2), level.padding, transpose=True, dtype=dtype,
-                     name=f"level_{i}_conv", **_linear_kwargs(v.last_weight_norm if last else v.weight_norm))(x)
+            x = Conv(
+                level.image_side_channels,
+                (4, 4),
+                (2, 2),
+                level.padding,
+                transpose=True,
+                dtype=dtype,
+                name=f"level_{i}_conv",
+                **_linear_kwargs(v.last_weight_norm if last else v.weight_norm),
+            )(x)
             if not last:
                 x = self._normalize_and_activate(v, x, f"level_{i}", train)
         return nn.sigmoid(x.astype(jnp.float32))
@@ -186,15 +198,23 @@ class Discriminator(nn.Module):
         v = get_variant(self.variant)
         arch = architecture(self.image_size, self.channels, self.nfeature)
         if x.shape[1:] != arch.image_hw + (arch.channels,):
-            raise ValueError(f"expected images of shape (B, {arch.image_hw[0]}, {arch.image_hw[1]}, "
-                             f"{arch.channels}), got {x.shape}")
+            raise ValueError(
+                f"expected images of shape (B, {arch.image_hw[0]}, {arch.image_hw[1]}, {arch.channels}), got {x.shape}"
+            )
         if self.critic and v.weight_norm != "strict":
             raise ValueError(f"the appendix D critic needs a strict WN variant (wn, wn_clip), not {v.name!r}")
         dtype = self.dtype or jnp.float32
         x = x.astype(dtype)
         for i, level in enumerate(arch.levels):
-            x = Conv(level.code_side_channels, (4, 4), (2, 2), level.padding, dtype=dtype,
-                     name=f"level_{i}_conv", **_linear_kwargs(v.weight_norm))(x)
+            x = Conv(
+                level.code_side_channels,
+                (4, 4),
+                (2, 2),
+                level.padding,
+                dtype=dtype,
+                name=f"level_{i}_conv",
+                **_linear_kwargs(v.weight_norm),
+            )(x)
             norm = _norm_layer(v, f"level_{i}_norm") if i > 0 else None
             if norm is not None:
                 x = norm(x, use_running_average=not train)
@@ -274,7 +294,7 @@ class ModelConfig:
         return dataclasses.asdict(self) | {"image_size": list(self.image_size)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"unknown model config fields {sorted(unknown)}")

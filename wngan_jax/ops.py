@@ -17,6 +17,7 @@ the kernel of the strided convolution it transposes, ``(kh, kw, c_out, c_in)`` â
 ``ConvTranspose2d.weight.permute(2, 3, 1, 0)`` and of Flax ``ConvTranspose(transpose_kernel=True)``.
 Padding is symmetric, ``(pad_h, pad_w)``, with PyTorch's meaning for both functions.
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,8 +32,9 @@ _DIMS = ("NHWC", "HWIO", "NHWC")
 # XLA:CPU hands dots, reductions and convolutions to YNNPACK by default. Its strided convolutions and
 # kernel gradients are slower than XLA's Eigen ones at the paper's shapes; keeping YNNPACK for dots and
 # reductions only makes the training iteration 1.05-1.07x faster (``python -m wngan_jax.bench --what=ablations``).
-_CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type":
-                         "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
+_CPU_COMPILER_OPTIONS = {
+    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
+}
 
 
 @functools.cache
@@ -45,17 +47,20 @@ def compiler_options(platform: str) -> dict | None:
         return None
     try:
         jax.jit(jnp.negative, compiler_options=_CPU_COMPILER_OPTIONS).lower(
-            jax.ShapeDtypeStruct((1,), jnp.float32)).compile()
+            jax.ShapeDtypeStruct((1,), jnp.float32)
+        ).compile()
     except Exception as e:  # XLA rejects unknown options and enum values with several error types
-        logging.getLogger(__name__).info("XLA does not take %s (%s); compiling with its defaults",
-                                         _CPU_COMPILER_OPTIONS, e)
+        logging.getLogger(__name__).info(
+            "XLA does not take %s (%s); compiling with its defaults", _CPU_COMPILER_OPTIONS, e
+        )
         return None
     return _CPU_COMPILER_OPTIONS
 
 
 def _xla_conv(x, kernel, strides, padding):
     return lax.conv_general_dilated(
-        x, kernel, window_strides=strides, padding=[(p, p) for p in padding], dimension_numbers=_DIMS)
+        x, kernel, window_strides=strides, padding=[(p, p) for p in padding], dimension_numbers=_DIMS
+    )
 
 
 def transposed_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -100,14 +105,19 @@ def _subpixel_conv_transpose(x, kernel, strides, padding, out_hw):
     k = kernel.reshape(nh, sh, nw, sw, c_out, c_in)[::-1, :, ::-1]
     (h, w), (oh, ow) = x.shape[1:3], out_hw
     rows, cols = _phases(h, oh, kh, sh, ph), _phases(w, ow, kw, sw, pw)
-    exact = all(n * s == o and lo >= 0 and hi >= 0 for phases, s, o in ((rows, sh, oh), (cols, sw, ow))
-                for _, n, (lo, hi) in phases)
+    exact = all(
+        n * s == o and lo >= 0 and hi >= 0
+        for phases, s, o in ((rows, sh, oh), (cols, sw, ow))
+        for _, n, (lo, hi) in phases
+    )
     useful = (oh * ow) / (sh * sw * (h + nh - 1) * (w + nw - 1))
     if exact and useful < _SPLIT_PHASES_BELOW:
         # One HWOI convolution per phase, stacked in output order: (B, oh/sh, sh, ow/sw, sw, c_out).
         def phase(r, t):
-            return lax.conv_general_dilated(x, k[:, r, :, t], (1, 1), [rows[r][2], cols[t][2]],
-                                            dimension_numbers=("NHWC", "HWOI", "NHWC"))
+            return lax.conv_general_dilated(
+                x, k[:, r, :, t], (1, 1), [rows[r][2], cols[t][2]], dimension_numbers=("NHWC", "HWOI", "NHWC")
+            )
+
         order_h = sorted(range(sh), key=lambda r: rows[r][0])
         order_w = sorted(range(sw), key=lambda t: cols[t][0])
         z = jnp.stack([jnp.stack([phase(r, t) for t in order_w], axis=3) for r in order_h], axis=2)
@@ -115,11 +125,12 @@ def _subpixel_conv_transpose(x, kernel, strides, padding, out_hw):
     # Packed: an HWOI kernel (tap_h, tap_w, (phase_h, phase_w, c_out), c_in), so that each (c_out, c_in)
     # block is copied whole and never transposed.
     k = k.transpose(0, 2, 1, 3, 4, 5).reshape(nh, nw, sh * sw * c_out, c_in)
-    z = lax.conv_general_dilated(x, k, (1, 1), [(nh - 1, nh - 1), (nw - 1, nw - 1)],
-                                 dimension_numbers=("NHWC", "HWOI", "NHWC"))
+    z = lax.conv_general_dilated(
+        x, k, (1, 1), [(nh - 1, nh - 1), (nw - 1, nw - 1)], dimension_numbers=("NHWC", "HWOI", "NHWC")
+    )
     b, qh, qw, _ = z.shape
     z = z.reshape(b, qh, qw, sh, sw, c_out).transpose(0, 1, 3, 2, 4, 5).reshape(b, qh * sh, qw * sw, c_out)
-    z = z[:, ph:ph + oh, pw:pw + ow]
+    z = z[:, ph : ph + oh, pw : pw + ow]
     # Rows the phases never reach (only when the strided conv drops input rows) are zero.
     return jnp.pad(z, ((0, 0), (0, oh - z.shape[1]), (0, ow - z.shape[2]), (0, 0)))
 
@@ -162,8 +173,9 @@ conv.defvjp(_conv_fwd, _conv_bwd)
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def conv_transpose(x, kernel, strides=(1, 1), padding=(0, 0)):
     """Transposed convolution (PyTorch ``ConvTranspose2d`` with ``output_padding=0``): the adjoint of ``conv``."""
-    out_hw = tuple(transposed_output_size(n, k, s, p)
-                   for n, k, s, p in zip(x.shape[1:3], kernel.shape[:2], strides, padding))
+    out_hw = tuple(
+        transposed_output_size(n, k, s, p) for n, k, s, p in zip(x.shape[1:3], kernel.shape[:2], strides, padding)
+    )
     return _transpose_any(x, kernel, strides, padding, out_hw)
 
 
@@ -185,8 +197,13 @@ def reference_conv_transpose(x, kernel, strides=(1, 1), padding=(0, 0)):
     """The textbook formulation (input dilation), differentiated by XLA: the baseline for tests and benches."""
     kh, kw = kernel.shape[:2]
     return lax.conv_transpose(
-        x, kernel, strides, [(kh - 1 - padding[0],) * 2, (kw - 1 - padding[1],) * 2],
-        dimension_numbers=_DIMS, transpose_kernel=True)
+        x,
+        kernel,
+        strides,
+        [(kh - 1 - padding[0],) * 2, (kw - 1 - padding[1],) * 2],
+        dimension_numbers=_DIMS,
+        transpose_kernel=True,
+    )
 
 
 def reference_conv(x, kernel, strides=(1, 1), padding=(0, 0)):

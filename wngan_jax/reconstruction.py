@@ -15,12 +15,14 @@ The steps run in jitted segments of ``SEGMENT_STEPS`` steps, each segment unroll
 XLA:CPU runs the body of a ``while`` loop (``lax.fori_loop``/``scan``) at about half the speed of the same
 ops at the top level of a computation (docs/benchmarks.md), and one dispatch per segment costs nothing.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import functools
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -28,14 +30,15 @@ import numpy as np
 import optax
 from jax.experimental import multihost_utils
 from jax.extend import core as jax_core
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from wngan_jax import ops
 
-AUTHORS_BATCH = 32             # the authors' test batch (their training batch; 12 for LSUN)
-CPU_MEMORY_FRACTION = 0.25     # of the host's RAM, for activations, when the device does not report its memory
-SEGMENT_STEPS = 5              # steps unrolled into one jitted call (see the module docstring)
+AUTHORS_BATCH = 32  # the authors' test batch (their training batch; 12 for LSUN)
+CPU_MEMORY_FRACTION = 0.25  # of the host's RAM, for activations, when the device does not report its memory
+SEGMENT_STEPS = 5  # steps unrolled into one jitted call (see the module docstring)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,11 +95,23 @@ def default_mesh() -> Mesh:
     return Mesh(np.asarray(jax.local_devices()), ("data",))
 
 
-def reconstruct(generator_fn: Callable, targets, *, steps: int, code_size: int | None = None,
-                lr: float = 0.01, decay: float = 0.9, eps: float = 1e-6, authors_batch: int = AUTHORS_BATCH,
-                chunk_size: int | None = None, memory_budget_bytes: int | None = None, mesh: Mesh | None = None,
-                segment_steps: int | None = None, return_reconstructions: bool = False,
-                progress: bool = False) -> ReconstructionResult:
+def reconstruct(
+    generator_fn: Callable,
+    targets,
+    *,
+    steps: int,
+    code_size: int | None = None,
+    lr: float = 0.01,
+    decay: float = 0.9,
+    eps: float = 1e-6,
+    authors_batch: int = AUTHORS_BATCH,
+    chunk_size: int | None = None,
+    memory_budget_bytes: int | None = None,
+    mesh: Mesh | None = None,
+    segment_steps: int | None = None,
+    return_reconstructions: bool = False,
+    progress: bool = False,
+) -> ReconstructionResult:
     """Reconstruct ``targets`` ``(N, H, W, C)`` (uint8, or float in [0, 1]) with ``steps`` RMSProp steps.
 
     ``generator_fn(z) -> images`` in [0, 1]; prefer ``generator_fn(module, variables)`` (a pytree, so the
@@ -105,8 +120,9 @@ def reconstruct(generator_fn: Callable, targets, *, steps: int, code_size: int |
     per device (default: half the device's free memory, or a quarter of the host's RAM on a CPU).
     Samples are sharded over the ``'data'`` axis of ``mesh`` (default: all local devices) and padded with
     dummy samples whose loss scale is zero. A ``mesh`` may span processes: every process then passes the same
-    targets, computes its share and receives every result. The loop runs in jitted, unrolled segments of ``segment_steps``
-    steps (default ``SEGMENT_STEPS``); the progress bar moves per segment and the result does not depend on it.
+    targets, computes its share and receives every result. The loop runs in jitted, unrolled segments of
+    ``segment_steps`` steps (default ``SEGMENT_STEPS``); the progress bar moves per segment and the result
+    does not depend on it.
     """
     targets = _check_targets(targets)
     if steps < 0:
@@ -114,14 +130,15 @@ def reconstruct(generator_fn: Callable, targets, *, steps: int, code_size: int |
     gen = _as_pytree(generator_fn)
     code_size = code_size or getattr(getattr(gen, "module", None), "code_size", None)
     if not code_size:
-        raise ValueError("pass code_size= (the generator's code length), or build the generator function "
-                         "with reconstruction.generator_fn(module, variables)")
+        raise ValueError(
+            "pass code_size= (the generator's code length), or build the generator function "
+            "with reconstruction.generator_fn(module, variables)"
+        )
     mesh = mesh or default_mesh()
     num = len(targets)
     devices = mesh.shape["data"]
     per_device = -(-num // devices)
-    chunk = (_chunk_for_budget(gen, code_size, targets, memory_budget_bytes, mesh) if chunk_size is None
-             else chunk_size)
+    chunk = _chunk_for_budget(gen, code_size, targets, memory_budget_bytes, mesh) if chunk_size is None else chunk_size
     if chunk < 1:
         raise ValueError(f"chunk_size must be at least 1, got {chunk}")
     chunks = -(-per_device // min(chunk, per_device))
@@ -161,7 +178,8 @@ def reconstruct(generator_fn: Callable, targets, *, steps: int, code_size: int |
         codes=np.concatenate(codes)[:num],
         per_sample_loss=per_sample,
         mean_loss=float(np.mean(per_sample, dtype=np.float64)),
-        reconstructions=np.concatenate(images)[:num] if return_reconstructions else None)
+        reconstructions=np.concatenate(images)[:num] if return_reconstructions else None,
+    )
 
 
 def _put(value, sharding: NamedSharding):
@@ -184,16 +202,17 @@ def _to_host(array) -> np.ndarray:
 def _check_targets(targets) -> np.ndarray:
     targets = np.asarray(targets)
     if targets.ndim != 4 or targets.shape[-1] not in (1, 3) or len(targets) == 0:
-        raise ValueError(f"targets must be a non-empty (N, H, W, C) array with C = 1 or 3, got shape "
-                         f"{targets.shape}")
+        raise ValueError(f"targets must be a non-empty (N, H, W, C) array with C = 1 or 3, got shape {targets.shape}")
     if targets.dtype == np.uint8:
         return targets
     if not np.issubdtype(targets.dtype, np.floating):
         raise ValueError(f"targets must be uint8 (0-255) or float in [0, 1], got dtype {targets.dtype}")
     lo, hi = float(np.min(targets)), float(np.max(targets))
     if not (0.0 <= lo and hi <= 1.0):
-        raise ValueError(f"float targets must lie in [0, 1] (the generator's sigmoid range), got values in "
-                         f"[{lo:g}, {hi:g}]; rescale them, e.g. from [-1, 1] with (x + 1) / 2")
+        raise ValueError(
+            f"float targets must lie in [0, 1] (the generator's sigmoid range), got values in "
+            f"[{lo:g}, {hi:g}]; rescale them, e.g. from [-1, 1] with (x + 1) / 2"
+        )
     return targets.astype(np.float32)
 
 
@@ -221,8 +240,9 @@ def _optimizer(lr, decay, eps):
 def _compiled_for(platform: str):
     """``_run_steps`` and ``_evaluate`` jitted with ``platform``'s compiler options (``ops.compiler_options``)."""
     options = ops.compiler_options(platform)
-    run_steps = jax.jit(_run_steps, static_argnames=("num_steps", "hparams", "mesh"), donate_argnums=(1,),
-                        compiler_options=options)
+    run_steps = jax.jit(
+        _run_steps, static_argnames=("num_steps", "hparams", "mesh"), donate_argnums=(1,), compiler_options=options
+    )
     evaluate = jax.jit(_evaluate, static_argnames=("mesh", "images"), compiler_options=options)
     return run_steps, evaluate
 
@@ -243,11 +263,11 @@ def _run_steps(gen, carry, x, w, *, num_steps, hparams, mesh):
         return optax.apply_updates(z, updates), state
 
     def local(gen, carry, x, w):
-        return jax.lax.scan(lambda c, _: (one_step(c, x, w), None), carry, None, length=num_steps,
-                            unroll=True)[0]
+        return jax.lax.scan(lambda c, _: (one_step(c, x, w), None), carry, None, length=num_steps, unroll=True)[0]
 
-    return jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data"), P("data"), P("data")),
-                         out_specs=P("data"))(gen, carry, x, w)
+    return jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data"), P("data"), P("data")), out_specs=P("data"))(
+        gen, carry, x, w
+    )
 
 
 def _evaluate(gen, z, x, *, mesh, images):
@@ -257,16 +277,18 @@ def _evaluate(gen, z, x, *, mesh, images):
         out = gen(z)
         return per_sample_loss(out, x), (out.astype(jnp.float32) if images else None)
 
-    return jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data"), P("data")),
-                         out_specs=P("data"))(gen, z, x)
+    return jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data"), P("data")), out_specs=P("data"))(gen, z, x)
 
 
 def _chunk_for_budget(gen, code_size, targets, budget, mesh) -> int:
     """The most samples per device whose gradient activations fit ``budget`` bytes."""
     if budget is None:
         stats = next(d for d in mesh.devices.flat if d.process_index == jax.process_index()).memory_stats()
-        budget = ((stats["bytes_limit"] - stats["bytes_in_use"]) // 2 if stats
-                  else int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * CPU_MEMORY_FRACTION))
+        budget = (
+            (stats["bytes_limit"] - stats["bytes_in_use"]) // 2
+            if stats
+            else int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * CPU_MEMORY_FRACTION)
+        )
     leaves, treedef = jax.tree.flatten(gen)
     shapes = tuple((tuple(a.shape), str(a.dtype)) for a in leaves)
     per_sample = _bytes_per_sample(treedef, shapes, code_size, tuple(targets.shape[1:]), str(targets.dtype))

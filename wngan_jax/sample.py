@@ -8,6 +8,7 @@ Command line (docs/convert.md)::
 Codes are ``(N, code_size)`` float arrays; ``--num`` draws them from the standard normal prior. The output is
 ``(N, H, W, C)`` float32 in [0, 1].
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,9 @@ def load_codes(path, code_size: int) -> np.ndarray:
     """Codes ``(N, code_size)`` from a ``.npy`` file, checked against the generator's code size."""
     codes = np.load(path)
     if codes.ndim != 2 or codes.shape[1] != code_size or codes.shape[0] == 0:
-        raise ValueError(f"{path} holds an array of shape {codes.shape}; this generator needs codes of "
-                         f"shape (N, {code_size})")
+        raise ValueError(
+            f"{path} holds an array of shape {codes.shape}; this generator needs codes of shape (N, {code_size})"
+        )
     return codes.astype(np.float32)
 
 
@@ -49,15 +51,16 @@ def generate(config: ModelConfig, variables, codes, batch_size: int = 64) -> np.
     batch = min(batch_size, len(codes))
     out = []
     for start in range(0, len(codes), batch):
-        chunk = codes[start:start + batch]
+        chunk = codes[start : start + batch]
         padded = np.pad(chunk, ((0, batch - len(chunk)), (0, 0)))
-        out.append(np.asarray(apply(variables, jnp.asarray(padded)))[:len(chunk)])
+        out.append(np.asarray(apply(variables, jnp.asarray(padded)))[: len(chunk)])
     return np.concatenate(out)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wngan_jax.sample",
-                                     description="Generate images with a checkpoint's generator.")
+    parser = argparse.ArgumentParser(
+        prog="python -m wngan_jax.sample", description="Generate images with a checkpoint's generator."
+    )
     checkpoint.add_checkpoint_arguments(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--codes", help=".npy file of codes, shape (N, code_size)")
@@ -70,8 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config, variables, step = checkpoint.load_generator(args.checkpoint, args.which)
-        codes = (load_codes(args.codes, config.code_size) if args.codes
-                 else normal_codes(args.num, config.code_size, args.seed))
+        codes = (
+            load_codes(args.codes, config.code_size)
+            if args.codes
+            else normal_codes(args.num, config.code_size, args.seed)
+        )
         images = generate(config, variables, codes, args.batch_size)
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -79,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, images)
-    print(f"wrote {out}: {images.shape[0]} images {images.shape[1:]} from {args.checkpoint} "
-          f"(iteration {step})")
+    print(f"wrote {out}: {images.shape[0]} images {images.shape[1:]} from {args.checkpoint} (iteration {step})")
     if args.grid:
         print(f"wrote {visualize.save_grid(images, args.grid, args.columns)}")
     return 0

@@ -5,6 +5,7 @@ optimizer states, the data position, the best-so-far and the random stream, so a
 run ends with the same parameters as an uninterrupted one. A non-finite loss rolls the run back to its last
 checkpoint (the paper: the WN model "might fail in the first handful of iterations ... just restart").
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,7 +53,7 @@ class Progress:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_meta(cls, meta: dict) -> "Progress":
+    def from_meta(cls, meta: dict) -> Progress:
         return cls(**{f.name: meta.get(f.name) for f in dataclasses.fields(cls) if f.name in meta})
 
 
@@ -64,8 +65,10 @@ def check_workdir(config: TrainConfig, workdir: pathlib.Path, overwrite: bool) -
     diff = TrainConfig.from_dict(json.loads(path.read_text())).differences(config)
     if diff and not overwrite:
         lines = "\n".join(f"  {k}: {a!r} in the workdir, {b!r} now" for k, (a, b) in sorted(diff.items()))
-        raise WorkdirConflict(f"{workdir} holds a run with a different config:\n{lines}\n"
-                              "Use another --workdir, or pass --overwrite to discard that run.")
+        raise WorkdirConflict(
+            f"{workdir} holds a run with a different config:\n{lines}\n"
+            "Use another --workdir, or pass --overwrite to discard that run."
+        )
     if diff and jax.process_index() == 0:
         import shutil
 
@@ -87,8 +90,11 @@ def _fixed_codes(config: TrainConfig, workdir: pathlib.Path) -> np.ndarray:
     path = workdir / FIXED_CODES_FILE
     if path.exists():
         return np.load(path)
-    codes = np.random.default_rng([config.seed, 1]).standard_normal(
-        (config.num_fixed_codes, config.code_size)).astype(np.float32)
+    codes = (
+        np.random.default_rng([config.seed, 1])
+        .standard_normal((config.num_fixed_codes, config.code_size))
+        .astype(np.float32)
+    )
     if jax.process_index() == 0:
         np.save(path, codes)
     return codes
@@ -103,12 +109,21 @@ class Trainer:
         self.is_main = jax.process_index() == 0
         check_workdir(config, self.workdir, overwrite)
         self.dataset = data.load(
-            config.data, config.image_size, channels=config.channels, cache_dir=config.cache_dir or None,
-            data_dir=config.data_dir or None, final_test=config.final_test, running_test=config.running_test,
-            split_seed=config.split_seed, progress=config.progress and self.is_main)
+            config.data,
+            config.image_size,
+            channels=config.channels,
+            cache_dir=config.cache_dir or None,
+            data_dir=config.data_dir or None,
+            final_test=config.final_test,
+            running_test=config.running_test,
+            split_seed=config.split_seed,
+            progress=config.progress and self.is_main,
+        )
         if len(self.dataset.train) < config.batch_size:
-            raise ValueError(f"{config.data} has {len(self.dataset.train)} training images, fewer than one "
-                             f"batch of {config.batch_size}")
+            raise ValueError(
+                f"{config.data} has {len(self.dataset.train)} training images, fewer than one "
+                f"batch of {config.batch_size}"
+            )
         write_workdir(config, self.workdir)  # only once the data is there: a failed start leaves nothing
         self.mesh = make_mesh()
         self.step_fn = make_train_step(config, self.mesh)
@@ -133,17 +148,22 @@ class Trainer:
             replicated = NamedSharding(self.mesh, PartitionSpec())
             abstract = jax.tree.map(  # restored straight into the replicated layout, whatever saved it
                 lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
-                jax.eval_shape(functools.partial(init_state, self.config), jax.random.key(0)))
+                jax.eval_shape(functools.partial(init_state, self.config), jax.random.key(0)),
+            )
             restored = self.checkpoints.restore(
-                "last", models={"generator": abstract["generator"], "discriminator": abstract["discriminator"]},
-                train={"g_opt": abstract["g_opt"], "d_opt": abstract["d_opt"]}, with_train=True)
+                "last",
+                models={"generator": abstract["generator"], "discriminator": abstract["discriminator"]},
+                train={"g_opt": abstract["g_opt"], "d_opt": abstract["d_opt"]},
+                with_train=True,
+            )
             nan_events = self.progress.nan_events
             self.progress = Progress.from_meta(restored["meta"])
             self.progress.nan_events = max(nan_events, self.progress.nan_events)
             step = replicate(jnp.asarray(self.progress.iteration, jnp.int32), self.mesh)
             self.state = dict(restored["models"]) | dict(restored["train"]) | {"step": step}
-        self.batches = data.BatchIterator(self.dataset.train, self.config.batch_size, seed=self.config.seed,
-                                          state=self.progress.data)
+        self.batches = data.BatchIterator(
+            self.dataset.train, self.config.batch_size, seed=self.config.seed, state=self.progress.data
+        )
         self.metrics.truncate_after(self.progress.iteration)
 
     def _save(self, best: bool) -> None:
@@ -159,9 +179,13 @@ class Trainer:
             raise TrainingDiverged(
                 f"the loss became non-finite {consecutive} times in a row (last at iteration {iteration}) "
                 f"although every time the run went back to its last checkpoint. Lower --lr, try another "
-                f"--seed, or another --norm.")
-        logging.warning("non-finite loss by iteration %d: rolling back to the last checkpoint (%d so far)",
-                        iteration, self.progress.nan_events)
+                f"--seed, or another --norm."
+            )
+        logging.warning(
+            "non-finite loss by iteration %d: rolling back to the last checkpoint (%d so far)",
+            iteration,
+            self.progress.nan_events,
+        )
         self.metrics.write(iteration, {"nan_rollbacks": self.progress.nan_events})
         self.batches.close()
         self._restore_or_init()
@@ -177,8 +201,12 @@ class Trainer:
         """50-step reconstruction loss on the running test set (paper §4, §5.1)."""
         # Over the run's mesh: with several processes each evaluates its share of the samples.
         result = reconstruction.reconstruct(
-            reconstruction.generator_fn(self.generator, self.state["generator"]), self.dataset.running_test,
-            steps=self.config.test_steps, authors_batch=self.config.batch_size, mesh=self.mesh)
+            reconstruction.generator_fn(self.generator, self.state["generator"]),
+            self.dataset.running_test,
+            steps=self.config.test_steps,
+            authors_batch=self.config.batch_size,
+            mesh=self.mesh,
+        )
         return float(result.mean_loss)
 
     def save_samples(self) -> None:
@@ -246,17 +274,29 @@ class Trainer:
         report_dir = self.workdir / "final_test"
         targets = self.dataset.final_test[: self.config.final_test_samples]
         report = eval_lib.evaluate_checkpoint(
-            self.workdir, targets, which="best", steps=self.config.final_test_steps, out=report_dir,
-            batch_size=self.config.batch_size, targets_name=f"data:{self.config.data} final test",
-            progress=self.config.progress and self.is_main)
+            self.workdir,
+            targets,
+            which="best",
+            steps=self.config.final_test_steps,
+            out=report_dir,
+            batch_size=self.config.batch_size,
+            targets_name=f"data:{self.config.data} final test",
+            progress=self.config.progress and self.is_main,
+        )
         return {k: report[k] for k in ("mean_loss", "iteration", "steps", "samples")}
 
 
 def _progress_bar(config: TrainConfig, start: int, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=config.iterations, initial=start, disable=not (enabled and config.progress),
-                desc=f"{config.norm} {config.image_size[0]}x{config.image_size[1]}", unit="it", dynamic_ncols=True)
+    return tqdm(
+        total=config.iterations,
+        initial=start,
+        disable=not (enabled and config.progress),
+        desc=f"{config.norm} {config.image_size[0]}x{config.image_size[1]}",
+        unit="it",
+        dynamic_ncols=True,
+    )
 
 
 def _postfix(scalars: dict, progress: Progress) -> dict:

@@ -9,6 +9,7 @@ Data parallel: the global batch is sharded over the ``data`` axis of a mesh of a
 replicated. The step is written for the global batch, so XLA inserts the cross-device reductions: batch-norm
 statistics and gradients are those of the global batch, and the result equals one device on the same batch.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,7 +17,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from wngan_jax import ops
 from wngan_jax.config import TrainConfig
@@ -50,8 +52,13 @@ def init_state(config: TrainConfig, key) -> TrainState:
     gvars = model.generator().init(g_key, jnp.zeros((1, model.code_size)))
     dvars = model.discriminator().init(d_key, jnp.zeros((1, *model.image_size, model.channels)))
     opt = rmsprop(config)
-    return dict(generator=gvars, discriminator=dvars, g_opt=opt.init(gvars["params"]),
-                d_opt=opt.init(dvars["params"]), step=jnp.zeros((), jnp.int32))
+    return dict(
+        generator=gvars,
+        discriminator=dvars,
+        g_opt=opt.init(gvars["params"]),
+        d_opt=opt.init(dvars["params"]),
+        step=jnp.zeros((), jnp.int32),
+    )
 
 
 def _forward(module, variables, x):
@@ -64,8 +71,10 @@ def _forward(module, variables, x):
 
 def discriminator_loss(kind: str, real_logits, fake_logits):
     if kind == "bce":  # -log D(x) - log(1 - D(G(z))), from logits for stability
-        return (optax.sigmoid_binary_cross_entropy(real_logits, 1.0).mean()
-                + optax.sigmoid_binary_cross_entropy(fake_logits, 0.0).mean())
+        return (
+            optax.sigmoid_binary_cross_entropy(real_logits, 1.0).mean()
+            + optax.sigmoid_binary_cross_entropy(fake_logits, 0.0).mean()
+        )
     if kind == "lsgan":
         return jnp.mean(jnp.square(jax.nn.sigmoid(real_logits) - 1)) + jnp.mean(jnp.square(jax.nn.sigmoid(fake_logits)))
     return jnp.mean(fake_logits) - jnp.mean(real_logits)  # wasserstein critic (appendix D)
@@ -114,7 +123,8 @@ def make_train_step(config: TrainConfig, mesh: Mesh):
             return loss, (v, real_logits, fake_logits)
 
         (d_loss, (dvars, real_logits, fake_logits)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
-            dvars["params"])
+            dvars["params"]
+        )
         d_updates, d_opt = opt.update(d_grads, state["d_opt"], dvars["params"])
         dvars = {**dvars, "params": clip_slopes(optax.apply_updates(dvars["params"], d_updates))}
 
@@ -130,18 +140,26 @@ def make_train_step(config: TrainConfig, mesh: Mesh):
         gvars = {**gvars, "params": g_params}
 
         new_state = dict(generator=gvars, discriminator=dvars, g_opt=g_opt, d_opt=d_opt, step=state["step"] + 1)
-        metrics = dict(d_loss=d_loss, g_loss=g_loss, d_real=jnp.mean(jax.nn.sigmoid(real_logits)),
-                       d_fake=jnp.mean(jax.nn.sigmoid(fake_logits)),
-                       finite=jnp.isfinite(d_loss) & jnp.isfinite(g_loss))
+        metrics = dict(
+            d_loss=d_loss,
+            g_loss=g_loss,
+            d_real=jnp.mean(jax.nn.sigmoid(real_logits)),
+            d_fake=jnp.mean(jax.nn.sigmoid(fake_logits)),
+            finite=jnp.isfinite(d_loss) & jnp.isfinite(g_loss),
+        )
         return new_state, metrics
 
     # Donating the state saves a copy of it on accelerators; on XLA:CPU it makes XLA copy parameters that are
     # read after their update is scheduled, and measured 6% slower (docs/benchmarks.md), so CPU keeps both.
     platform = mesh.devices.flat[0].platform
     donate = () if platform == "cpu" else (0,)
-    return jax.jit(step, in_shardings=(replicated, batch_sharding, replicated),
-                   out_shardings=(replicated, replicated), donate_argnums=donate,
-                   compiler_options=ops.compiler_options(platform))
+    return jax.jit(
+        step,
+        in_shardings=(replicated, batch_sharding, replicated),
+        out_shardings=(replicated, replicated),
+        donate_argnums=donate,
+        compiler_options=ops.compiler_options(platform),
+    )
 
 
 def run_key(seed: int, restarts: int, mesh: Mesh):
@@ -153,5 +171,4 @@ def run_key(seed: int, restarts: int, mesh: Mesh):
 def replicate(tree: Any, mesh: Mesh):
     """Place a pytree on every device of ``mesh`` (works across processes: every process holds it all)."""
     sharding = NamedSharding(mesh, P())
-    return jax.tree_util.tree_map(
-        lambda x: jax.make_array_from_process_local_data(sharding, jnp.asarray(x)), tree)
+    return jax.tree_util.tree_map(lambda x: jax.make_array_from_process_local_data(sharding, jnp.asarray(x)), tree)

@@ -1,9 +1,10 @@
 """Image grids, (target | reconstruction) pairs and loss curves as PNG files (paper Figs. 1-4, 12)."""
+
 from __future__ import annotations
 
 import math
 import pathlib
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from PIL import Image
@@ -31,7 +32,7 @@ def grid(images, columns: int | None = None, padding: int = 2) -> np.ndarray:
     for i, img in enumerate(images):
         r, col = divmod(i, columns)
         y, x = padding + r * (h + padding), padding + col * (w + padding)
-        out[y:y + h, x:x + w] = img
+        out[y : y + h, x : x + w] = img
     return out
 
 
@@ -51,9 +52,14 @@ def save_grid(images, path, columns: int | None = None) -> pathlib.Path:
     return save_png(grid(images, columns), path)
 
 
-def plot_curves(curves: Mapping[str, tuple[Sequence[float], Sequence[float]]], path, *,
-                xlabel: str = "iteration", ylabel: str = "50-step reconstruction loss",
-                title: str | None = None) -> pathlib.Path:
+def plot_curves(
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    path,
+    *,
+    xlabel: str = "iteration",
+    ylabel: str = "50-step reconstruction loss",
+    title: str | None = None,
+) -> pathlib.Path:
     """One line per name from ``{name: (iterations, losses)}`` (paper Fig. 1)."""
     import matplotlib
 

@@ -4,6 +4,7 @@
 samples, checkpoints) of a tiny digits run over 2 processes x 2 CPU devices, stopped after 3 iterations and
 resumed to 6.
 """
+
 import sys
 
 import jax

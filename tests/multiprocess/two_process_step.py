@@ -4,6 +4,7 @@
 process, feeds this process's half of each global batch and takes three training steps; process 0 saves
 the resulting parameters.
 """
+
 import sys
 
 import jax

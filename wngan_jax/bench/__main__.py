@@ -6,6 +6,7 @@ repeated runs after warm-up, and speeds are compared with a large matmul measure
 runs it too when PyTorch is installed. ``ablations`` times the iteration as shipped against variants with
 one speed decision undone.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,9 @@ WHAT = ("train", "authors", "ablations", "reconstruct", "data", "layers")
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m wngan_jax.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m wngan_jax.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--what", default="all", choices=WHAT + ("all",))
     parser.add_argument("--size", type=int, action="append", help="image size (repeatable); default per bench")
     parser.add_argument("--norm", action="append", help="norm variant (repeatable); default vanilla, bn, wn")
@@ -28,7 +30,7 @@ def main(argv=None) -> None:
     parser.add_argument("--chunk_size", type=int, help="reconstruct: samples per chunk (default: memory budget)")
     parser.add_argument("--json", action="store_true", help="one JSON object per measurement")
     args = parser.parse_args(argv)
-    whats = (tuple(w for w in WHAT if w != "authors" or _has_torch()) if args.what == "all" else (args.what,))
+    whats = tuple(w for w in WHAT if w != "authors" or _has_torch()) if args.what == "all" else (args.what,)
 
     from wngan_jax.bench.common import device_name, matmul_gflops
 
@@ -38,8 +40,14 @@ def main(argv=None) -> None:
     for what in whats:
         for row in _run(what, args):
             if args.json:
-                common = {"norm": None, "batch": args.batch, "median_ms": None, "gflops": None,
-                          "roofline_fraction": None, "device": device_name()}
+                common = {
+                    "norm": None,
+                    "batch": args.batch,
+                    "median_ms": None,
+                    "gflops": None,
+                    "roofline_fraction": None,
+                    "device": device_name(),
+                }
                 print(json.dumps(common | row), flush=True)
 
 
@@ -53,24 +61,45 @@ def _run(what: str, args) -> list[dict]:
     if what == "train":
         from wngan_jax.bench import train
 
-        return train.run(sizes=tuple(args.size or (32, 64, 160)), norms=tuple(args.norm or ("vanilla", "bn", "wn")),
-                         batch=args.batch, repeats=args.repeats, dtype=args.dtype, profile_dir=args.profile,
-                         as_json=args.json)
+        return train.run(
+            sizes=tuple(args.size or (32, 64, 160)),
+            norms=tuple(args.norm or ("vanilla", "bn", "wn")),
+            batch=args.batch,
+            repeats=args.repeats,
+            dtype=args.dtype,
+            profile_dir=args.profile,
+            as_json=args.json,
+        )
     if what == "authors":
         from wngan_jax.bench import authors
 
-        return authors.run(sizes=tuple(args.size or (32, 64)), norms=tuple(args.norm or ("vanilla", "bn", "wn")),
-                           batch=args.batch, repeats=args.repeats, as_json=args.json)
+        return authors.run(
+            sizes=tuple(args.size or (32, 64)),
+            norms=tuple(args.norm or ("vanilla", "bn", "wn")),
+            batch=args.batch,
+            repeats=args.repeats,
+            as_json=args.json,
+        )
     if what == "ablations":
         from wngan_jax.bench import ablations
 
-        return ablations.run(sizes=tuple(args.size or (32, 64)), norms=tuple(args.norm or ("wn",)),
-                             batch=args.batch, repeats=args.repeats, as_json=args.json)
+        return ablations.run(
+            sizes=tuple(args.size or (32, 64)),
+            norms=tuple(args.norm or ("wn",)),
+            batch=args.batch,
+            repeats=args.repeats,
+            as_json=args.json,
+        )
     if what == "reconstruct":
         from wngan_jax.bench import reconstruct
 
-        return reconstruct.run(sizes=tuple(args.size or (32, 64)), norm=(args.norm or ["wn"])[0],
-                               samples=args.samples, chunk_size=args.chunk_size, as_json=args.json)
+        return reconstruct.run(
+            sizes=tuple(args.size or (32, 64)),
+            norm=(args.norm or ["wn"])[0],
+            samples=args.samples,
+            chunk_size=args.chunk_size,
+            as_json=args.json,
+        )
     if what == "data":
         from wngan_jax.bench import data
 

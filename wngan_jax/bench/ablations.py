@@ -9,6 +9,7 @@ the machine's drift hits all alike; medians):
   also for the small inputs that ``ops`` splits into one exact convolution per phase;
 * ``XLA default options``: compiled without ``ops.compiler_options`` (on a CPU: YNNPACK convolutions).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,7 +21,6 @@ import numpy as np
 from wngan_jax import ops
 from wngan_jax.bench.common import rows_over
 from wngan_jax.bench.train import iteration_fn
-
 
 # Variant -> the ``ops`` attribute that undoes its decision while a step is traced, and its value then.
 PATCHES = {
@@ -53,7 +53,7 @@ def measure(size: int, norm: str, batch: int, *, repeats: int = 8) -> dict:
         with _variant(name):
             iterations[name], flops[name] = iteration_fn(size, norm, batch)
     times = {name: [] for name in VARIANTS}
-    for name, iterate in iterations.items():
+    for iterate in iterations.values():
         jax.block_until_ready(iterate())
     for _ in range(repeats):
         for name, iterate in iterations.items():
@@ -62,18 +62,26 @@ def measure(size: int, norm: str, batch: int, *, repeats: int = 8) -> dict:
             times[name].append(time.perf_counter() - start)
     ms = {name: float(np.median(t)) * 1e3 for name, t in times.items()}
     shipped = ms["as shipped"]
-    return dict(what="ablations", size=size, norm=norm, batch=batch, median_ms=shipped,
-                variants_ms=ms, speedup_over={n: ms[n] / shipped for n in VARIANTS[1:]},
-                gflop_per_iteration={n: f / 1e9 if f else None for n, f in flops.items()})
+    return dict(
+        what="ablations",
+        size=size,
+        norm=norm,
+        batch=batch,
+        median_ms=shipped,
+        variants_ms=ms,
+        speedup_over={n: ms[n] / shipped for n in VARIANTS[1:]},
+        gflop_per_iteration={n: f / 1e9 if f else None for n, f in flops.items()},
+    )
 
 
 def run(sizes=(32, 64), norms=("wn",), batch: int = 32, repeats: int = 8, as_json: bool = False) -> list[dict]:
     """One row per (size, norm); printed as text unless ``as_json`` (then the caller prints)."""
-    return rows_over(sizes, norms, lambda size, norm: measure(size, norm, batch, repeats=repeats), format_row,
-                     as_json)
+    return rows_over(sizes, norms, lambda size, norm: measure(size, norm, batch, repeats=repeats), format_row, as_json)
 
 
 def format_row(r: dict) -> str:
     others = "  ".join(f"{n} {r['variants_ms'][n]:.1f} ms ({r['speedup_over'][n]:.3f}x)" for n in VARIANTS[1:])
-    return (f"ablations {r['size']:>3}x{r['size']:<3} {r['norm']:<8} batch {r['batch']:<3} "
-            f"as shipped {r['median_ms']:.1f} ms/it; undone: {others}")
+    return (
+        f"ablations {r['size']:>3}x{r['size']:<3} {r['norm']:<8} batch {r['batch']:<3} "
+        f"as shipped {r['median_ms']:.1f} ms/it; undone: {others}"
+    )

@@ -11,6 +11,7 @@ iterations whose first one is not timed: each library's thread pool spins on aft
 timing a side straight after the other would charge it for that. Both sides' GFLOP/s use the FLOPs XLA counts
 for the step here (the same arithmetic).
 """
+
 from __future__ import annotations
 
 import time
@@ -33,8 +34,9 @@ def torch_device() -> str:
     return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
 
 
-def authors_iteration(norm: str, size: int, batch: int, *, nfeature: int = 64, code_size: int = 256,
-                      lr: float = 1e-4, seed: int = 0):
+def authors_iteration(
+    norm: str, size: int, batch: int, *, nfeature: int = 64, code_size: int = 256, lr: float = 1e-4, seed: int = 0
+):
     """``(iteration, (generator, discriminator))``: ``iteration()`` runs one of the authors' training
     iterations (D step, then G step) in PyTorch on the two networks."""
     try:
@@ -91,29 +93,42 @@ def measure(size: int, norm: str, batch: int, *, repeats: int = 5) -> dict:
                 times[name].append(time.perf_counter() - start)
     roofline = matmul_gflops()
     ours_s, authors_s = (float(np.median(times[k])) for k in ("ours", "authors"))
-    return dict(what="authors", size=size, norm=norm, batch=batch, median_ms=ours_s * 1e3,
-                authors_median_ms=authors_s * 1e3, speedup=authors_s / ours_s,
-                gflop_per_iteration=flops / 1e9, gflops=flops / ours_s / 1e9,
-                authors_gflops=flops / authors_s / 1e9, roofline_gflops=roofline,
-                roofline_fraction=flops / ours_s / 1e9 / roofline,
-                authors_roofline_fraction=flops / authors_s / 1e9 / roofline,
-                torch_version=torch.__version__, torch_threads=torch.get_num_threads(),
-                torch_device=torch_device())
+    return dict(
+        what="authors",
+        size=size,
+        norm=norm,
+        batch=batch,
+        median_ms=ours_s * 1e3,
+        authors_median_ms=authors_s * 1e3,
+        speedup=authors_s / ours_s,
+        gflop_per_iteration=flops / 1e9,
+        gflops=flops / ours_s / 1e9,
+        authors_gflops=flops / authors_s / 1e9,
+        roofline_gflops=roofline,
+        roofline_fraction=flops / ours_s / 1e9 / roofline,
+        authors_roofline_fraction=flops / authors_s / 1e9 / roofline,
+        torch_version=torch.__version__,
+        torch_threads=torch.get_num_threads(),
+        torch_device=torch_device(),
+    )
 
 
-def run(sizes=(32, 64), norms=("vanilla", "bn", "wn"), batch: int = 32, repeats: int = 5,
-        as_json: bool = False) -> list[dict]:
+def run(
+    sizes=(32, 64), norms=("vanilla", "bn", "wn"), batch: int = 32, repeats: int = 5, as_json: bool = False
+) -> list[dict]:
     """One row per (size, norm); printed as text unless ``as_json`` (then the caller prints)."""
     unknown = [n for n in norms if n not in AUTHORS_NORM]
     if unknown:
-        raise SystemExit(f"--what=authors: the authors' code has no {unknown[0]!r} variant; "
-                         f"use one of {', '.join(AUTHORS_NORM)}")
-    return rows_over(sizes, norms, lambda size, norm: measure(size, norm, batch, repeats=repeats), format_row,
-                     as_json)
+        raise SystemExit(
+            f"--what=authors: the authors' code has no {unknown[0]!r} variant; use one of {', '.join(AUTHORS_NORM)}"
+        )
+    return rows_over(sizes, norms, lambda size, norm: measure(size, norm, batch, repeats=repeats), format_row, as_json)
 
 
 def format_row(r: dict) -> str:
-    return (f"authors {r['size']:>3}x{r['size']:<3} {r['norm']:<8} batch {r['batch']:<3} "
-            f"here {r['median_ms']:8.1f} ms/it ({100 * r['roofline_fraction']:4.1f}% of matmul)  "
-            f"authors' PyTorch {r['authors_median_ms']:8.1f} ms/it ({100 * r['authors_roofline_fraction']:4.1f}%)  "
-            f"speedup {r['speedup']:.2f}x")
+    return (
+        f"authors {r['size']:>3}x{r['size']:<3} {r['norm']:<8} batch {r['batch']:<3} "
+        f"here {r['median_ms']:8.1f} ms/it ({100 * r['roofline_fraction']:4.1f}% of matmul)  "
+        f"authors' PyTorch {r['authors_median_ms']:8.1f} ms/it ({100 * r['authors_roofline_fraction']:4.1f}%)  "
+        f"speedup {r['speedup']:.2f}x"
+    )

@@ -1,4 +1,5 @@
 """Timing helpers shared by the benchmarks: medians after warm-up, XLA's FLOP count, the matmul roofline."""
+
 from __future__ import annotations
 
 import time

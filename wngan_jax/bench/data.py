@@ -24,9 +24,7 @@ def _write_images(folder: Path, count: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     for index in range(count):
         small = Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8))
-        small.resize((SOURCE_SIZE, SOURCE_SIZE), Image.Resampling.BICUBIC).save(
-            folder / f"{index:05d}.jpg", quality=90
-        )
+        small.resize((SOURCE_SIZE, SOURCE_SIZE), Image.Resampling.BICUBIC).save(folder / f"{index:05d}.jpg", quality=90)
 
 
 def _images_per_s(images: np.ndarray, batch: int, batches: int, repeats: int) -> float:
@@ -43,8 +41,9 @@ def _images_per_s(images: np.ndarray, batch: int, batches: int, repeats: int) ->
     return float(np.median(rates))
 
 
-def run(sizes=(64, 160), batch: int = 32, as_json: bool = False, count: int = 4000,
-        batches: int = 300, repeats: int = 3) -> list[dict]:
+def run(
+    sizes=(64, 160), batch: int = 32, as_json: bool = False, count: int = 4000, batches: int = 300, repeats: int = 3
+) -> list[dict]:
     """Measures `{"what": "data", "size", "batch", "images_per_s"}` for each size."""
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -52,12 +51,21 @@ def run(sizes=(64, 160), batch: int = 32, as_json: bool = False, count: int = 40
         folder.mkdir()
         _write_images(folder, count)
         for size in sizes:
-            dataset = data.load(f"folder:{folder}", size, cache_dir=Path(tmp) / "cache",
-                                final_test=200, running_test=100, progress=False)
+            dataset = data.load(
+                f"folder:{folder}",
+                size,
+                cache_dir=Path(tmp) / "cache",
+                final_test=200,
+                running_test=100,
+                progress=False,
+            )
             rate = _images_per_s(dataset.train, batch, batches, repeats)
-            results.append({"what": "data", "size": size, "batch": batch, "images_per_s": rate,
-                            "median_ms": batch / rate * 1e3})
+            results.append(
+                {"what": "data", "size": size, "batch": batch, "images_per_s": rate, "median_ms": batch / rate * 1e3}
+            )
             if not as_json:
-                print(f"data {size}x{size}: {rate:.0f} images/s (batch {batch}, float32, shuffled, "
-                      f"{len(dataset.train)} cached images)")
+                print(
+                    f"data {size}x{size}: {rate:.0f} images/s (batch {batch}, float32, shuffled, "
+                    f"{len(dataset.train)} cached images)"
+                )
     return results

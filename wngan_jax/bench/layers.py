@@ -9,6 +9,7 @@ one warm-up run (which includes compilation).
 
 ``python -m wngan_jax.bench --what=layers [--size 64 --batch 32 --repeats 5]``
 """
+
 from __future__ import annotations
 
 import json
@@ -28,13 +29,21 @@ def layer_shapes(size: int = 64, nfeature: int = 64):
     for level in reversed(arch.levels):  # generator order: code side first
         (ih, iw), (oh, ow) = level.out_hw, level.in_hw
         c_in, c_out = level.code_side_channels, level.image_side_channels
-        rows.append((f"G deconv {ih}x{iw}x{c_in} -> {oh}x{ow}x{c_out}", True, (ih, iw, c_in),
-                     (4, 4, c_out, c_in), level.padding))
+        rows.append(
+            (
+                f"G deconv {ih}x{iw}x{c_in} -> {oh}x{ow}x{c_out}",
+                True,
+                (ih, iw, c_in),
+                (4, 4, c_out, c_in),
+                level.padding,
+            )
+        )
     for level in arch.levels:
         (ih, iw), (oh, ow) = level.in_hw, level.out_hw
         c_in, c_out = level.image_side_channels, level.code_side_channels
-        rows.append((f"D conv {ih}x{iw}x{c_in} -> {oh}x{ow}x{c_out}", False, (ih, iw, c_in),
-                     (4, 4, c_in, c_out), level.padding))
+        rows.append(
+            (f"D conv {ih}x{iw}x{c_in} -> {oh}x{ow}x{c_out}", False, (ih, iw, c_in), (4, 4, c_in, c_out), level.padding)
+        )
     return rows
 
 
@@ -51,19 +60,28 @@ def measure(label, transpose, in_hwc, kernel_shape, padding, *, size=64, batch=3
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, *in_hwc)).astype(np.float32)
     kernel = (0.05 * rng.standard_normal(kernel_shape)).astype(np.float32)
-    custom, reference = ((ops.conv_transpose, ops.reference_conv_transpose) if transpose
-                         else (ops.conv, ops.reference_conv))
+    custom, reference = (
+        (ops.conv_transpose, ops.reference_conv_transpose) if transpose else (ops.conv, ops.reference_conv)
+    )
     strides = (2, 2)
     y = jax.eval_shape(lambda a, k: custom(a, k, strides, padding), x, kernel)
     cotangent = rng.standard_normal(y.shape).astype(np.float32)
     times = {}
     for name, op in (("custom", custom), ("xla", reference)):
-        times[name] = median_seconds(_forward_backward(op, strides, padding), x, kernel, cotangent,
-                                     repeats=repeats, warmup=1)
+        times[name] = median_seconds(
+            _forward_backward(op, strides, padding), x, kernel, cotangent, repeats=repeats, warmup=1
+        )
     torch_s = _torch_seconds(transpose, x, kernel, strides, padding, cotangent, repeats)
-    return {"what": "layers", "layer": label, "size": size, "batch": batch,
-            "custom_ms": times["custom"] * 1e3, "xla_ms": times["xla"] * 1e3,
-            "speedup": times["xla"] / times["custom"], "torch_ms": torch_s * 1e3 if torch_s else None}
+    return {
+        "what": "layers",
+        "layer": label,
+        "size": size,
+        "batch": batch,
+        "custom_ms": times["custom"] * 1e3,
+        "xla_ms": times["xla"] * 1e3,
+        "speedup": times["xla"] / times["custom"],
+        "torch_ms": torch_s * 1e3 if torch_s else None,
+    }
 
 
 def _torch_seconds(transpose, x, kernel, strides, padding, cotangent, repeats):
@@ -95,8 +113,11 @@ def _torch_seconds(transpose, x, kernel, strides, padding, cotangent, repeats):
 
 def format_table(rows) -> str:
     lines = [f"{'layer':<34} {'custom ms':>10} {'XLA ms':>10} {'speedup':>8} {'PyTorch ms':>11}"]
-    lines += [f"{r['layer']:<34} {r['custom_ms']:10.1f} {r['xla_ms']:10.1f} {r['speedup']:7.1f}x "
-              f"{r['torch_ms'] or float('nan'):11.1f}" for r in rows]
+    lines += [
+        f"{r['layer']:<34} {r['custom_ms']:10.1f} {r['xla_ms']:10.1f} {r['speedup']:7.1f}x "
+        f"{r['torch_ms'] or float('nan'):11.1f}"
+        for r in rows
+    ]
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@
 the authors' loop: batches of 32, each step one jitted call dispatched from Python. Both compute the same
 numbers (tests/test_reconstruction.py); throughput is in sample-steps per second.
 """
+
 from __future__ import annotations
 
 import time
@@ -41,7 +42,7 @@ def _authors_loop(config: ModelConfig, variables, targets, steps: int, batch: in
     def run():
         total = 0.0
         for start in range(0, len(targets), batch):
-            x = jnp.asarray(targets[start:start + batch], jnp.float32) / 255.0
+            x = jnp.asarray(targets[start : start + batch], jnp.float32) / 255.0
             z = jnp.zeros((len(x), config.code_size))
             state = opt.init(z)
             for _ in range(steps):
@@ -66,9 +67,15 @@ def _median_seconds(fns, repeats: int) -> list[float]:
     return [float(np.median(t)) for t in times]
 
 
-def measure(size: int, norm: str = "wn", samples: int = 64, steps: int = 20, batch: int = 32,
-            chunk_size: int | None = None,
-            repeats: int = 5) -> dict:
+def measure(
+    size: int,
+    norm: str = "wn",
+    samples: int = 64,
+    steps: int = 20,
+    batch: int = 32,
+    chunk_size: int | None = None,
+    repeats: int = 5,
+) -> dict:
     """Sample-steps/s of ``reconstruct`` and of the authors' loop for one generator (nf 64, code 256)."""
     config = ModelConfig(norm, size, nfeature=64, code_size=256)
     variables = config.generator().init(jax.random.key(0), jnp.zeros((1, config.code_size)))
@@ -88,26 +95,45 @@ def measure(size: int, norm: str = "wn", samples: int = 64, steps: int = 20, bat
     roofline = matmul_gflops()
     gflops = rate * flops_per_sample_step / 1e9 if flops_per_sample_step else None
     baseline_gflops = baseline_rate * flops_per_sample_step / 1e9 if flops_per_sample_step else None
-    return {"what": "reconstruct", "size": size, "norm": norm, "batch": batch, "samples": samples, "steps": steps,
-            "chunk_size": chunk_size,
-            "sample_steps_per_s": rate, "baseline_sample_steps_per_s": baseline_rate,
-            "speedup": rate / baseline_rate, "median_ms": seconds / steps * 1e3, "compile_s": compile_s,
-            "gflops": gflops, "roofline_gflops": roofline,
-            "roofline_fraction": gflops / roofline if gflops else None,
-            "baseline_roofline_fraction": baseline_gflops / roofline if baseline_gflops else None}
+    return {
+        "what": "reconstruct",
+        "size": size,
+        "norm": norm,
+        "batch": batch,
+        "samples": samples,
+        "steps": steps,
+        "chunk_size": chunk_size,
+        "sample_steps_per_s": rate,
+        "baseline_sample_steps_per_s": baseline_rate,
+        "speedup": rate / baseline_rate,
+        "median_ms": seconds / steps * 1e3,
+        "compile_s": compile_s,
+        "gflops": gflops,
+        "roofline_gflops": roofline,
+        "roofline_fraction": gflops / roofline if gflops else None,
+        "baseline_roofline_fraction": baseline_gflops / roofline if baseline_gflops else None,
+    }
 
 
-def run(sizes=(32, 64), norm: str = "wn", samples: int = 64, steps: int = 20, chunk_size: int | None = None,
-        as_json: bool = False) -> list[dict]:
+def run(
+    sizes=(32, 64),
+    norm: str = "wn",
+    samples: int = 64,
+    steps: int = 20,
+    chunk_size: int | None = None,
+    as_json: bool = False,
+) -> list[dict]:
     """One ``measure`` row per image size; printed as text unless ``as_json`` (then the caller prints)."""
     rows = []
     for size in sizes:
         row = measure(size, norm, samples, steps, chunk_size=chunk_size)
         rows.append(row)
         if not as_json:
-            print(f"reconstruct {size}x{size} {norm}: {row['sample_steps_per_s']:.0f} sample-steps/s vs "
-                  f"{row['baseline_sample_steps_per_s']:.0f} for the authors' loop (x{row['speedup']:.2f}); "
-                  f"{row['median_ms']:.1f} ms per step of {samples} samples; "
-                  f"{100 * row['roofline_fraction']:.1f}% vs {100 * row['baseline_roofline_fraction']:.1f}% of "
-                  f"matmul ({row['roofline_gflops']:.0f} GFLOP/s); compile {row['compile_s']:.1f} s")
+            print(
+                f"reconstruct {size}x{size} {norm}: {row['sample_steps_per_s']:.0f} sample-steps/s vs "
+                f"{row['baseline_sample_steps_per_s']:.0f} for the authors' loop (x{row['speedup']:.2f}); "
+                f"{row['median_ms']:.1f} ms per step of {samples} samples; "
+                f"{100 * row['roofline_fraction']:.1f}% vs {100 * row['baseline_roofline_fraction']:.1f}% of "
+                f"matmul ({row['roofline_gflops']:.0f} GFLOP/s); compile {row['compile_s']:.1f} s"
+            )
     return rows

@@ -2,6 +2,7 @@
 
 ``python -m wngan_jax.bench --what=train [--size 64 --norm wn --batch 32 --json]``
 """
+
 from __future__ import annotations
 
 import time
@@ -34,8 +35,9 @@ def iteration_fn(size: int, norm: str, batch: int, dtype: str = "float32"):
     return iterate, compiled_flops(compiled)
 
 
-def measure(size: int, norm: str, batch: int, *, repeats: int = 5, dtype: str = "float32",
-            profile_dir: str | None = None) -> dict:
+def measure(
+    size: int, norm: str, batch: int, *, repeats: int = 5, dtype: str = "float32", profile_dir: str | None = None
+) -> dict:
     """One configuration: compile time, median ms per iteration, GFLOP/s, fraction of the matmul roofline.
 
     The matmul is measured right after the step, so that both see the same machine (on a shared machine
@@ -51,21 +53,44 @@ def measure(size: int, norm: str, batch: int, *, repeats: int = 5, dtype: str = 
             for _ in range(3):
                 jax.block_until_ready(iterate())
     gflops = flops / seconds / 1e9 if flops else None
-    return dict(what="train", size=size, norm=norm, batch=batch, dtype=dtype, median_ms=seconds * 1e3,
-                gflop_per_iteration=flops / 1e9 if flops else None, gflops=gflops,
-                roofline_gflops=roofline_gflops, roofline_fraction=gflops / roofline_gflops if gflops else None,
-                compile_s=compile_s)
+    return dict(
+        what="train",
+        size=size,
+        norm=norm,
+        batch=batch,
+        dtype=dtype,
+        median_ms=seconds * 1e3,
+        gflop_per_iteration=flops / 1e9 if flops else None,
+        gflops=gflops,
+        roofline_gflops=roofline_gflops,
+        roofline_fraction=gflops / roofline_gflops if gflops else None,
+        compile_s=compile_s,
+    )
 
 
-def run(sizes=(32, 64, 160), norms=("vanilla", "bn", "wn"), batch: int = 32, repeats: int = 5,
-        dtype: str = "float32", profile_dir: str | None = None, as_json: bool = False) -> list[dict]:
+def run(
+    sizes=(32, 64, 160),
+    norms=("vanilla", "bn", "wn"),
+    batch: int = 32,
+    repeats: int = 5,
+    dtype: str = "float32",
+    profile_dir: str | None = None,
+    as_json: bool = False,
+) -> list[dict]:
     """One row per (size, norm); printed as text unless ``as_json`` (then the caller prints)."""
-    return rows_over(sizes, norms, lambda size, norm: measure(size, norm, batch, repeats=repeats, dtype=dtype,
-                                                              profile_dir=profile_dir), format_row, as_json)
+    return rows_over(
+        sizes,
+        norms,
+        lambda size, norm: measure(size, norm, batch, repeats=repeats, dtype=dtype, profile_dir=profile_dir),
+        format_row,
+        as_json,
+    )
 
 
 def format_row(r: dict) -> str:
-    return (f"train {r['size']:>3}x{r['size']:<3} {r['norm']:<8} batch {r['batch']:<3} "
-            f"{r['median_ms']:8.1f} ms/it  {r['gflop_per_iteration']:7.2f} GFLOP/it  {r['gflops']:6.1f} GFLOP/s  "
-            f"{100 * r['roofline_fraction']:5.1f}% of matmul ({r['roofline_gflops']:.0f} GFLOP/s)  "
-            f"compile {r['compile_s']:.1f} s")
+    return (
+        f"train {r['size']:>3}x{r['size']:<3} {r['norm']:<8} batch {r['batch']:<3} "
+        f"{r['median_ms']:8.1f} ms/it  {r['gflop_per_iteration']:7.2f} GFLOP/it  {r['gflops']:6.1f} GFLOP/s  "
+        f"{100 * r['roofline_fraction']:5.1f}% of matmul ({r['roofline_gflops']:.0f} GFLOP/s)  "
+        f"compile {r['compile_s']:.1f} s"
+    )

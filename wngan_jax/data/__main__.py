@@ -28,19 +28,27 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "prepare":
             for spec in prepare.prepare(args.name, args.manual_dir, args.data_dir):
-                print(f"ready: --data {spec}" + (f" --data_dir {args.data_dir}"
-                                                 if spec.startswith("tfds:") else ""))
+                print(f"ready: --data {spec}" + (f" --data_dir {args.data_dir}" if spec.startswith("tfds:") else ""))
             return 0
         source = sources.open_source(args.spec, data_dir=args.data_dir)
         print(f"{source.spec}: {len(source)} images, default crop {source.default_crop or 'none'}")
         if args.size:
-            ds = cache.load(args.spec, args.size, channels=args.channels, cache_dir=args.cache_dir,
-                            data_dir=args.data_dir, final_test=args.final_test,
-                            running_test=args.running_test, crop=args.crop)
+            ds = cache.load(
+                args.spec,
+                args.size,
+                channels=args.channels,
+                cache_dir=args.cache_dir,
+                data_dir=args.data_dir,
+                final_test=args.final_test,
+                running_test=args.running_test,
+                crop=args.crop,
+            )
             meta = ds.info
-            print(f"cache {meta['cache_dir']}: {meta['count']} readable ({len(meta['skipped'])} "
-                  f"skipped), train {len(ds.train)}, final test {len(ds.final_test)}, "
-                  f"running test {len(ds.running_test)}")
+            print(
+                f"cache {meta['cache_dir']}: {meta['count']} readable ({len(meta['skipped'])} "
+                f"skipped), train {len(ds.train)}, final test {len(ds.final_test)}, "
+                f"running test {len(ds.running_test)}"
+            )
         return 0
     except (FileNotFoundError, ImportError, ValueError, cache.CacheDirError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -25,9 +25,9 @@ import os
 import tempfile
 import uuid
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -70,8 +70,7 @@ def _size(image_size: tuple[int, int] | int) -> tuple[int, int]:
 def _check_split(count: int, final_test: int, running_test: int, spec: str) -> None:
     if not 0 < running_test <= final_test:
         raise ValueError(
-            f"need 0 < running_test <= final_test, got running_test={running_test}, "
-            f"final_test={final_test}"
+            f"need 0 < running_test <= final_test, got running_test={running_test}, final_test={final_test}"
         )
     if final_test >= count:
         raise ValueError(
@@ -154,8 +153,7 @@ def _read_meta(directory: Path, params: dict) -> dict | None:
         return None
     meta = json.loads(meta_path.read_text())
     if meta.get("params") != params:
-        log.warning("rebuilding the data cache in %s: it was built for different data or "
-                    "settings", directory)
+        log.warning("rebuilding the data cache in %s: it was built for different data or settings", directory)
         return None
     if not ((directory / "images.npy").is_file() and (directory / "split.npy").is_file()):
         return None
@@ -163,8 +161,7 @@ def _read_meta(directory: Path, params: dict) -> dict | None:
 
 
 def _prepare_dir(directory: Path) -> None:
-    hint = ("choose a writable cache root with cache_dir=... (--cache_dir) or the WNGAN_CACHE "
-            "environment variable")
+    hint = "choose a writable cache root with cache_dir=... (--cache_dir) or the WNGAN_CACHE environment variable"
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=directory):
@@ -174,8 +171,9 @@ def _prepare_dir(directory: Path) -> None:
     (directory / "meta.json").unlink(missing_ok=True)
 
 
-def _decoded(source: sources.Source, size: tuple[int, int], crop: int, channels: int,
-             progress: bool) -> Iterator[tuple[str, np.ndarray | str]]:
+def _decoded(
+    source: sources.Source, size: tuple[int, int], crop: int, channels: int, progress: bool
+) -> Iterator[tuple[str, np.ndarray | str]]:
     """Yields `(name, image or error text)` in source order, decoding on a thread pool."""
 
     def work(raw):
@@ -186,9 +184,10 @@ def _decoded(source: sources.Source, size: tuple[int, int], crop: int, channels:
 
     workers = os.cpu_count() or 1
     items = iter(source.items())
-    with ThreadPoolExecutor(workers) as pool, tqdm(
-        total=len(source), unit="img", desc=f"caching {source.spec}", disable=not progress
-    ) as bar:
+    with (
+        ThreadPoolExecutor(workers) as pool,
+        tqdm(total=len(source), unit="img", desc=f"caching {source.spec}", disable=not progress) as bar,
+    ):
         while chunk := list(itertools.islice(items, 64 * workers)):
             names = [name for name, _ in chunk]
             yield from zip(names, pool.map(work, [raw for _, raw in chunk]))

@@ -15,8 +15,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-def process_slice(global_batch_size: int, process_index: int | None = None,
-                  process_count: int | None = None) -> slice:
+
+def process_slice(global_batch_size: int, process_index: int | None = None, process_count: int | None = None) -> slice:
     """Rows of the global batch read by this process (contiguous blocks in process order).
 
     This matches `shard_batch` for meshes whose 'data' axis lists the devices process by process,
@@ -60,7 +60,7 @@ def _batches(images: np.ndarray, batch_size: int, rows: slice, state: dict):
             epoch, position = epoch + 1, 0
         permutation = np.random.default_rng([seed, epoch]).permutation(count)
         while position + batch_size <= count:
-            indices = permutation[position:position + batch_size][rows]
+            indices = permutation[position : position + batch_size][rows]
             position += batch_size
             yield _gather(images, indices), {"seed": seed, "epoch": epoch, "position": position}
 
@@ -90,12 +90,18 @@ class BatchIterator:
     is used). Up to `prefetch` batches are prepared on a background thread (0: none).
     """
 
-    def __init__(self, images: np.ndarray, batch_size: int, seed: int = 0,
-                 state: dict | None = None, prefetch: int = 2, process_index: int | None = None,
-                 process_count: int | None = None):
+    def __init__(
+        self,
+        images: np.ndarray,
+        batch_size: int,
+        seed: int = 0,
+        state: dict | None = None,
+        prefetch: int = 2,
+        process_index: int | None = None,
+        process_count: int | None = None,
+    ):
         if not 0 < batch_size <= len(images):
-            raise ValueError(f"batch size {batch_size} must be in [1, {len(images)}] (the number "
-                             "of images)")
+            raise ValueError(f"batch size {batch_size} must be in [1, {len(images)}] (the number of images)")
         if state is None:
             state = {"seed": seed, "epoch": 0, "position": 0}
         self._state = {key: int(state[key]) for key in ("seed", "epoch", "position")}
@@ -105,9 +111,7 @@ class BatchIterator:
         self._stop = threading.Event()
         if prefetch > 0:
             self._queue = queue.Queue(maxsize=prefetch)
-            self._thread = threading.Thread(
-                target=_produce, args=(self._batches, self._queue, self._stop), daemon=True
-            )
+            self._thread = threading.Thread(target=_produce, args=(self._batches, self._queue, self._stop), daemon=True)
             self._thread.start()
 
     def state(self) -> dict:

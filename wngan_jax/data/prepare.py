@@ -30,7 +30,9 @@ def _require(manual_dir: Path, files: tuple[str, ...], name: str) -> None:
     if missing:
         raise FileNotFoundError(
             f"{name} needs these files, as downloaded, directly in {manual_dir}:\n  "
-            + "\n  ".join(files) + "\nmissing:\n  " + "\n  ".join(missing)
+            + "\n  ".join(files)
+            + "\nmissing:\n  "
+            + "\n  ".join(missing)
         )
 
 
@@ -45,8 +47,7 @@ def prepare(name: str, manual_dir: str, data_dir: str) -> list[str]:
     _require(manual, TFDS_RAW_FILES[name], name)
     if importlib.util.find_spec("tensorflow") is None:  # TFDS builders generate examples with it
         raise ImportError(
-            "building a TFDS dataset needs TensorFlow (only for this step): "
-            "pip install 'wngan_jax[prepare]'"
+            "building a TFDS dataset needs TensorFlow (only for this step): pip install 'wngan_jax[prepare]'"
         )
     import tensorflow_datasets as tfds
 

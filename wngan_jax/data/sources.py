@@ -24,8 +24,9 @@ import abc
 import hashlib
 import io
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -34,9 +35,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 TFDS_DEFAULT_SPLITS = {"celeb_a": "train+validation+test", "cifar10": "train+test"}
 CELEBA_CROP = 160
 LSUN_CROP = 256
-SPEC_HELP = (
-    "expected 'tfds:<name>[:<split>]', 'folder:<path>', 'lmdb:<path>', 'digits' or 'lfw_subset'"
-)
+SPEC_HELP = "expected 'tfds:<name>[:<split>]', 'folder:<path>', 'lmdb:<path>', 'digits' or 'lfw_subset'"
 
 
 def _slug(text: str) -> str:
@@ -92,11 +91,14 @@ class TfdsSource(Source):
         elif name.startswith("lsun"):
             self.default_crop = LSUN_CROP
         try:
-            self._source = tfds.data_source(
-                name, split=self.split, data_dir=data_dir, download=False
-            )
-        except (NotImplementedError, FileNotFoundError, AssertionError, KeyError,
-                tfds.core.registered.DatasetNotFoundError) as err:
+            self._source = tfds.data_source(name, split=self.split, data_dir=data_dir, download=False)
+        except (
+            NotImplementedError,
+            FileNotFoundError,
+            AssertionError,
+            KeyError,
+            tfds.core.registered.DatasetNotFoundError,
+        ) as err:
             raise FileNotFoundError(self._missing_message(err)) from err
 
     def _missing_message(self, err: Exception) -> str:
@@ -126,8 +128,12 @@ class TfdsSource(Source):
         return Image.fromarray(image)
 
     def fingerprint(self) -> dict:
-        return {"name": self.name, "split": self.split, "count": len(self),
-                "data_dir": str(Path(self.data_dir).resolve()) if self.data_dir else None}
+        return {
+            "name": self.name,
+            "split": self.split,
+            "count": len(self),
+            "data_dir": str(Path(self.data_dir).resolve()) if self.data_dir else None,
+        }
 
 
 class FolderSource(Source):
@@ -180,9 +186,7 @@ class LmdbSource(Source):
         try:
             import lmdb
         except ImportError as err:
-            raise ImportError(
-                "'lmdb:' specs need the lmdb package: pip install 'wngan_jax[prepare]'"
-            ) from err
+            raise ImportError("'lmdb:' specs need the lmdb package: pip install 'wngan_jax[prepare]'") from err
         given = Path(path).expanduser().resolve()
         self.root = given.parent if given.name == "data.mdb" else given
         self.spec = f"lmdb:{self.root}"
@@ -194,8 +198,7 @@ class LmdbSource(Source):
                 "lsun/bedroom --manual-dir <dir with the zip> --data-dir <out>`) and pass "
                 "'lmdb:<out>/bedroom_train_lmdb'."
             )
-        self._env = lmdb.open(str(self.root), readonly=True, lock=False, readahead=False,
-                              subdir=True)
+        self._env = lmdb.open(str(self.root), readonly=True, lock=False, readahead=False, subdir=True)
 
     def __len__(self) -> int:
         return self._env.stat()["entries"]
@@ -212,8 +215,7 @@ class LmdbSource(Source):
 
     def fingerprint(self) -> dict:
         stat = (self.root / "data.mdb").stat()
-        return {"root": str(self.root), "count": len(self), "size": stat.st_size,
-                "mtime_ns": stat.st_mtime_ns}
+        return {"root": str(self.root), "count": len(self), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 class ArraySource(Source):
