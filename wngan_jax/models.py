@@ -17,6 +17,7 @@ from typing import Any, Literal
 import flax.linen as nn
 import jax.numpy as jnp
 
+from wngan_jax.errors import ConfigError
 from wngan_jax.layers import BatchNorm, Conv, Dense, PReLU, WeightNorm
 
 GENERATOR_FIRST_LAYER_INIT_SCALE = 0.01  # paper §5.1: t = 0.01 for the generator's first layer
@@ -50,7 +51,7 @@ def get_variant(name: str) -> Variant:
     key = AUTHOR_NAMES.get(name, name)
     if key not in VARIANTS:
         known = ", ".join(list(VARIANTS) + list(AUTHOR_NAMES))
-        raise ValueError(f"unknown norm variant {name!r}; choose one of: {known}")
+        raise ConfigError(f"unknown norm variant {name!r}; choose one of: {known}")
     return VARIANTS[key]
 
 
@@ -81,10 +82,20 @@ class Architecture:
 
 
 def image_hw(image_size) -> tuple[int, int]:
-    """``32`` or ``(64, 96)`` -> ``(height, width)``."""
+    """``32``, ``"32"``, ``"64x96"`` or ``(64, 96)`` -> ``(height, width)``: the one parser of image sizes."""
+    if isinstance(image_size, str):
+        try:
+            parts = [int(p) for p in image_size.lower().replace(",", "x").split("x")]
+        except ValueError:
+            parts = []
+        if len(parts) not in (1, 2):
+            raise ConfigError(f"image size must be N or HxW such as 64x96, got {image_size!r}")
+        image_size = parts[0] if len(parts) == 1 else tuple(parts)
     hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     if len(hw) != 2 or not all(isinstance(s, int) for s in hw):
-        raise ValueError(f"image size must be an int or (height, width), got {image_size!r}")
+        raise ConfigError(f"image size must be an int or (height, width), got {image_size!r}")
+    if min(hw) < 1:
+        raise ConfigError(f"image size must be positive, got {hw[0]}x{hw[1]}")
     return hw
 
 
@@ -92,18 +103,18 @@ def architecture(image_size, channels: int = 3, nfeature: int = 64) -> Architect
     """The level structure for an image size (docs/authors.md §2, paper Table 1)."""
     hw = image_hw(image_size)
     if any(s % 2 for s in hw):
-        raise ValueError(f"image height and width must be even, got {hw[0]}x{hw[1]}; crop or resize the data")
+        raise ConfigError(f"image height and width must be even, got {hw[0]}x{hw[1]}; crop or resize the data")
     if max(hw) < 8:
-        raise ValueError(f"image size {hw[0]}x{hw[1]} is too small: the larger side must be at least 8")
+        raise ConfigError(f"image size {hw[0]}x{hw[1]} is too small: the larger side must be at least 8")
     if channels not in (1, 3):
-        raise ValueError(f"images must have 1 or 3 channels, got {channels}")
+        raise ConfigError(f"images must have 1 or 3 channels, got {channels}")
     num_levels, side = 0, max(hw)
     while side >= 8:
         side, num_levels = math.ceil(side / 2), num_levels + 1
     levels, cur = [], hw
     for i in range(num_levels):
         if min(cur) < 4:
-            raise ValueError(
+            raise ConfigError(
                 f"image size {hw[0]}x{hw[1]} is too far from square: level {i} would see a {cur[0]}x{cur[1]} "
                 "map; use a less elongated size"
             )
@@ -146,7 +157,7 @@ class Generator(nn.Module):
         v = get_variant(self.variant)
         arch = architecture(self.image_size, self.channels, self.nfeature)
         if z.shape[-1] != self.code_size:
-            raise ValueError(f"codes must have length {self.code_size}, got shape {z.shape}")
+            raise ConfigError(f"codes must have length {self.code_size}, got shape {z.shape}")
         (h, w), c = arch.top_hw, arch.top_channels
         dtype = self.dtype or jnp.float32
         # Dense output ordered (h, w, c): the authors' (c, h, w) view, permuted once at import (convert.py).
@@ -198,11 +209,11 @@ class Discriminator(nn.Module):
         v = get_variant(self.variant)
         arch = architecture(self.image_size, self.channels, self.nfeature)
         if x.shape[1:] != arch.image_hw + (arch.channels,):
-            raise ValueError(
+            raise ConfigError(
                 f"expected images of shape (B, {arch.image_hw[0]}, {arch.image_hw[1]}, {arch.channels}), got {x.shape}"
             )
         if self.critic and v.weight_norm != "strict":
-            raise ValueError(f"the appendix D critic needs a strict WN variant (wn, wn_clip), not {v.name!r}")
+            raise ConfigError(f"the appendix D critic needs a strict WN variant (wn, wn_clip), not {v.name!r}")
         dtype = self.dtype or jnp.float32
         x = x.astype(dtype)
         for i, level in enumerate(arch.levels):
@@ -297,5 +308,5 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> ModelConfig:
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
-            raise ValueError(f"unknown model config fields {sorted(unknown)}")
+            raise ConfigError(f"unknown model config fields {sorted(unknown)}")
         return cls(**{**d, "image_size": tuple(d.get("image_size", cls.image_size))})

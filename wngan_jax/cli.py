@@ -1,0 +1,169 @@
+"""One command-line convention for every ``python -m`` command of wngan_jax.
+
+* Flags are absl flags, spelled in snake_case (``--data_dir``, ``--batch_size``, ``--image_size``); a flag
+  that means the same thing in two commands has the same name, help and parser in both (the ``define_*``
+  helpers below). Positional arguments are what remains after the flags.
+* Each command has its own ``flags.FlagValues``, so commands can be run in one process (tests, notebooks):
+  ``main(argv) -> exit code``, and ``sys.exit(main())`` under ``__main__``.
+* ``--help`` prints the command's description and flags. A bad flag exits with code 2, a
+  :class:`~wngan_jax.errors.UserError` with code 1; both print one line, ``error: <message>``.
+* The spellings of an earlier release (``--data-dir``, ``--batch-size``, ``--batch``, ``--image-size``, ...)
+  still work for one release and print a deprecation note naming the new spelling.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from absl import flags
+from absl import logging as absl_logging
+
+from wngan_jax.errors import UserError
+from wngan_jax.models import image_hw
+
+# Old spelling -> flag, accepted with a deprecation note until the next release.
+DEPRECATED_SPELLINGS = {
+    "data-dir": "data_dir",
+    "cache-dir": "cache_dir",
+    "manual-dir": "manual_dir",
+    "batch-size": "batch_size",
+    "batch": "batch_size",
+    "image-size": "image_size",
+    "code-size": "code_size",
+    "final-test": "final_test",
+    "running-test": "running_test",
+    "max_nan_restarts": "max_rollbacks",
+    "progress": "progress_bar",
+    "noprogress": "noprogress_bar",
+}
+HELP_FLAGS = ("-h", "--help", "--helpfull")
+
+Body = Callable[[flags.FlagValues, list[str]], "int | None"]
+
+
+class ImageSizeParser(flags.ArgumentParser):
+    """``64`` or ``64x96`` (height x width) -> ``(height, width)``."""
+
+    syntactic_help = "N or HxW"
+
+    def parse(self, argument):
+        try:
+            return image_hw(argument)
+        except ValueError as e:
+            raise ValueError(str(e)) from None
+
+    def flag_type(self):
+        return "image size"
+
+
+class ImageSizeSerializer(flags.ArgumentSerializer):
+    def serialize(self, value):
+        return f"{value[0]}x{value[1]}"
+
+
+def define_image_size(fv: flags.FlagValues, default=None, help_text: str | None = None) -> None:
+    flags.DEFINE(
+        ImageSizeParser(),
+        "image_size",
+        default,
+        help_text or "image size: N, or HxW such as 64x96 (even sides)",
+        flag_values=fv,
+        serializer=ImageSizeSerializer(),
+    )
+
+
+def define_checkpoint_flags(fv: flags.FlagValues) -> None:
+    """``--checkpoint`` and ``--which``, for every command that reads a checkpoint."""
+    flags.DEFINE_string(
+        "checkpoint", None, "run directory, or the --out of `python -m wngan_jax.convert`", flag_values=fv
+    )
+    flags.DEFINE_string("which", "best", "best, last or an iteration number", flag_values=fv)
+    flags.mark_flag_as_required("checkpoint", flag_values=fv)
+
+
+def define_data_flags(fv: flags.FlagValues, *, data_default: str | None = None) -> None:
+    """``--data``, ``--data_dir`` and ``--cache_dir``, as training spells them (docs/data.md)."""
+    flags.DEFINE_string(
+        "data",
+        data_default,
+        "data source: digits, folder:PATH, lmdb:PATH, tfds:NAME[:SPLIT] (docs/data.md)",
+        flag_values=fv,
+    )
+    flags.DEFINE_string("data_dir", "", "where a tfds: dataset's prepared files are (TFDS data_dir)", flag_values=fv)
+    flags.DEFINE_string(
+        "cache_dir",
+        "",
+        "root of the preprocessed-image cache (default $WNGAN_CACHE or ~/.cache/wngan_jax)",
+        flag_values=fv,
+    )
+
+
+def define_distributed_flags(fv: flags.FlagValues) -> None:
+    """Multi-host flags (``jax.distributed``); on a TPU pod slice JAX finds the processes itself."""
+    flags.DEFINE_string("coordinator_address", None, "multi-host: host:port of process 0", flag_values=fv)
+    flags.DEFINE_integer("num_processes", None, "multi-host: number of processes", flag_values=fv)
+    flags.DEFINE_integer("process_id", None, "multi-host: index of this process", flag_values=fv)
+
+
+def init_distributed(fv: flags.FlagValues) -> None:
+    """``jax.distributed.initialize`` when the multi-host flags are given."""
+    if fv.coordinator_address is None and fv.num_processes is None:
+        return
+    import jax
+
+    jax.distributed.initialize(
+        coordinator_address=fv.coordinator_address, num_processes=fv.num_processes, process_id=fv.process_id
+    )
+
+
+def respell(argv: Sequence[str]) -> list[str]:
+    """``argv`` with deprecated flag spellings replaced (a note on stderr for each)."""
+    out = []
+    for arg in argv:
+        if arg.startswith("--") and arg != "--":
+            name, eq, value = arg[2:].partition("=")
+            if name in DEPRECATED_SPELLINGS:
+                new = DEPRECATED_SPELLINGS[name]
+                print(f"note: --{name} is deprecated and will be removed; use --{new}", file=sys.stderr)
+                arg = f"--{new}{eq}{value}"
+        out.append(arg)
+    return out
+
+
+def run(
+    prog: str,
+    description: str,
+    define: Callable[[flags.FlagValues], None],
+    body: Body,
+    argv: Sequence[str] | None = None,
+) -> int:
+    """Parse ``argv`` (default ``sys.argv[1:]``) with the flags ``define`` adds and call ``body(flags, args)``.
+
+    Returns the exit code: ``body``'s return value (``None`` is 0), 1 for a ``UserError``, 2 for bad flags.
+    """
+    fv = flags.FlagValues()
+    define(fv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in HELP_FLAGS for a in argv):
+        print(f"usage: python -m {prog} [flags]\n\n{description.strip()}\n\nflags:")
+        print(fv.get_help(include_special_flags=False))
+        return 0
+    try:
+        args = fv([prog, *respell(argv)])[1:]
+    except flags.Error as e:
+        print(f"error: {e}\n(see python -m {prog} --help)", file=sys.stderr)
+        return 2
+    _quiet_libraries()
+    try:
+        return body(fv, args) or 0
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+def _quiet_libraries() -> None:
+    """Warnings and errors only: the libraries' INFO chatter would bury the progress bars."""
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
