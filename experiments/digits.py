@@ -7,40 +7,48 @@ with a plot of the running-test loss (paper Fig. 1): what ``make demo`` runs.
 from __future__ import annotations
 
 import pathlib
+import sys
 
 from absl import flags
 
 from experiments import common, report
 
-flags.DEFINE_bool("demo", False, "train vanilla, bn and wn and compare them as the paper's Table 2 / Fig. 1")
 DEMO_MODELS = ("vanilla", "bn", "wn")
 
 
-def demo() -> None:
-    root = pathlib.Path(common.FLAGS.workdir or "runs/demo")
+def demo(fv: flags.FlagValues) -> None:
+    root = pathlib.Path(fv.workdir or "runs/demo")
     runs = []
     for i, norm in enumerate(DEMO_MODELS):
         print(
             f"\n[{i + 1}/{len(DEMO_MODELS)}] training the {norm} model on the built-in digits "
-            f"(scikit-learn, 1797 images)"
+            "(scikit-learn, 1797 images)"
         )
-        common.run_experiment("digits", str(root / norm), norm=norm)
+        common.run_experiment(fv, "digits", str(root / norm), norm=norm)
         runs.append(root / norm)
     print("\nReconstruction loss of the best generator of each model (paper Table 2; lower is better):\n")
     print(report.table(runs))
-    print(
-        f"\nRunning-test loss against iterations (paper Fig. 1): {report.plot(runs, root / 'reconstruction_loss.png')}"
-    )
+    curves = report.plot(runs, root / "reconstruction_loss.png")
+    print(f"\nRunning-test loss against iterations (paper Fig. 1): {curves}")
     print(f"Sample grids: {root}/<model>/samples/, checkpoints: {root}/<model>/checkpoints/")
 
 
-def main(argv) -> None:
-    del argv
-    if common.FLAGS.demo:
-        demo()
+def define(fv: flags.FlagValues) -> None:
+    flags.DEFINE_bool(
+        "demo", False, "train vanilla, bn and wn and compare them as the paper's Table 2 / Fig. 1", flag_values=fv
+    )
+
+
+def entry(fv: flags.FlagValues) -> None:
+    if fv.demo:
+        demo(fv)
     else:
-        common.run_experiment("digits")
+        common.run_experiment(fv, "digits")
+
+
+def main(argv=None) -> int:
+    return common.main_for("digits", __doc__, argv, define=define, entry=entry)
 
 
 if __name__ == "__main__":
-    common.main_for("digits", main)
+    sys.exit(main())

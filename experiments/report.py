@@ -9,6 +9,11 @@ import json
 import pathlib
 import sys
 
+from absl import flags
+
+from wngan_jax import cli
+from wngan_jax.config import TrainConfig
+from wngan_jax.errors import ConfigError, MissingDataError
 from wngan_jax.metrics import read_metrics
 from wngan_jax.visualize import plot_curves
 
@@ -16,17 +21,17 @@ from wngan_jax.visualize import plot_curves
 def run_row(run_dir) -> dict:
     """Model, best iteration, best running-test loss and final-test loss of one run directory."""
     run_dir = pathlib.Path(run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
+    config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
     iterations, losses = read_metrics(run_dir, "test_loss")
     best = min(range(len(losses)), key=losses.__getitem__) if losses else None
     final_path = run_dir / "final_test" / "report.json"
     final = json.loads(final_path.read_text()) if final_path.exists() else {}
     return dict(
-        model=config["norm"],
+        model=config.norm,
         best_iteration=iterations[best] if losses else None,
         best_loss=losses[best] if losses else None,
         final_loss=final.get("mean_loss"),
-        test_steps=config["test_steps"],
+        test_steps=config.test_steps,
         final_steps=final.get("steps"),
     )
 
@@ -55,25 +60,30 @@ def plot(run_dirs, path) -> pathlib.Path:
     """Paper Figure 1: running-test reconstruction loss against iterations, one line per run."""
     curves = {}
     for d in run_dirs:
-        name = json.loads((pathlib.Path(d) / "config.json").read_text())["norm"]
+        name = TrainConfig.from_dict(json.loads((pathlib.Path(d) / "config.json").read_text())).norm
         curves[name] = read_metrics(d, "test_loss")
     return plot_curves(curves, path)
 
 
-def main(argv=None) -> None:
-    import argparse
+def define(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("plot", None, "write the loss curves to this PNG", flag_values=fv)
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", help="run directories")
-    parser.add_argument("--plot", help="write the loss curves to this PNG")
-    args = parser.parse_args(argv)
-    missing = [r for r in args.runs if not (pathlib.Path(r) / "config.json").exists()]
+
+def body(fv: flags.FlagValues, runs: list[str]) -> int:
+    if not runs:
+        raise ConfigError("name one or more run directories")
+    missing = [r for r in runs if not (pathlib.Path(r) / "config.json").exists()]
     if missing:
-        sys.exit(f"error: not run directories (no config.json): {', '.join(missing)}")
-    print(table(args.runs))
-    if args.plot:
-        print(f"plot: {plot(args.runs, args.plot)}")
+        raise MissingDataError(f"not run directories (no config.json): {', '.join(missing)}")
+    print(table(runs))
+    if fv.plot:
+        print(f"plot: {plot(runs, fv.plot)}")
+    return 0
+
+
+def main(argv=None) -> int:
+    return cli.run("experiments.report", __doc__, define, body, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
