@@ -1,8 +1,14 @@
 """Data pipeline: sources, crops, cache and split (paper §5.1), batch iterator, sharding."""
 
+import errno
 import importlib.util
 import io
 import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
 import zipfile
 from pathlib import Path
 
@@ -12,9 +18,10 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from wngan_jax import data
-from wngan_jax.data import prepare, transforms
+from wngan_jax import data, files
+from wngan_jax.data import cache, prepare, transforms
 from wngan_jax.data.__main__ import main as cli
+from wngan_jax.errors import CacheDirError, ConfigError, DataError
 
 
 def source_index(ds):
@@ -229,13 +236,164 @@ def test_stale_cache_is_rebuilt(tmp_path):
     assert sorted(source_index(rebuilt)) == list(range(7))
 
 
+# --- failed, killed and damaged cache builds ---------------------------------------------------
+
+DYING_BUILD = textwrap.dedent(
+    """
+    import os, signal, sys
+    from wngan_jax.data import cache, transforms
+    preprocess, seen = transforms.preprocess, []
+    def dying(*args):
+        seen.append(1)
+        if len(seen) == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return preprocess(*args)
+    transforms.preprocess = dying
+    cache.load(sys.argv[1], 8, cache_dir=sys.argv[2], final_test=2, running_test=1, progress=False)
+    """
+)
+CACHE_FILES = ["images.npy", "meta.json", "split.npy"]
+
+
+def cache_files(ds):
+    return sorted(p.name for p in Path(ds.info["cache_dir"]).iterdir())
+
+
+def test_killed_build_leaves_temp_files_the_next_build_removes(tmp_path, caplog):
+    root = make_folder(tmp_path / "images")
+    spec, cache_root = f"folder:{root}", tmp_path / "cache"
+    killed = subprocess.run([sys.executable, "-c", DYING_BUILD, spec, str(cache_root)], cwd=os.getcwd())
+    assert killed.returncode == -9
+    (directory,) = cache_root.iterdir()
+    assert any(files.is_temp(p) for p in directory.iterdir()) and (directory / cache.BUILD_LOCK).exists()
+    ds = data.load(spec, 8, cache_dir=cache_root, final_test=2, running_test=1, progress=False)
+    assert cache_files(ds) == CACHE_FILES and "left by a cache build that was stopped" in caplog.text
+
+
+def test_second_build_waits_for_the_first(tmp_path, caplog):
+    root = make_folder(tmp_path / "images")
+    kwargs = dict(cache_dir=tmp_path / "cache", final_test=2, running_test=1, progress=False)
+    directory = Path(data.load(f"folder:{root}", 8, **kwargs).info["cache_dir"])
+    (directory / "meta.json").unlink()
+    script = "import sys, time; from wngan_jax import locks; lock = locks.FileLock(sys.argv[1]); lock.acquire()\n"
+    script += "print('held', flush=True); time.sleep(1); lock.release()"
+    holder = subprocess.Popen([sys.executable, "-c", script, str(directory / cache.BUILD_LOCK)], stdout=subprocess.PIPE)
+    assert holder.stdout.readline() == b"held\n"
+    ds = data.load(f"folder:{root}", 8, **kwargs)
+    assert holder.wait() == 0 and f"waiting for process {holder.pid}" in caplog.text
+    assert cache_files(ds) == CACHE_FILES
+
+
+def test_failed_build_removes_its_temp_file(tmp_path, monkeypatch):
+    root = make_folder(tmp_path / "images")
+    preprocess, seen = transforms.preprocess, []
+
+    def failing(*args):
+        seen.append(1)
+        if len(seen) == 3:
+            raise RuntimeError("a bug")
+        return preprocess(*args)
+
+    monkeypatch.setattr(transforms, "preprocess", failing)
+    with pytest.raises(RuntimeError, match="a bug"):
+        data.load(f"folder:{root}", 8, cache_dir=tmp_path / "cache", final_test=2, running_test=1, progress=False)
+    (directory,) = (tmp_path / "cache").iterdir()
+    assert list(directory.iterdir()) == []
+
+
+def test_full_disk_is_reported_before_decoding(tmp_path, monkeypatch):
+    root = make_folder(tmp_path / "images")
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(CacheDirError, match=r"cannot reserve 0\.00 GB for .*images\.\w+\.tmp\.npy \(No space") as err:
+        data.load(f"folder:{root}", 8, cache_dir=tmp_path / "cache", final_test=2, running_test=1, progress=False)
+    assert "\n" not in str(err.value)
+    (directory,) = (tmp_path / "cache").iterdir()
+    assert list(directory.iterdir()) == []
+
+
+def test_images_over_the_decompression_bomb_limit_are_skipped(tmp_path, monkeypatch):
+    root = make_folder(tmp_path / "images")  # 40x30 images: 1200 pixels
+    Image.new("RGB", (50, 40)).save(root / "large.png")  # over the limit: PIL warns
+    Image.new("RGB", (60, 60)).save(root / "huge.png")  # over twice the limit: PIL refuses
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1500)
+    with pytest.warns(UserWarning, match=r"(?s)skipped 2 unreadable.*huge\.png \(DecompressionBombError.*large\.png"):
+        ds = data.load(f"folder:{root}", 8, cache_dir=tmp_path / "cache", final_test=2, running_test=1, progress=False)
+    assert ds.info["count"] == 6
+
+
+@pytest.mark.parametrize("damage", ["truncated images.npy", "truncated split.npy", "broken meta.json"])
+def test_damaged_cache_is_rebuilt_with_a_warning_naming_the_file(tmp_path, caplog, damage):
+    root = make_folder(tmp_path / "images")
+    kwargs = dict(cache_dir=tmp_path / "cache", final_test=2, running_test=1, progress=False)
+    ds = data.load(f"folder:{root}", 8, **kwargs)
+    rows = all_rows(ds).copy()
+    name = damage.split()[1]
+    path = Path(ds.info["cache_dir"]) / name
+    if name == "meta.json":
+        path.write_text('{"params": ')
+    else:
+        os.truncate(path, path.stat().st_size - 10)
+    with caplog.at_level(logging.WARNING):
+        again = data.load(f"folder:{root}", 8, **kwargs)
+    assert f"rebuilding the data cache in {path.parent}: {path}" in caplog.text
+    np.testing.assert_array_equal(all_rows(again), rows)
+    assert cache_files(again) == CACHE_FILES
+
+
 # --- errors -------------------------------------------------------------------------------------
+
+
+def test_damaged_lmdb_and_lsun_zip_are_one_line_errors_naming_the_file(tmp_path, capsys):
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "data.mdb").write_bytes(b"not an lmdb file" * 512)
+    with pytest.raises(DataError, match=rf"{garbage / 'data.mdb'} is not a readable LMDB database"):
+        data.open_source(f"lmdb:{garbage}")
+    assert cli(["info", f"lmdb:{garbage}"]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
+
+    database = tmp_path / "cut" / "bedroom_train_lmdb"
+    make_lmdb(database, [np.zeros((64, 64, 3), np.uint8)] * 20)
+    (database / "data.mdb").write_bytes((database / "data.mdb").read_bytes()[:8192])
+    with pytest.raises(DataError, match=r"data\.mdb is cut off"):
+        data.open_source(f"lmdb:{database}")
+
+    manual, out = tmp_path / "manual", tmp_path / "prepared"
+    manual.mkdir()
+    with zipfile.ZipFile(manual / "bedroom_train_lmdb.zip", "w") as zf:
+        zf.writestr("README.txt", "no database here")
+    with pytest.raises(DataError, match=r"bedroom_train_lmdb\.zip holds 0 LMDB databases .* README\.txt"):
+        prepare.prepare("lsun/bedroom", str(manual), str(out))
+    assert list((out / "lsun").iterdir()) == []  # no .extracting left behind
+    (manual / "bedroom_train_lmdb.zip").write_bytes(b"PK garbage")
+    with pytest.raises(DataError, match="not a readable zip archive"):
+        prepare.prepare("lsun/bedroom", str(manual), str(out))
+    with zipfile.ZipFile(manual / "bedroom_train_lmdb.zip", "w") as zf:  # another folder name is fine
+        zf.write(garbage / "data.mdb", "some_other_name/data.mdb")
+    assert prepare.prepare("lsun/bedroom", str(manual), str(out)) == [f"lmdb:{out / 'lsun' / 'bedroom_train_lmdb'}"]
+    assert sorted(p.name for p in (out / "lsun").iterdir()) == ["bedroom_train_lmdb"]
+
+
+def test_unwritable_cache_dir_is_a_one_line_error(tmp_path, monkeypatch):
+    def unwritable(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "cache"))
+
+    monkeypatch.setattr(cache.tempfile, "NamedTemporaryFile", unwritable)
+    with pytest.raises(CacheDirError, match=r"cannot write the data cache in .*Permission denied.*WNGAN_CACHE") as err:
+        data.load("digits", 8, cache_dir=tmp_path / "cache", final_test=200, running_test=100)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="--data"):
+        data.open_source("mnist")
 
 
 def test_clear_errors(tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    with pytest.raises(data.CacheDirError, match="cache_dir=.*WNGAN_CACHE"):
+    with pytest.raises(CacheDirError, match="cache_dir=.*WNGAN_CACHE"):
         data.load("digits", 8, cache_dir=blocker / "cache", final_test=200, running_test=100)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         data.load(f"folder:{tmp_path / 'missing'}", 8, cache_dir=tmp_path)

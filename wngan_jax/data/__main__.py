@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from wngan_jax.data import cache, prepare, sources
+from wngan_jax.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"running test {len(ds.running_test)}"
             )
         return 0
-    except (FileNotFoundError, ImportError, ValueError, cache.CacheDirError) as err:
+    except (FileNotFoundError, ImportError, ValueError, UserError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
 

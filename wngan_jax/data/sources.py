@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from wngan_jax.errors import ConfigError, DataError, MissingDataError
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 TFDS_DEFAULT_SPLITS = {"celeb_a": "train+validation+test", "cifar10": "train+test"}
 CELEBA_CROP = 160
@@ -99,7 +101,7 @@ class TfdsSource(Source):
             KeyError,
             tfds.core.registered.DatasetNotFoundError,
         ) as err:
-            raise FileNotFoundError(self._missing_message(err)) from err
+            raise MissingDataError(self._missing_message(err)) from err
 
     def _missing_message(self, err: Exception) -> str:
         where = self.data_dir or "the default TFDS data dir (~/tensorflow_datasets or $TFDS_DATA_DIR)"
@@ -148,13 +150,13 @@ class FolderSource(Source):
             "<path>, recursively (any layout, e.g. <path>/img_0001.jpg or <path>/class/img.png)."
         )
         if not self.root.is_dir():
-            raise FileNotFoundError(f"image folder {self.root} does not exist. {layout}")
+            raise MissingDataError(f"image folder {self.root} does not exist. {layout}")
         self.files = sorted(
             (p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
             key=lambda p: p.relative_to(self.root).as_posix(),
         )
         if not self.files:
-            raise FileNotFoundError(f"image folder {self.root} holds no image. {layout}")
+            raise MissingDataError(f"image folder {self.root} holds no image. {layout}")
 
     def __len__(self) -> int:
         return len(self.files)
@@ -192,21 +194,37 @@ class LmdbSource(Source):
         self.spec = f"lmdb:{self.root}"
         self.slug = _path_slug("lmdb", self.root)
         if not (self.root / "data.mdb").is_file():
-            raise FileNotFoundError(
+            raise MissingDataError(
                 f"no LMDB database at {self.root} (expected {self.root / 'data.mdb'}). For LSUN, "
                 "unzip e.g. bedroom_train_lmdb.zip (or run `python -m wngan_jax.data prepare "
                 "lsun/bedroom --manual-dir <dir with the zip> --data-dir <out>`) and pass "
                 "'lmdb:<out>/bedroom_train_lmdb'."
             )
-        self._env = lmdb.open(str(self.root), readonly=True, lock=False, readahead=False, subdir=True)
+        database = self.root / "data.mdb"
+        redo = "Extract it again from its zip (see docs/data.md)."
+        try:
+            self._env = lmdb.open(str(self.root), readonly=True, lock=False, readahead=False, subdir=True)
+            pages = (self._env.info()["last_pgno"] + 1) * self._env.stat()["psize"]
+            self._entries = self._env.stat()["entries"]
+        except lmdb.Error as err:
+            raise DataError(f"{database} is not a readable LMDB database ({err}). {redo}") from err
+        if database.stat().st_size < pages:  # reading past its end would kill the process (SIGBUS)
+            raise DataError(
+                f"{database} is cut off: {database.stat().st_size} bytes where the database needs {pages}. {redo}"
+            )
 
     def __len__(self) -> int:
-        return self._env.stat()["entries"]
+        return self._entries
 
     def items(self) -> Iterator[tuple[str, bytes]]:
-        with self._env.begin(write=False) as txn:
-            for key, value in txn.cursor():
-                yield key.decode(errors="replace"), value
+        import lmdb
+
+        try:
+            with self._env.begin(write=False) as txn:
+                for key, value in txn.cursor():
+                    yield key.decode(errors="replace"), value
+        except lmdb.Error as err:
+            raise DataError(f"{self.root / 'data.mdb'} is corrupt ({err}). Extract it again from its zip.") from err
 
     def decode(self, raw: bytes) -> Image.Image:
         with Image.open(io.BytesIO(raw)) as img:
@@ -272,4 +290,4 @@ def open_source(spec: str, data_dir: str | None = None) -> Source:
         return _digits()
     if spec == "lfw_subset":
         return _lfw_subset()
-    raise ValueError(f"unknown data spec {spec!r}: {SPEC_HELP}")
+    raise ConfigError(f"unknown data spec {spec!r} (--data): {SPEC_HELP}")
