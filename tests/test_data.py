@@ -1,5 +1,6 @@
 """Data pipeline: sources, crops, cache and split (paper §5.1), batch iterator, sharding."""
 
+import colorsys
 import errno
 import importlib.util
 import io
@@ -143,6 +144,137 @@ def test_folder_default_crop_resizes_shorter_side_then_center_crops():
     assert transforms.preprocess(image, (20, 30), crop=0, channels=3).shape == (20, 30, 3)
     up = transforms.preprocess(Image.new("RGB", (30, 20), (5, 6, 7)), (64, 64), crop=160, channels=3)
     np.testing.assert_array_equal(up, np.broadcast_to(np.array([5, 6, 7], np.uint8), (64, 64, 3)))
+
+
+# --- colour modes: every mode PIL opens, against numpy on the raw samples -----------------------
+
+RAW = np.array([[[0, 64, 255], [200, 10, 128], [255, 255, 0]], [[30, 90, 150], [255, 0, 0], [128, 128, 128]]], np.uint8)
+ALPHA = np.array([[255, 0, 128], [64, 255, 200]], np.uint8)
+WIDE = np.array([[0, 1000, 65535], [257, 40000, 12345]], np.uint16)
+FLOATS = np.array([[0.0, 0.25, 1.0], [-0.5, 0.7, 3.0]], np.float32)
+
+
+def on_white(color, alpha):
+    """Straight alpha composited on white, in float64."""
+    a = alpha[..., None] / 255.0
+    return color * a + 255.0 * (1 - a)
+
+
+def reopened(img, fmt, **options):
+    buffer = io.BytesIO()
+    img.save(buffer, fmt, **options)
+    buffer.seek(0)
+    return Image.open(buffer)
+
+
+def gray3(gray):
+    return np.repeat(np.asarray(gray, np.float64)[..., None], 3, axis=-1)
+
+
+def mode_cases():
+    """(name, image, expected RGB as float64 from the raw samples) for every mode PIL opens."""
+    palette = np.array([[0, 0, 0], [255, 0, 0], [10, 200, 30], [90, 90, 250]], np.uint8)
+    index = np.array([[0, 1, 2], [3, 2, 1]], np.uint8)
+    p_image = Image.fromarray(index, "P")
+    p_image.putpalette(palette.ravel().tolist())
+    p_transparent = p_image.copy()
+    p_transparent.info["transparency"] = 2
+    premultiplied = np.rint(RAW * (ALPHA[..., None] / 255.0)).astype(np.uint8)
+    cmyk = np.concatenate([RAW, ALPHA[..., None]], axis=-1)
+    in_gamut = RAW // 4 + 96  # YCbCr whose RGB needs no clipping: its luma is then Y itself
+    y, cb, cr = (in_gamut[..., i].astype(np.float64) for i in range(3))
+    ycbcr = np.stack(
+        [y + 1.402 * (cr - 128), y - 0.344136 * (cb - 128) - 0.714136 * (cr - 128), y + 1.772 * (cb - 128)]
+    )
+    hsv = np.array([[colorsys.hsv_to_rgb(*(RAW[i, j] / 255.0)) for j in range(3)] for i in range(2)]) * 255
+    rgb_trns = RAW.copy()
+    rgb_trns[0, 1] = rgb_trns[1, 2] = (7, 8, 9)
+    wide_trns = reopened(Image.fromarray(WIDE), "PNG", transparency=1000)
+    yield "1", reopened(Image.fromarray(RAW[..., 0] > 100), "PNG"), gray3(np.where(RAW[..., 0] > 100, 255, 0))
+    yield "L", reopened(Image.fromarray(RAW[..., 1]), "PNG"), gray3(RAW[..., 1])
+    yield (
+        "L+tRNS",
+        reopened(Image.fromarray(RAW[..., 1]), "PNG", transparency=128),
+        gray3(np.where(RAW[..., 1] == 128, 255, RAW[..., 1])),
+    )
+    yield (
+        "LA",
+        reopened(Image.fromarray(np.stack([RAW[..., 0], ALPHA], -1), "LA"), "PNG"),
+        gray3(on_white(RAW[..., :1], ALPHA)[..., 0]),
+    )
+    la = np.stack([premultiplied[..., 0], ALPHA], -1)
+    yield "La", Image.frombytes("La", (3, 2), la.tobytes()), gray3(premultiplied[..., 0] + 255.0 - ALPHA)
+    yield "P", reopened(p_image, "PNG"), palette[index].astype(np.float64)
+    yield "P+transparency", reopened(p_transparent, "PNG"), np.where((index == 2)[..., None], 255.0, palette[index])
+    pa = Image.merge("PA", (p_image, Image.fromarray(ALPHA)))
+    yield "PA", pa, on_white(palette[index], ALPHA)
+    for mode in ("I;16", "I;16B"):
+        raw = WIDE.astype(">u2" if mode.endswith("B") else "<u2")
+        yield mode, Image.frombytes(mode, (3, 2), raw.tobytes()), gray3(np.floor(WIDE / 257 + 0.5))
+    yield "I;16 PNG+tRNS", wide_trns, gray3(np.where(WIDE == 1000, 255, np.floor(WIDE / 257 + 0.5)))
+    pgm = b"P5 3 2 65535\n" + WIDE.astype(">u2").tobytes()
+    yield "I (16-bit PGM)", Image.open(io.BytesIO(pgm)), gray3(np.floor(WIDE / 257 + 0.5))
+    signed = np.array([[-5, 0, 70000], [65535, 2570, 100000]], np.int32)
+    yield (
+        "I (32-bit TIFF)",
+        reopened(Image.fromarray(signed), "TIFF"),
+        gray3(np.clip(np.floor(signed / 257 + 0.5), 0, 255)),
+    )
+    yield (
+        "F (float TIFF)",
+        reopened(Image.fromarray(FLOATS), "TIFF"),
+        gray3(np.clip(np.floor(FLOATS.astype(np.float64) * 255 + 0.5), 0, 255)),
+    )
+    yield "RGB", reopened(Image.fromarray(RAW), "PNG"), RAW.astype(np.float64)
+    yield (
+        "RGB+tRNS",
+        reopened(Image.fromarray(rgb_trns), "PNG", transparency=(7, 8, 9)),
+        np.where((rgb_trns == (7, 8, 9)).all(-1, keepdims=True), 255.0, rgb_trns),
+    )
+    yield "RGBA", reopened(Image.fromarray(np.concatenate([RAW, ALPHA[..., None]], -1)), "PNG"), on_white(RAW, ALPHA)
+    yield (
+        "RGBa",
+        Image.frombytes("RGBa", (3, 2), np.concatenate([premultiplied, ALPHA[..., None]], -1).tobytes()),
+        (premultiplied + 255.0 - ALPHA[..., None]),
+    )
+    yield "RGBX", Image.frombytes("RGBX", (3, 2), cmyk.tobytes()), RAW.astype(np.float64)
+    yield (
+        "CMYK",
+        reopened(Image.frombytes("CMYK", (3, 2), cmyk.tobytes()), "TIFF"),
+        (255.0 * (1 - RAW / 255.0) * (1 - ALPHA[..., None] / 255.0)),
+    )
+    yield "YCbCr", Image.frombytes("YCbCr", (3, 2), in_gamut.tobytes()), np.moveaxis(ycbcr, 0, -1)
+    yield "HSV", Image.frombytes("HSV", (3, 2), RAW.tobytes()), hsv
+
+
+@pytest.mark.parametrize("name, image, expected", list(mode_cases()), ids=[c[0] for c in mode_cases()])
+def test_every_mode_is_decoded_to_0_255(name, image, expected):
+    assert image.mode == name.split()[0].split("+")[0]
+    rgb = transforms.preprocess(image, (2, 3), crop=0, channels=3)
+    assert rgb.dtype == np.uint8 and rgb.shape == (2, 3, 3)
+    tolerance = (
+        0.5
+        if name.startswith(("1", "L+", "L ", "I", "F", "P ", "P+", "RGB+", "RGBX")) or name in ("L", "P", "RGB")
+        else 1.5
+    )
+    np.testing.assert_allclose(rgb, expected, atol=tolerance)
+    luma = expected @ np.array([0.299, 0.587, 0.114])  # ITU-R 601-2, as PIL's documentation gives it
+    gray = transforms.preprocess(image, (2, 3), crop=0, channels=1)
+    assert gray.shape == (2, 3, 1)
+    np.testing.assert_allclose(gray[..., 0], luma, atol=tolerance + 1)
+
+
+def test_cielab_goes_to_srgb():
+    color = pytest.importorskip("skimage.color")
+    lab = np.array([[[100.0, 0, 0], [50.0, 0, 0], [0.0, 0, 0], [53.0, 40, -30]]])
+    encoded = np.stack([np.rint(lab[..., 0] * 255 / 100), lab[..., 1] % 256, lab[..., 2] % 256], -1)
+    image = Image.frombytes("LAB", (4, 1), encoded.astype(np.uint8).tobytes())
+    rgb = transforms.preprocess(image, (1, 4), crop=0, channels=3).astype(np.float64)
+    # Grays are the same under either white point; a colour within the D50/D65 adaptation difference.
+    np.testing.assert_allclose(rgb[0, :3], np.rint(color.lab2rgb(lab)[0, :3] * 255), atol=1)
+    np.testing.assert_allclose(rgb[0, 3], color.lab2rgb(lab)[0, 3] * 255, atol=6)
+    gray = transforms.preprocess(image, (1, 4), crop=0, channels=1)[0, :, 0]
+    np.testing.assert_allclose(gray, rgb[0] @ np.array([0.299, 0.587, 0.114]), atol=1)
 
 
 def encoded(array, fmt):
