@@ -176,3 +176,27 @@ def test_write_atomic_keeps_the_old_file_on_any_failure(tmp_path, monkeypatch):
         files.write_atomic(path, "new")
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["config.json"]
     assert files.is_temp(files.temp_path(tmp_path / "images.npy")) and not files.is_temp(path)
+
+
+def test_training_on_a_held_run_is_refused_before_anything_is_written(tmp_path, holder):
+    from wngan_jax import train
+    from wngan_jax.config import TrainConfig
+
+    with pytest.raises(WorkdirConflict, match=f"in use by process {holder.pid} on host"):
+        train.train_and_evaluate(TrainConfig(data="digits"), tmp_path / "run")
+    assert os.listdir(tmp_path / "run") == [locks.LOCK_FILE]
+
+
+def test_overwrite_discards_the_run_but_keeps_it_locked(tmp_path):
+    from wngan_jax import train
+    from wngan_jax.config import TrainConfig
+
+    run = tmp_path / "run"
+    with locks.hold_run(run):
+        (run / "config.json").write_text(TrainConfig(lr=0.5).to_json())
+        (run / "checkpoints" / "last").mkdir(parents=True)
+        (run / metrics.METRICS_FILE).write_text(rows(2))
+        train.check_workdir(TrainConfig(), run, overwrite=True)
+        assert os.listdir(run) == [locks.LOCK_FILE]
+        second = subprocess.run([sys.executable, "-c", HOLDER, str(run)], capture_output=True, text=True)
+        assert second.returncode == 1 and "WorkdirConflict" in second.stderr

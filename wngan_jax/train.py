@@ -21,7 +21,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from wngan_jax import checkpoint as ckpt_lib
-from wngan_jax import data, reconstruction, visualize
+from wngan_jax import data, locks, reconstruction, visualize
 from wngan_jax.config import TrainConfig
 from wngan_jax.metrics import MetricsWriter
 from wngan_jax.train_step import init_state, make_mesh, make_train_step, replicate, run_key
@@ -72,7 +72,11 @@ def check_workdir(config: TrainConfig, workdir: pathlib.Path, overwrite: bool) -
     if diff and jax.process_index() == 0:
         import shutil
 
-        shutil.rmtree(workdir)
+        for child in workdir.iterdir():  # all but the lock this process holds (``locks.hold_run``)
+            if child.is_dir():
+                shutil.rmtree(child)
+            elif child.name != locks.LOCK_FILE:
+                child.unlink()
 
 
 def write_workdir(config: TrainConfig, workdir: pathlib.Path) -> None:
@@ -307,5 +311,8 @@ def _postfix(scalars: dict, progress: Progress) -> dict:
 
 
 def train_and_evaluate(config: TrainConfig, workdir, *, overwrite: bool = False) -> dict:
-    """Train (or resume) one run in ``workdir`` and return its summary (best iteration/loss, final test)."""
-    return Trainer(config, workdir, overwrite=overwrite).run()
+    """Train (or resume) one run in ``workdir`` and return its summary (best iteration/loss, final test).
+
+    The run directory is locked for the whole call: a second process started on it is refused."""
+    with locks.hold_run(workdir, enabled=jax.process_index() == 0):
+        return Trainer(config, workdir, overwrite=overwrite).run()
