@@ -157,6 +157,38 @@ def test_last_row_without_its_newline_is_completed_before_appending(tmp_path):
     assert path.read_text() == rows(3)
 
 
+KILLED_AT = {
+    "the append": "os.write = lambda fd, data: (real_write(fd, data[:20]), os.kill(os.getpid(), signal.SIGKILL))",
+    "the rename": "os.replace = lambda *args: os.kill(os.getpid(), signal.SIGKILL)",
+}
+
+
+@pytest.mark.parametrize("point", sorted(KILLED_AT))
+def test_process_killed_while_writing_metrics_loses_no_row(tmp_path, point):
+    (tmp_path / metrics.METRICS_FILE).write_text(rows(5))
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        from wngan_jax import metrics
+        writer = metrics.MetricsWriter(sys.argv[1])
+        real_write = os.write
+        {KILLED_AT[point]}
+        writer.write(6, {{"d_loss": 3.0}}) if "append" in {point!r} else writer.truncate_after(2)
+        """
+    )
+    assert subprocess.run([sys.executable, "-c", script, str(tmp_path)]).returncode == -signal.SIGKILL
+    assert (tmp_path / metrics.METRICS_FILE).read_text().startswith(rows(5))
+    writer = metrics.MetricsWriter(tmp_path)
+    if point == "the append":
+        with pytest.warns(UserWarning, match="line 6, is cut off"):
+            writer.truncate_after(5)
+    else:
+        writer.truncate_after(2)
+    writer.close()
+    assert (tmp_path / metrics.METRICS_FILE).read_text() == rows(5 if point == "the append" else 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [metrics.METRICS_FILE, "tensorboard"]
+
+
 def test_bad_line_before_the_end_is_an_error_naming_file_and_line(tmp_path):
     path = tmp_path / metrics.METRICS_FILE
     path.write_text(rows(1) + '{"iteration": 2, "d_lo\n' + rows(3)[len(rows(2)) :])

@@ -75,9 +75,12 @@ class MetricsWriter:
     def truncate_after(self, iteration: int) -> None:
         """Drop records past ``iteration`` (and a cut-off last line): on resume they describe work that the
         checkpoint does not hold. The file is replaced in one rename, so a crash or a full disk during the
-        rewrite leaves it as it was."""
+        rewrite leaves it as it was; the temporary file of a rewrite that was killed is removed here."""
         if not self.enabled:
             return
+        for path in self.path.parent.glob(f"{self.path.stem}.*"):
+            if files.is_temp(path):
+                path.unlink(missing_ok=True)
         rows, whole = _records(self.path)
         kept = [line for line, record in rows if record["iteration"] <= iteration]
         if not whole or len(kept) < len(rows):
