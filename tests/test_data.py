@@ -447,6 +447,25 @@ def test_full_disk_is_reported_before_decoding(tmp_path, monkeypatch):
     assert list(directory.iterdir()) == []
 
 
+def test_full_disk_at_the_last_write_leaves_an_unused_cache_the_next_load_rebuilds(tmp_path, monkeypatch):
+    root = make_folder(tmp_path / "images")
+    kwargs = dict(cache_dir=tmp_path / "cache", final_test=2, running_test=1, progress=False)
+    real_write = os.write
+
+    def full_at_meta(fd, data):
+        if "meta." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "write", full_at_meta)
+        with pytest.raises(CacheDirError, match="cannot write the data cache in .*No space left"):
+            data.load(f"folder:{root}", 8, **kwargs)
+    (directory,) = (tmp_path / "cache").iterdir()
+    assert sorted(p.name for p in directory.iterdir()) == ["images.npy", "split.npy"]  # no meta.json: not used
+    assert cache_files(data.load(f"folder:{root}", 8, **kwargs)) == CACHE_FILES
+
+
 def test_images_over_the_decompression_bomb_limit_are_skipped(tmp_path, monkeypatch):
     root = make_folder(tmp_path / "images")  # 40x30 images: 1200 pixels
     Image.new("RGB", (50, 40)).save(root / "large.png")  # over the limit: PIL warns

@@ -56,7 +56,7 @@ DECODE_ERRORS = (
     Image.DecompressionBombWarning,
 )
 BUILD_LOCK = "build.lock"
-FULL_DISK = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+UNWRITABLE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 CACHE_DIR_HINT = "choose a writable cache root with cache_dir=... (--cache_dir) or the WNGAN_CACHE environment variable"
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ def _locked_build(directory: Path, source: sources.Source, params: dict, progres
                     path.unlink(missing_ok=True)
         return _build(directory, source, params, progress)
     except OSError as err:
-        if err.errno not in FULL_DISK:
+        if err.errno not in UNWRITABLE:
             raise
         raise CacheDirError(f"cannot write the data cache in {directory} ({err}); {CACHE_DIR_HINT}") from err
     finally:
