@@ -76,6 +76,23 @@ def test_lock_is_released_after_the_run_and_after_a_failed_start(tmp_path):
         pass  # processes other than 0 of a multi-host run take nothing
 
 
+def test_run_directory_that_is_a_file_or_unwritable_is_a_one_line_error(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(WorkdirConflict, match=r"cannot use .*file as a run directory \(.*File exists.*--workdir"):
+        with locks.hold_run(tmp_path / "file"):
+            pass
+
+    def unwritable(path, flags, mode=0o777):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(locks.os, "open", unwritable)
+    with pytest.raises(WorkdirConflict, match="Permission denied") as err:
+        with locks.hold_run(tmp_path / "run"):
+            pass
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "run").exists()
+
+
 def test_file_system_without_locks_warns_and_runs(tmp_path, monkeypatch, caplog):
     def no_locks(fd, operation):
         raise OSError(errno.ENOLCK, "No locks available")

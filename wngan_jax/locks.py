@@ -109,26 +109,29 @@ def hold_run(workdir, *, enabled: bool = True):
     """Holds ``workdir/run.lock`` for the block; raises ``WorkdirConflict`` naming the holder when it is taken.
 
     ``enabled=False`` (processes other than 0 of a multi-host run) takes nothing. A run directory that this
-    call created and that is still empty afterwards is removed, so a start that fails leaves nothing.
+    call created and that is still empty afterwards is removed, so a start that fails leaves nothing. A
+    run directory that cannot be created or written is a ``WorkdirConflict`` too.
     """
     if not enabled:
         yield
         return
     workdir = Path(workdir)
     created = not workdir.exists()
-    workdir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(workdir / LOCK_FILE)
     try:
-        if not lock.acquire():
-            raise WorkdirConflict(
-                f"{workdir} is in use by {lock.holder()}. Wait for that run to end (or stop it), "
-                "or use another --workdir."
-            )
-    except OSError as err:
-        if err.errno not in UNSUPPORTED:
-            raise
-        log.warning("cannot lock %s (%s): a second run started on it would not be refused", lock.path, err)
-    try:
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+            if not lock.acquire():
+                raise WorkdirConflict(
+                    f"{workdir} is in use by {lock.holder()}. Wait for that run to end (or stop it), "
+                    "or use another --workdir."
+                )
+        except OSError as err:
+            if err.errno not in UNSUPPORTED:
+                raise WorkdirConflict(
+                    f"cannot use {workdir} as a run directory ({err}); pass another --workdir"
+                ) from err
+            log.warning("cannot lock %s (%s): a second run started on it would not be refused", lock.path, err)
         yield
     finally:
         lock.release()

@@ -36,8 +36,8 @@ def _gray8(img: Image.Image) -> Image.Image:
     transparent = img.info.get("transparency")
     if isinstance(transparent, int):  # the tRNS gray value of a 16-bit PNG
         alpha = np.where(samples == transparent, 0, 255).astype(np.uint8)
-        return Image.fromarray(np.stack([gray, alpha], axis=-1), "LA")
-    return Image.fromarray(gray, "L")
+        return Image.fromarray(np.stack([gray, alpha], axis=-1))  # uint8 (H, W, 2): LA
+    return Image.fromarray(gray)
 
 
 def _lab_to_rgb(img: Image.Image) -> Image.Image:
