@@ -1,4 +1,4 @@
-"""``python -m wngan_jax.bench --what=train|authors|ablations|reconstruct|data|layers|all [--size N] [--json]``.
+"""``python -m wngan_jax.bench --what=train|authors|ablations|reconstruct|data|layers|fid|all [--size N] [--json]``.
 
 Prints one line per measurement, or one JSON object per line with ``--json``; every figure is a median over
 repeated runs after warm-up, and speeds are compared with a large matmul measured in the same process.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
-WHAT = ("train", "authors", "ablations", "reconstruct", "data", "layers")
+WHAT = ("train", "authors", "ablations", "reconstruct", "data", "layers", "fid")
 
 
 def main(argv=None) -> None:
@@ -104,6 +104,11 @@ def _run(what: str, args) -> list[dict]:
         from wngan_jax.bench import data
 
         return data.run(sizes=tuple(args.size or (64, 160)), batch=args.batch, as_json=args.json)
+    if what == "fid":
+        from wngan_jax.bench import fid
+
+        sizes = tuple(args.size or (32, 64))
+        return fid.run(sizes=sizes, batch=args.batch, dtype=args.dtype, repeats=args.repeats, as_json=args.json)
     from wngan_jax.bench import layers
 
     return layers.run(size=(args.size or [64])[0], batch=args.batch, as_json=args.json, repeats=args.repeats)
