@@ -121,8 +121,13 @@ def test_reference_cache_and_sample_metrics(tmp_path, weights, monkeypatch):
         ref = fid.reference(real, weights, cache_dir=tmp_path, fingerprint="abc")
     with pytest.warns(UserWarning):
         again = fid.reference(real, weights, cache_dir=tmp_path, fingerprint="abc")
-    assert calls == [40] and (tmp_path / "inception-abc-40-random-0.npz").is_file()
+    cached = tmp_path / "inception-abc-40-random-0.npz"
+    assert calls == [40] and cached.is_file()
     np.testing.assert_array_equal(again.features, ref.features)
+    cached.write_bytes(b"truncated")
+    with pytest.warns(UserWarning):
+        again = fid.reference(real, weights, cache_dir=tmp_path, fingerprint="abc")
+    assert calls == [40, 40] and np.load(cached)["features"].shape == ref.features.shape
 
     with pytest.warns(UserWarning):
         out = fid.sample_metrics(fake, ref, weights, kid_subsets=5, kid_subset_size=20)

@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import os
 import warnings
+import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def inception_features(images, weights=None, batch_size: int | None = None, dtyp
     compiled; ``dtype=jnp.bfloat16`` trades accuracy for speed.
     """
     extract = _weights(weights).extractor(dtype)
-    if not isinstance(images, np.ndarray):
+    if not hasattr(images, "shape"):  # an iterable of batches (an array, NumPy or JAX, has a shape)
         out = [extract(batch) for batch in images]
         return np.concatenate(out) if out else np.zeros((0, inception.FEATURES), np.float32)
     images = inception.check_images(images)
@@ -225,9 +226,11 @@ def reference(
     path = None
     if cache_dir is not None and fingerprint is not None:
         path = Path(cache_dir) / f"inception-{fingerprint}-{n}-{weights.sha256[:16]}.npz"
-        if path.is_file():
+        try:
             with np.load(path) as f:
                 return Reference(f["features"])
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            pass  # not there yet, or unreadable: computed and written again
     features = inception_features(images, weights, batch_size)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
