@@ -214,11 +214,11 @@ def prepare(images):
     x = images.astype(jnp.float32)
     if images.dtype == jnp.uint8:
         x = x / 255.0
-    if x.shape[-1] == 1:
-        x = jnp.repeat(x, 3, axis=-1)
     hp = jax.lax.Precision.HIGHEST
     x = jnp.einsum("oh,nhwc->nowc", resize_matrix(x.shape[1]), x, precision=hp)
     x = jnp.einsum("pw,nowc->nopc", resize_matrix(x.shape[2]), x, precision=hp)
+    if x.shape[-1] == 1:  # after the resize, which treats channels alike
+        x = jnp.repeat(x, 3, axis=-1)
     return 2.0 * x - 1.0
 
 
