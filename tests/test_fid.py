@@ -1,11 +1,13 @@
 """FID, KID and precision/recall against pytorch-fid, torch-fidelity and prdc, and by hand; batching, the
 reference cache and ``sample_metrics``."""
 
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from wngan_jax import fid, inception
+from wngan_jax import data, fid, inception
 from wngan_jax.errors import ConfigError, DataError
 
 NEEDS = "needs {} (pip install 'wngan_jax[dev]')"
@@ -121,8 +123,8 @@ def test_reference_cache_and_sample_metrics(tmp_path, weights, monkeypatch):
         ref = fid.reference(real, weights, cache_dir=tmp_path, fingerprint="abc")
     with pytest.warns(UserWarning):
         again = fid.reference(real, weights, cache_dir=tmp_path, fingerprint="abc")
-    cached = tmp_path / "inception-abc-40-random-0.npz"
-    assert calls == [40] and cached.is_file()
+    (cached,) = tmp_path.glob("inception-*-40-random-0.npz")
+    assert calls == [40]
     np.testing.assert_array_equal(again.features, ref.features)
     cached.write_bytes(b"truncated")
     with pytest.warns(UserWarning):
@@ -144,3 +146,21 @@ def test_reference_cache_and_sample_metrics(tmp_path, weights, monkeypatch):
     }
     with pytest.raises(ConfigError, match="--metrics: unknown is"):
         fid.sample_metrics(fake, ref, weights, metrics=("is",))
+
+
+def test_dataset_reference(tmp_path, monkeypatch):
+    """The first ``num`` training rows, cached in the data cache's directory; another split is another entry."""
+    calls = []
+    monkeypatch.setattr(fid, "inception_features", lambda images, *a, **k: calls.append(images) or _features(0, 30))
+    rows = np.arange(50, dtype=np.uint8).reshape(50, 1, 1, 1)
+    info = dict(source="folder:x", fingerprint={"count": 50}, size=(1, 1), channels=1, crop=0, split_seed=0)
+    info |= dict(final_test=10, cache_dir=str(tmp_path))
+    ds = data.Dataset(train=rows[10:], final_test=rows[:10], running_test=rows[:2], info=info)
+    with pytest.warns(UserWarning, match="fewer than 2048"):
+        fid.dataset_reference(ds, inception.random_weights(), num=30)
+        fid.dataset_reference(ds, inception.random_weights(), num=30)
+        fid.dataset_reference(
+            dataclasses.replace(ds, info=info | {"final_test": 12}), inception.random_weights(), num=30
+        )
+    assert len(calls) == 2 and len(list(tmp_path.glob("inception-*.npz"))) == 2
+    np.testing.assert_array_equal(calls[0], rows[10:40])

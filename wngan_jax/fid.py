@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 import os
 import warnings
 import zipfile
@@ -215,8 +217,8 @@ def reference(
 ) -> Reference:
     """The :class:`Reference` of ``images`` (an array, as for :func:`inception_features`).
 
-    With ``cache_dir`` and ``fingerprint`` (a string that identifies the images, e.g. the data cache's
-    fingerprint and split), the features are stored once in ``cache_dir`` under a name made of the
+    With ``cache_dir`` and ``fingerprint`` (any string that identifies the images, e.g. the data cache's
+    fingerprint and split), the features are stored once in ``cache_dir`` under a name made of a hash of the
     fingerprint, the number of images and the weights' SHA-256, and read from there afterwards. Warns below
     2048 images.
     """
@@ -225,7 +227,8 @@ def reference(
     _warn_few(n, "reference set")
     path = None
     if cache_dir is not None and fingerprint is not None:
-        path = Path(cache_dir) / f"inception-{fingerprint}-{n}-{weights.sha256[:16]}.npz"
+        key = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
+        path = Path(cache_dir).expanduser() / f"inception-{key}-{n}-{weights.sha256[:16]}.npz"
         try:
             with np.load(path) as f:
                 return Reference(f["features"])
@@ -238,6 +241,21 @@ def reference(
         np.savez(tmp, features=features)
         os.replace(tmp, path)
     return Reference(features)
+
+
+def dataset_reference(dataset, weights=None, *, num: int = 10_000, batch_size: int | None = None) -> Reference:
+    """The :class:`Reference` of the first ``num`` training images of a ``wngan_jax.data.load`` dataset (all of
+    them when it has fewer), cached in the dataset's cache directory under its source fingerprint and split.
+
+    The cache stores images in the order of the split permutation, so the first ``num`` training rows are a
+    uniform random sample of the training split.
+    """
+    info = dataset.info
+    fields = ("source", "fingerprint", "size", "channels", "crop", "split_seed", "final_test")
+    fingerprint = json.dumps([info[f] for f in fields], sort_keys=True, default=str)
+    return reference(
+        dataset.train[:num], weights, cache_dir=info["cache_dir"], fingerprint=fingerprint, batch_size=batch_size
+    )
 
 
 def check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
