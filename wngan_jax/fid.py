@@ -51,21 +51,25 @@ def inception_features(images, weights=None, batch_size: int | None = None, dtyp
     compiled; ``dtype=jnp.bfloat16`` trades accuracy for speed.
     """
     extract = _weights(weights).extractor(dtype)
-    if not hasattr(images, "shape"):  # an iterable of batches (an array, NumPy or JAX, has a shape)
-        out = [extract(batch) for batch in images]
-        return np.concatenate(out) if out else np.zeros((0, inception.FEATURES), np.float32)
-    images = inception.check_images(images)
-    n, devices = len(images), extract.num_devices
-    if n == 0:
-        return np.zeros((0, inception.FEATURES), np.float32)
-    size = min(batch_size or PER_DEVICE_BATCH * devices, -(-n // devices) * devices)
-    out = []
-    for start in range(0, n, size):
-        batch = images[start : start + size]
-        if len(batch) < size:
-            batch = np.concatenate([batch, np.zeros((size - len(batch),) + batch.shape[1:], batch.dtype)])
-        out.append(extract(batch))
-    return np.concatenate(out)[:n]
+    if hasattr(images, "shape"):  # an array (NumPy or JAX), not an iterable of batches
+        array = inception.check_images(images)
+        devices = extract.num_devices
+        size = min(batch_size or PER_DEVICE_BATCH * devices, -(-max(len(array), 1) // devices) * devices)
+        batches = (array[start : start + size] for start in range(0, len(array), size))
+    else:
+        size, batches = None, images
+    out, pending = [], None
+    for batch in batches:
+        n = len(batch)
+        if size is not None and n < size:  # the last batch, padded to the compiled shape
+            batch = np.concatenate([batch, np.zeros((size - n,) + batch.shape[1:], batch.dtype)])
+        started = extract.dispatch(batch), n
+        if pending is not None:  # fetched while the next batch runs
+            out.append(np.asarray(pending[0])[: pending[1]])
+        pending = started
+    if pending is not None:
+        out.append(np.asarray(pending[0])[: pending[1]])
+    return np.concatenate(out) if out else np.zeros((0, inception.FEATURES), np.float32)
 
 
 def _as_features(features, what: str) -> np.ndarray:

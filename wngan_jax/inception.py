@@ -267,13 +267,17 @@ class Extractor:
     def num_devices(self) -> int:
         return self.mesh.size
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
+    def dispatch(self, batch: np.ndarray) -> jax.Array:
+        """Start the features of ``batch`` without waiting for them: (rows padded to the devices, 2048)."""
         batch = check_images(batch)
-        n, pad = len(batch), -len(batch) % self.mesh.size
+        pad = -len(batch) % self.mesh.size
         if pad:
             batch = np.concatenate([batch, np.zeros((pad,) + batch.shape[1:], batch.dtype)])
         x = jax.device_put(batch, NamedSharding(self.mesh, P("data")))
-        return np.asarray(_forward(self.params, x, dtype=self.dtype))[:n]
+        return _forward(self.params, x, dtype=self.dtype)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(self.dispatch(batch))[: len(batch)]
 
 
 def _how_to_get() -> str:
