@@ -90,11 +90,15 @@ class Checkpoints:
             items["train"] = ocp.args.StandardSave(train)
         self._managers["last"].save(step, args=ocp.args.Composite(**items), force=True)
         if best:
-            self._managers["best"].save(
-                step,
-                args=ocp.args.Composite(models=ocp.args.StandardSave(models), meta=ocp.args.JsonSave(meta)),
-                force=True,
-            )
+            self.save_best(step, models, meta)
+
+    def save_best(self, step: int, models, meta: dict) -> None:
+        """Write the ``best`` checkpoint (models and meta; it replaces the previous best)."""
+        self._managers["best"].save(
+            step,
+            args=ocp.args.Composite(models=ocp.args.StandardSave(models), meta=ocp.args.JsonSave(meta)),
+            force=True,
+        )
 
     def resolve(self, which: str | int = "best") -> tuple[str, int]:
         """``'best'``, ``'last'`` or an iteration -> (manager name, step); clear errors when absent."""
