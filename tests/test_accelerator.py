@@ -180,8 +180,8 @@ def one_iteration(norm: str, precision: str, device):
     config = _config(norm, "bfloat16" if precision == "bfloat16" else "float32")
     with jax.default_device(cpu()):
         start = jax.tree.map(np.asarray, init_state(config, jax.random.key(0)))
-    size = config.image_size
-    real = np.random.default_rng(1).uniform(size=(config.batch_size, *size, config.channels)).astype(np.float32)
+    shape = (config.batch_size, *config.model.image_size, config.model.channels)
+    real = np.random.default_rng(1).uniform(size=shape).astype(np.float32)
     key_data = np.asarray(jax.random.key_data(jax.random.key(2)))
     mesh = Mesh(np.asarray([device]), ("data",))
     replicated = NamedSharding(mesh, P())
