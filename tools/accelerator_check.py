@@ -8,7 +8,9 @@ Each part is a subprocess with its own time limit, so a crash or a hang costs on
 order of importance until the budget (default 290 s) is spent, and the report is rewritten after each:
 ``DIR/accelerator_check.json`` (every row), ``DIR/accelerator_check.md`` (tables), ``DIR/accelerator_check.log``
 (each part's output) and two images of the training run. Without an accelerator, or with ``--dry-run``,
-every part runs at tiny sizes (the test of this script). The parts (``--only`` takes their names):
+the parts run at tiny sizes (tests/test_accelerator_check.py): ``device``, ``correctness`` (one check of
+each kind), ``final_test``, ``digits`` and ``layers``; the other bench commands, of the same form as
+``layers``, are skipped there (tests/test_bench.py runs them). The parts (``--only`` takes their names):
 
 * ``device``: platform, device kind, memory, versions; the peak matmul throughput (8192^3) in bfloat16,
   float32 at the default precision (TensorFloat-32 on NVIDIA GPUs) and float32 at ``highest``: the peaks
@@ -252,7 +254,7 @@ def run_part(part: Part, limit_s: float, env: dict, log) -> dict:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
-                pass
+                pass  # a log line that merely starts with a brace
     tail = output.strip().splitlines()[-15:]
     return dict(
         name=part.name,
@@ -274,7 +276,7 @@ def _children_cpu_s() -> float:
 
 
 def collect_correctness(result: dict, record_path: pathlib.Path) -> None:
-    """The comparisons the tests recorded, and pytest's summary line."""
+    """The comparisons the tests recorded (``WNGAN_ACCELERATOR_RECORD``) become the part's rows."""
     if record_path.exists():
         result["rows"] = [json.loads(line) for line in record_path.read_text().splitlines() if line.strip()]
 
@@ -568,13 +570,14 @@ def markdown(report: dict) -> str:
             "",
         ]
     lines += _table(
-        ["part", "what", "status", "seconds"],
+        ["part", "what", "status", "seconds", "CPU seconds"],
         [
             [
                 p["name"],
                 p["description"],
                 p["status"] + (f" ({p['why']})" if p.get("why") else ""),
                 _fmt(p.get("elapsed_s")),
+                _fmt(p.get("cpu_s")),
             ]
             for p in report["parts"]
         ],
