@@ -125,3 +125,38 @@ def test_nan_codes_or_weights_are_errors_not_nan_images(tmp_path, cache_dir):
     targets = np.zeros((2, *model.image_size, model.channels), np.uint8)
     with pytest.raises(errors.CheckpointError, match="not finite"):
         evaluation.evaluate(model, broken, targets, steps=1, progress=False)
+
+
+def test_full_disk_at_a_checkpoint_is_one_line_and_the_run_resumes(tmp_path, cache_dir, straight, monkeypatch):
+    import errno
+
+    import orbax.checkpoint as ocp
+
+    original = ocp.CheckpointManager.save
+
+    def full_disk(self, step, *args, **kwargs):
+        if step == 6:
+            (self.directory / f"{step}.orbax-checkpoint-tmp-1234").mkdir()  # what orbax leaves while writing
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(self, step, *args, **kwargs)
+
+    monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
+    with pytest.raises(errors.CheckpointError, match="No space left on device") as raised:
+        train.train_and_evaluate(tiny(cache_dir=cache_dir), tmp_path / "run")
+    assert "\n" not in str(raised.value) and "run the same command again" in str(raised.value)
+    assert not list((tmp_path / "run" / "checkpoints").glob("*/*.orbax-checkpoint-tmp*"))
+    monkeypatch.undo()
+    train.train_and_evaluate(tiny(cache_dir=cache_dir), tmp_path / "run")
+    _assert_same_run(tmp_path / "run", straight)
+
+
+def test_corrupt_checkpoint_arrays_are_one_line(tmp_path, cache_dir):
+    train.train_and_evaluate(tiny(cache_dir=cache_dir, iterations=3), tmp_path / "run")
+    data_files = [p for p in (tmp_path / "run" / "checkpoints" / "best" / "3").rglob("*") if p.is_file()]
+    for path in data_files:
+        if path.stat().st_size > 100 and "manifest" not in path.name and path.suffix != ".json":
+            path.write_bytes(b"\0" * path.stat().st_size)
+    with pytest.raises(errors.CheckpointError) as raised:
+        checkpoint.load_generator(tmp_path / "run", "best")
+    message = str(raised.value)
+    assert "\n" not in message and len(message) < 600 and "best checkpoint at iteration 3" in message
