@@ -13,7 +13,7 @@ from test_data import make_folder, make_lmdb, records
 import experiments.digits
 import experiments.report
 from experiments import common
-from wngan_jax import cli, convert, errors, sample
+from wngan_jax import cli, convert, errors, inception, sample
 from wngan_jax import eval as eval_cli
 from wngan_jax.bench import __main__ as bench_cli
 from wngan_jax.data import __main__ as data_cli
@@ -34,7 +34,8 @@ def _define_digits(fv):
 
 # Each command's flag definitions. Where each runs on fixtures: the presets below; digits in test_train.py
 # (killed and resumed) and test_experiments.py; report in test_experiments.py; eval in test_reconstruction.py;
-# sample and convert in test_convert.py; data here and in test_data.py; bench in test_bench.py.
+# sample and convert in test_convert.py; data here and in test_data.py; bench in test_bench.py; inception
+# (export) in test_fid.py.
 COMMANDS = {
     "experiments.celeba": _define_preset,
     "experiments.cifar10": _define_preset,
@@ -46,6 +47,7 @@ COMMANDS = {
     "wngan_jax.convert": convert.define,
     "wngan_jax.data": data_cli.define,
     "wngan_jax.bench": bench_cli.define,
+    "wngan_jax.inception": inception.define,
 }
 
 

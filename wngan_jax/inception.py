@@ -31,8 +31,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import flags
 
-from wngan_jax import sharding
+from wngan_jax import cli, sharding
 from wngan_jax.errors import CheckpointError, ConfigError, DataError, MissingDataError
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -429,22 +430,22 @@ def export_npz(weights: InceptionWeights, out: str | os.PathLike) -> Path:
     return out
 
 
+def define(fv: flags.FlagValues) -> None:
+    cli.define_inception_weights(fv)
+    flags.DEFINE_string("out", None, "the .npz to write", flag_values=fv)
+    flags.mark_flag_as_required("out", flag_values=fv)
+
+
+def body(fv: flags.FlagValues, args: list[str]) -> int:
+    if args != ["export"]:
+        raise ConfigError(f"expected the subcommand `export`, got {' '.join(args) or 'none'}")
+    out = export_npz(load_weights(fv.inception_weights), fv.out)
+    print(f"wrote {out}; pass --inception_weights {out} (no PyTorch needed)")
+    return 0
+
+
 def main(argv=None) -> int:
-    from absl import flags
-
-    from wngan_jax import cli
-
-    def define(fv):
-        cli.define_inception_weights(fv)
-        flags.DEFINE_string("out", None, "the .npz to write", flag_values=fv)
-        flags.mark_flag_as_required("out", flag_values=fv)
-
-    def body(fv, args):
-        if args != ["export"]:
-            raise ConfigError(f"expected the subcommand `export`, got {' '.join(args) or 'none'}")
-        out = export_npz(load_weights(fv.inception_weights), fv.out)
-        print(f"wrote {out}; pass --inception_weights {out} (no PyTorch needed)")
-
+    """``python -m wngan_jax.inception export --inception_weights PTH --out NPZ``."""
     return cli.run(
         "wngan_jax.inception",
         "export --inception_weights pt_inception-2015-12-05-6726825d.pth --out inception.npz: convert pytorch-fid's "
