@@ -1,7 +1,8 @@
 """An independent PyTorch re-implementation of the authors' networks (docs/authors.md §1, §2, §6).
 
-Used by the tests of the checkpoint import and by the side-by-side benchmark (``python -m wngan_jax.bench
---what=authors``); it needs PyTorch (``pip install 'wngan_jax[torch]'``).
+Used by the tests of the checkpoint import, by the replay of a training iteration (tests/test_replay.py)
+and by the side-by-side benchmark (``python -m wngan_jax.bench --what=authors``); it needs PyTorch
+(``pip install 'wngan_jax[torch]'``). ``train_iteration`` is the authors' training iteration (docs/authors.md §3).
 
 The modules produce the authors' state-dict keys (``initial.linear.weight``, ``level.2.tprelu.bias``,
 ``final.conv.scale``, ...) and compute what the authors' PyTorch port computes: weight-normalized layers
@@ -215,6 +216,34 @@ def randomize_(net: nn.Module, seed: int = 0) -> nn.Module:
                 normal(m.running_mean, 0.2)
                 uniform(m.running_var, 0.5, 2.0)
     return net.eval()
+
+
+def rmsprop(net: nn.Module, lr: float) -> torch.optim.RMSprop:
+    """The authors' optimizer: RMSProp, decay 0.9, eps 1e-6 outside the square root (docs/authors.md §3)."""
+    return torch.optim.RMSprop(net.parameters(), lr=lr, alpha=0.9, eps=1e-6)
+
+
+def train_iteration(g, d, g_opt, d_opt, real, d_codes, g_codes):
+    """One iteration of the authors' loop (their ``main.py``; paper §5.1); returns ``(d_loss, g_loss)`` tensors.
+
+    D step: ``BCELoss`` of D on the real batch against ones, then of D on ``G(d_codes).detach()`` against
+    zeros, the two gradients accumulated, one ``d_opt`` step. G step: ``BCELoss`` of the updated D on
+    ``G(g_codes)`` against ones, one ``g_opt`` step. Both networks stay in training mode, so every forward
+    moves the BN running statistics (D's three times, G's twice). ``real`` is NCHW in [0, 1].
+    """
+    bce = nn.BCELoss()
+    ones = torch.ones(real.shape[0], dtype=real.dtype, device=real.device)
+    d.zero_grad()
+    real_loss = bce(d(real), ones)
+    real_loss.backward()
+    fake_loss = bce(d(g(d_codes).detach()), torch.zeros_like(ones))
+    fake_loss.backward()
+    d_opt.step()
+    g.zero_grad()
+    g_loss = bce(d(g(g_codes)), ones)
+    g_loss.backward()
+    g_opt.step()
+    return (real_loss + fake_loss).detach(), g_loss.detach()
 
 
 def parameter_count(net: nn.Module) -> int:

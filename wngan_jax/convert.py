@@ -187,10 +187,14 @@ def _describe(config: ModelConfig) -> str:
     )
 
 
-def authors_to_variables(state_dict: Mapping[str, np.ndarray], config: ModelConfig, net: str) -> dict:
+def authors_to_variables(
+    state_dict: Mapping[str, np.ndarray], config: ModelConfig, net: str, *, dtype=np.float32
+) -> dict:
     """Flax variables of the project's ``net`` from an authors' state dict (docs/authors.md §6).
 
-    Raises CheckpointError naming every missing, unexpected and mis-shaped key with its expected shape.
+    The variables are ``dtype``: float32, the project's; float64 (under ``jax.enable_x64``) keeps a float64
+    state exact, for comparing against a float64 reference (tests/test_replay.py). Raises CheckpointError
+    naming every missing, unexpected and mis-shaped key with its expected shape.
     """
     entries = _entries(config, net)
     state = {k: _to_numpy(a) for k, a in state_dict.items() if not k.endswith(IGNORED_SUFFIXES)}
@@ -208,7 +212,7 @@ def authors_to_variables(state_dict: Mapping[str, np.ndarray], config: ModelConf
         )
     variables: dict = {}
     for e in entries:
-        value = e.convert(state[e.key].astype(np.float32))
+        value = e.convert(state[e.key].astype(dtype))
         variables.setdefault(e.collection, {}).setdefault(e.module, {})[e.name] = jnp.asarray(value)
     checkpoint.check_variables(config, net, variables)
     return variables

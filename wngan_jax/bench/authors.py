@@ -3,8 +3,8 @@
 ``python -m wngan_jax.bench --what=authors [--image_size 64 --norm wn]`` (needs ``pip install 'wngan_jax[torch]'``)
 
 The PyTorch side is the authors' iteration (paper §5.1 and their ``main.py``) on the re-implementation of
-their networks in ``wngan_jax.authors_torch``: ``BCELoss`` on the sigmoid outputs, a D step on a real batch
-then on ``G(z).detach()``, a G step on fresh codes, ``torch.optim.RMSprop(lr, alpha=0.9, eps=1e-6)``. Both
+their networks in ``wngan_jax.authors_torch`` (``train_iteration``): ``BCELoss`` on the sigmoid outputs, a D
+step on a real batch then on ``G(z).detach()``, a G step on fresh codes, ``RMSprop(lr, alpha=0.9, eps=1e-6)``. Both
 sides run the same configuration on the same machine, one iteration each in turn, so that the machine's
 drift hits both alike; the speedup is the ratio of the medians. The two sides alternate in blocks of a few
 iterations whose first one is not timed: each library's thread pool spins on after its own work, and
@@ -52,21 +52,12 @@ def authors_iteration(
     torch.manual_seed(seed)
     g = authors_torch.Generator(AUTHORS_NORM[norm], size, nfeature, code_size).to(device)
     d = authors_torch.Discriminator(AUTHORS_NORM[norm], size, nfeature).to(device)
-    g_opt = torch.optim.RMSprop(g.parameters(), lr=lr, alpha=0.9, eps=1e-6)
-    d_opt = torch.optim.RMSprop(d.parameters(), lr=lr, alpha=0.9, eps=1e-6)
-    bce = torch.nn.BCELoss()
+    g_opt, d_opt = authors_torch.rmsprop(g, lr), authors_torch.rmsprop(d, lr)
     real = torch.rand(batch, 3, size, size, device=device)
-    ones, zeros = torch.ones(batch, device=device), torch.zeros(batch, device=device)
 
     def iteration():
-        d.zero_grad()
-        bce(d(real), ones).backward()
-        fake = g(torch.randn(batch, code_size, device=device))
-        bce(d(fake.detach()), zeros).backward()
-        d_opt.step()
-        g.zero_grad()
-        bce(d(g(torch.randn(batch, code_size, device=device))), ones).backward()
-        g_opt.step()
+        codes = (torch.randn(batch, code_size, device=device) for _ in range(2))
+        authors_torch.train_iteration(g, d, g_opt, d_opt, real, *codes)
         if device.type == "cuda":
             torch.cuda.synchronize()
 
