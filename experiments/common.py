@@ -28,33 +28,35 @@ def _parse_size(text: str):
     return (parts[0], parts[0]) if len(parts) == 1 else tuple(parts)
 
 
-def define_flags() -> None:
+def define_flags(fv: flags.FlagValues = FLAGS) -> None:
     """Flags for every TrainConfig field (defaults come from the preset), --workdir, --overwrite, multi-host."""
     for field in dataclasses.fields(TrainConfig):
         help_text = _FIELD_HELP.get(field.name, field.name.replace("_", " "))
         default = field.default
         if isinstance(default, bool):
-            flags.DEFINE_bool(field.name, None, help_text)
+            flags.DEFINE_bool(field.name, None, help_text, flag_values=fv)
         elif isinstance(default, int):
-            flags.DEFINE_integer(field.name, None, help_text)
+            flags.DEFINE_integer(field.name, None, help_text, flag_values=fv)
         elif isinstance(default, float):
-            flags.DEFINE_float(field.name, None, help_text)
+            flags.DEFINE_float(field.name, None, help_text, flag_values=fv)
         else:
-            flags.DEFINE_string(field.name, None, help_text)
-    flags.DEFINE_string("workdir", None, "run directory; an existing run there is resumed")
-    flags.DEFINE_bool("overwrite", False, "discard a run in --workdir whose config differs")
-    flags.DEFINE_string("coordinator_address", None, "multi-host: host:port of process 0 (jax.distributed)")
-    flags.DEFINE_integer("num_processes", None, "multi-host: number of processes")
-    flags.DEFINE_integer("process_id", None, "multi-host: index of this process")
+            flags.DEFINE_string(field.name, None, help_text, flag_values=fv)
+    flags.DEFINE_string("workdir", None, "run directory; an existing run there is resumed", flag_values=fv)
+    flags.DEFINE_bool("overwrite", False, "discard a run in --workdir whose config differs", flag_values=fv)
+    flags.DEFINE_string(
+        "coordinator_address", None, "multi-host: host:port of process 0 (jax.distributed)", flag_values=fv
+    )
+    flags.DEFINE_integer("num_processes", None, "multi-host: number of processes", flag_values=fv)
+    flags.DEFINE_integer("process_id", None, "multi-host: index of this process", flag_values=fv)
 
 
-def config_from_flags(preset: str, **overrides) -> TrainConfig:
+def config_from_flags(preset: str, fv: flags.FlagValues = FLAGS, **overrides) -> TrainConfig:
     """The preset, with the flags given on the command line, then ``overrides``, applied."""
     config = PRESETS[preset]()
     changes = {}
     for field in dataclasses.fields(TrainConfig):
-        if FLAGS[field.name].present:
-            value = FLAGS[field.name].value
+        if fv[field.name].present:
+            value = fv[field.name].value
             changes[field.name] = _parse_size(value) if field.name == "image_size" else value
     return config.replace(**(changes | overrides))
 

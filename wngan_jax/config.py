@@ -46,6 +46,8 @@ class TrainConfig:
     test_steps: int = 50
     sample_every: int = 500
     num_fixed_codes: int = 64
+    record_every: int = 100  # dense fixed-code record (wngan_jax/record.py); record_codes=0 turns it off
+    record_codes: int = 16
     keep_every: int = 20_000
     log_every: int = 50
     final_test_samples: int = 2000
@@ -60,7 +62,7 @@ class TrainConfig:
             raise ValueError(f"loss must be bce, lsgan or wasserstein, got {self.loss!r}")
         if self.loss == "wasserstein" and get_variant(self.norm).weight_norm != "strict":
             raise ValueError("the Wasserstein loss needs the appendix D critic: use --norm=wn or wn_clip")
-        for name in ("batch_size", "iterations", "test_every", "sample_every", "log_every", "test_steps"):
+        for name in ("batch_size", "iterations", "test_every", "sample_every", "log_every", "test_steps", "record_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.running_test > self.final_test:

@@ -22,12 +22,14 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from wngan_jax import checkpoint as ckpt_lib
 from wngan_jax import data, reconstruction, visualize
+from wngan_jax import record as record_lib
 from wngan_jax.config import TrainConfig
 from wngan_jax.metrics import MetricsWriter
 from wngan_jax.train_step import init_state, make_mesh, make_train_step, replicate, run_key
 
 CONFIG_FILE = "config.json"
 FIXED_CODES_FILE = "fixed_codes.npy"
+TENSORBOARD_PAIRS = 16  # running-test (target | reconstruction) pairs shown in TensorBoard
 
 
 class TrainingDiverged(RuntimeError):
@@ -130,6 +132,8 @@ class Trainer:
         self.checkpoints = ckpt_lib.Checkpoints(self.workdir, keep_period=config.keep_every)
         self.metrics = MetricsWriter(self.workdir, enabled=self.is_main)
         self.fixed_codes = _fixed_codes(config, self.workdir)
+        codes = record_lib.record_codes(config.record_codes, config.code_size, config.seed)
+        self.record = record_lib.RecordWriter(self.workdir, codes, enabled=self.is_main and config.record_codes > 0)
         self.generator = config.model.generator()
         self._sample = jax.jit(lambda v, z: self.generator.apply(v, z, train=False))
         self.progress = Progress()
@@ -165,6 +169,7 @@ class Trainer:
             self.dataset.train, self.config.batch_size, seed=self.config.seed, state=self.progress.data
         )
         self.metrics.truncate_after(self.progress.iteration)
+        self.record.truncate_after(self.progress.iteration)
 
     def _save(self, best: bool) -> None:
         self.progress.data = self.batches.state()
@@ -206,13 +211,24 @@ class Trainer:
             steps=self.config.test_steps,
             authors_batch=self.config.batch_size,
             mesh=self.mesh,
+            return_reconstructions=True,
         )
+        n = TENSORBOARD_PAIRS
+        pairs = visualize.grid(visualize.pairs(self.dataset.running_test[:n], result.reconstructions[:n]))
+        self.metrics.image("running_test_pairs", pairs, self.progress.iteration)
         return float(result.mean_loss)
 
     def save_samples(self) -> None:
         images = np.asarray(jax.device_get(self._sample(self._local_generator(), self.fixed_codes)))
         if self.is_main:
-            visualize.save_grid(images, self.workdir / "samples" / f"iter_{self.progress.iteration:07d}.png")
+            grid = visualize.grid(images)
+            visualize.save_png(grid, self.workdir / "samples" / f"iter_{self.progress.iteration:07d}.png")
+            self.metrics.image("samples", grid, self.progress.iteration)
+
+    def save_record(self) -> None:
+        """The dense fixed-code record (wngan_jax/record.py)."""
+        images = np.asarray(jax.device_get(self._sample(self._local_generator(), self.record.codes)))
+        self.record.write(self.progress.iteration, images)
 
     # Loop -----------------------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -229,7 +245,8 @@ class Trainer:
             test_now = it % cfg.test_every == 0 or it == cfg.iterations
             keep_now = it % cfg.keep_every == 0
             sample_now = it % cfg.sample_every == 0 or it == cfg.iterations
-            if not (test_now or keep_now or sample_now or it % cfg.log_every == 0):
+            record_now = cfg.record_codes > 0 and it % cfg.record_every == 0
+            if not (test_now or keep_now or sample_now or record_now or it % cfg.log_every == 0):
                 self.progress.iteration = it
                 continue
             fetched = jax.device_get(pending)  # the only host synchronisation: every log_every iterations
@@ -254,6 +271,8 @@ class Trainer:
                 self._nan_events_at_checkpoint = self.progress.nan_events
             if sample_now:
                 self.save_samples()
+            if record_now:
+                self.save_record()
             self.metrics.write(it, scalars)
             bar.update(it - bar.n)
             bar.set_postfix(_postfix(scalars, self.progress), refresh=False)
