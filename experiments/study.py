@@ -20,15 +20,27 @@ import sys
 from absl import flags
 
 from experiments import common
-from wngan_jax import checkpoint, cli
+from wngan_jax import checkpoint, cli, errors
 from wngan_jax.config import PRESETS, TrainConfig
-from wngan_jax.errors import ConfigError
 
 STUDY_FILE = "study.json"
 
 
 def run_dir(root, norm: str, seed: int) -> pathlib.Path:
     return pathlib.Path(root) / norm / f"seed_{seed}"
+
+
+def check_runs(configs, root, *, overwrite: bool) -> None:
+    """Refuse, before anything trains, a study whose runs on disk were made with another config."""
+    from wngan_jax.train import WorkdirConflict, check_workdir
+
+    if overwrite:
+        return
+    for config in configs:
+        try:
+            check_workdir(config, run_dir(root, config.norm, config.seed), overwrite=False)
+        except WorkdirConflict as e:  # one line for the user, whichever module defines the class
+            raise errors.WorkdirConflict(str(e).replace("--workdir", "--workdir (the study directory)")) from e
 
 
 def is_finished(run: pathlib.Path, config: TrainConfig) -> bool:
@@ -41,8 +53,10 @@ def is_finished(run: pathlib.Path, config: TrainConfig) -> bool:
     finally:
         ckpt.close()
     wants_final = config.final_test_samples > 0 and config.final_test_steps > 0
-    return last is not None and last >= config.iterations and (
-        not wants_final or (run / "final_test" / "report.json").exists()
+    return (
+        last is not None
+        and last >= config.iterations
+        and (not wants_final or (run / "final_test" / "report.json").exists())
     )
 
 
@@ -57,6 +71,7 @@ def run_study(
 
     root = pathlib.Path(root)
     configs = [base.replace(norm=norm, seed=int(seed)) for norm in norms for seed in seeds]
+    check_runs(configs, root, overwrite=overwrite)
     root.mkdir(parents=True, exist_ok=True)
     study = {"norms": list(dict.fromkeys(c.norm for c in configs)), "seeds": [int(s) for s in seeds]}
     (root / STUDY_FILE).write_text(json.dumps(study | {"command": command}, indent=2) + "\n")
@@ -87,19 +102,19 @@ def define(fv: flags.FlagValues) -> None:
 
 def body(fv: flags.FlagValues, args: list[str], command: str = "") -> int:
     if args:
-        raise ConfigError(f"unexpected arguments {args}; experiments.study takes only flags")
+        raise errors.ConfigError(f"unexpected arguments {args}; experiments.study takes only flags")
     for name, plural in (("norm", "norms"), ("seed", "seeds")):
         if fv[name].present:
-            raise ConfigError(f"--{name} is set per run by the study; use --{plural}")
+            raise errors.ConfigError(f"--{name} is set per run by the study; use --{plural}")
     try:
         seeds = [int(s) for s in fv.seeds]
         base = common.config_from_flags(fv.preset, fv)
         for norm in fv.norms:
             base.replace(norm=norm)
     except ValueError as e:
-        raise ConfigError(str(e)) from e
+        raise errors.ConfigError(str(e)) from e
     if not fv.norms or not seeds:
-        raise ConfigError("--norms and --seeds must each name at least one value")
+        raise errors.ConfigError("--norms and --seeds must each name at least one value")
     cli.init_distributed(fv)
     root = pathlib.Path(fv.workdir or f"runs/study_{fv.preset}")
     summaries = run_study(base, fv.norms, seeds, root, overwrite=fv.overwrite, command=command)

@@ -62,7 +62,8 @@ class TrainConfig:
             raise ValueError(f"loss must be bce, lsgan or wasserstein, got {self.loss!r}")
         if self.loss == "wasserstein" and get_variant(self.norm).weight_norm != "strict":
             raise ValueError("the Wasserstein loss needs the appendix D critic: use --norm=wn or wn_clip")
-        for name in ("batch_size", "iterations", "test_every", "sample_every", "log_every", "test_steps", "record_every"):
+        positive = ("batch_size", "iterations", "test_every", "sample_every", "log_every", "test_steps", "record_every")
+        for name in positive:
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.running_test > self.final_test:

@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from PIL import Image
 
-
 # Images are enlarged (nearest neighbour, whole multiples) until their shorter side has at least this many
 # pixels, so that a 16x16 digit is readable in a grid, a report or TensorBoard.
 MIN_SIDE = 64
