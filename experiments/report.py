@@ -7,7 +7,9 @@ per instance), Figs. 1/13-14 (running-test loss, collapses marked), Figs. 2/12 (
 reconstructed by each model), Figs. 3-4 (samples of fixed codes across training), Figs. 5/9 (samples around
 each collapse), the sample diversity of every instance (appendix B) and code interpolations (§2).
 
-``python -m experiments.report RUN... [--plot FILE]`` prints Table 2 for the runs and plots Fig. 1.
+``--markdown docs/results.md`` also writes that page (provenance, tables, figures copied to ``docs/results/``)
+for the repository. ``python -m experiments.report RUN... [--plot FILE]`` prints Table 2 for the runs (one
+row per run) and plots Fig. 1.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from absl import flags
 
 from wngan_jax import cli, diagnostics, visualize
 from wngan_jax import record as record_lib
-from wngan_jax.errors import MissingDataError
+from wngan_jax.errors import ConfigError, MissingDataError
 from wngan_jax.metrics import read_metrics
 from wngan_jax.models import VARIANTS
 from wngan_jax.visualize import Line, plot_curves, plot_lines
@@ -77,16 +79,23 @@ class Instance:
 
 
 def find_runs(paths) -> list[pathlib.Path]:
-    """Run directories (with ``config.json``) given directly or found below the given directories."""
+    """Run directories: given directly (with ``config.json``), the runs of a study directory (its
+    ``study.json``), or every run below a directory."""
+    from experiments.study import STUDY_FILE, run_dir
+
     runs = []
     for path in map(pathlib.Path, paths):
         if (path / "config.json").is_file():
-            runs.append(path)
-        elif path.is_dir():
-            found = sorted(p.parent for p in path.rglob("config.json") if "report" not in p.parent.parts[-1:])
-            runs += [r for r in found if (r / "metrics.jsonl").exists() or (r / "checkpoints").exists()]
-        if not runs or (runs[-1] != path and not runs[-1].is_relative_to(path)):
+            found = [path]
+        elif (path / STUDY_FILE).is_file():
+            spec = json.loads((path / STUDY_FILE).read_text())
+            found = [run_dir(path, n, s) for n in spec["norms"] for s in spec["seeds"]]
+            found = [r for r in found if (r / "config.json").is_file()]
+        else:
+            found = sorted(p.parent for p in path.rglob("config.json"))
+        if not found:
             raise MissingDataError(f"{path} is not a run directory and holds none (no config.json below it)")
+        runs += found
     return runs
 
 
@@ -220,6 +229,12 @@ def tables_markdown(instances: list[Instance], *, factor: float, tests: int) -> 
         f"{markdown_table(instance_rows(instances), INSTANCE_COLUMNS, heads)}\n\n"
         f"{collapse_rule(factor, tests)}\n"
     )
+
+
+def summary_table(paths, *, factor: float = diagnostics.COLLAPSE_FACTOR, tests: int = diagnostics.COLLAPSE_TESTS):
+    """Paper Table 2 (markdown) for the runs in ``paths``."""
+    instances = [load_instance(r, factor=factor, tests=tests) for r in find_runs(paths)]
+    return markdown_table(summary_rows(instances), SUMMARY_COLUMNS, _headings(instances))
 
 
 def collapse_rule(factor: float, tests: int) -> str:
@@ -481,9 +496,15 @@ def fig_interpolation(instances, out: pathlib.Path) -> Figure:
 
 # Report ---------------------------------------------------------------------------------------------------
 def write_report(
-    paths, out, *, factor: float = diagnostics.COLLAPSE_FACTOR, tests: int = diagnostics.COLLAPSE_TESTS
+    paths,
+    out,
+    *,
+    factor: float = diagnostics.COLLAPSE_FACTOR,
+    tests: int = diagnostics.COLLAPSE_TESTS,
+    markdown=None,
 ) -> pathlib.Path:
-    """Write ``out/index.html``, ``out/tables.md`` and the figures' PNGs for the runs in ``paths``."""
+    """Write ``out/index.html``, ``out/tables.md`` and the figures' PNGs for the runs in ``paths``; with
+    ``markdown``, also that Markdown page with copies of the figures in a folder named after it."""
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     instances = [load_instance(r, factor=factor, tests=tests) for r in find_runs(paths)]
@@ -499,7 +520,35 @@ def write_report(
     ]
     index = out / "index.html"
     index.write_text(_html(paths, instances, figures, factor, tests))
+    if markdown is not None:
+        write_markdown(pathlib.Path(markdown), paths, instances, figures, tables)
     return index
+
+
+def write_markdown(path: pathlib.Path, paths, instances, figures, tables: str) -> None:
+    """A Markdown page of the study (e.g. docs/results.md): provenance, tables, figures (copied next to it)."""
+    import shutil
+
+    folder = path.parent / path.stem
+    folder.mkdir(parents=True, exist_ok=True)
+    devices = sorted({i.final["device"] for i in instances if "device" in i.final})
+    command = _study_command(paths)
+    lines = [
+        "# Results\n",
+        f"- Command: `{command}`" if command else f"- Runs: {', '.join(map(str, paths))}",
+        f"- Report written: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d}; "
+        f"{len(instances)} runs, trained to iterations "
+        f"{', '.join(sorted({_iteration(i.iterations[-1]) for i in instances if i.iterations}))}",
+        f"- Final tests ran on: {', '.join(devices) or '-'}\n",
+        tables,
+    ]
+    for fig in figures:
+        lines.append(f"## {fig.title}\n")
+        if fig.path is not None:
+            shutil.copy(fig.path, folder / fig.path.name)
+            lines.append(f"![{fig.title}]({folder.name}/{fig.path.name})\n")
+        lines.append(f"{fig.caption}\n")
+    path.write_text("\n".join(lines))
 
 
 def _study_command(paths) -> str | None:
@@ -553,6 +602,12 @@ def _html(paths, instances, figures, factor, tests) -> str:
 # Command --------------------------------------------------------------------------------------------------
 def define(fv: flags.FlagValues) -> None:
     flags.DEFINE_string("out", None, "write index.html, tables.md and the figures' PNGs here", flag_values=fv)
+    flags.DEFINE_string(
+        "markdown",
+        None,
+        "with --out: also this Markdown page (figures copied to a folder named after it)",
+        flag_values=fv,
+    )
     flags.DEFINE_string("plot", None, "write the running-test loss curves (Fig. 1) to this PNG", flag_values=fv)
     flags.DEFINE_float(
         "collapse_factor", diagnostics.COLLAPSE_FACTOR, "collapse: loss above this times the best", flag_values=fv
@@ -566,10 +621,12 @@ def body(fv: flags.FlagValues, args: list[str]) -> int:
     if not args:
         raise MissingDataError("name the run directories or study directories to report on")
     runs = find_runs(args)
+    if fv.markdown and not fv.out:
+        raise ConfigError("--markdown needs --out (the report it is made from)")
     if fv.out:
-        index = write_report(args, fv.out, factor=fv.collapse_factor, tests=fv.collapse_tests)
-        print(f"report: {index}")
-        print(f"tables: {index.parent / 'tables.md'}")
+        index = write_report(args, fv.out, factor=fv.collapse_factor, tests=fv.collapse_tests, markdown=fv.markdown)
+        print(summary_table(args, factor=fv.collapse_factor, tests=fv.collapse_tests))
+        print(f"\nreport: {index}\ntables: {index.parent / 'tables.md'}")
         return 0
     print(table(runs))
     if fv.plot:

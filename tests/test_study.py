@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import struct
 import subprocess
 
 import numpy as np
@@ -46,6 +47,9 @@ def test_study_trains_every_pair_then_resumes_then_skips(study_dir, capsys):
         assert iterations == [1, 2, 3, 4] and images.shape == (4, 16, 16, 16, 1) and images.dtype == np.uint8
         codes = np.load(run / "record" / "codes.npy")
         assert codes.shape == (16, 16) and np.array_equal(codes, record.record_codes(16, 16, 0))
+        images = tensorboard_images(run)
+        assert set(images) == {"samples", "running_test_pairs"}
+        assert images["samples"] == (8 * 66 + 2, 8 * 66 + 2)  # 64 codes, 16x16 enlarged 4x, 2-pixel borders
     assert json.loads((root / "study.json").read_text())["norms"] == ["vanilla", "wn"]
 
 
@@ -61,6 +65,22 @@ def test_study_skips_finished_runs_and_refuses_changed_ones(tmp_path, capsys, st
     assert "--norms" in capsys.readouterr().err
     assert study.main(["--norms=nonsense", f"--workdir={tmp_path}"]) == 1
     assert not (tmp_path / "nonsense").exists()
+
+
+def tensorboard_images(run) -> dict:
+    """{tag: (height, width)} of the images in a run's TensorBoard event files."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    images = {}
+    for path in (run / "tensorboard").glob("events.*"):
+        data, pos = path.read_bytes(), 0
+        while pos < len(data):  # TFRecord: length (8 bytes), its CRC (4), the event, its CRC (4)
+            (length,) = struct.unpack("<Q", data[pos : pos + 8])
+            for value in Event.FromString(data[pos + 12 : pos + 12 + length]).summary.value:
+                if value.HasField("image"):
+                    images[value.tag] = (value.image.height, value.image.width)
+            pos += 16 + length
+    return images
 
 
 def test_the_record_is_truncated_on_resume(tmp_path):
