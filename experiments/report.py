@@ -413,8 +413,8 @@ def fig_collapses(instances, out: pathlib.Path) -> list[Figure]:
         at = int(np.searchsorted(its, i.collapse.iteration))
         before, after = AROUND_COLLAPSE
         window = list(range(max(0, at - before), min(len(its), at + after)))
-        cells = [[visualize.to_uint8(images[t][c : c + 1])[0] for t in window] for c in range(COLLAPSE_CODES)]
-        cells = [row for row, c in zip(cells, range(images.shape[1]))]
+        shown = visualize.to_uint8(images[window])  # (columns, codes, H, W, 3)
+        cells = [list(shown[:, c]) for c in range(min(COLLAPSE_CODES, shown.shape[1]))]
         path = visualize.plot_image_table(
             cells,
             out / f"fig5_collapse_{i.model}_seed{i.seed}.png",

@@ -3,9 +3,11 @@
 import json
 import statistics
 
+import numpy as np
 import pytest
 
 from experiments import report
+from wngan_jax import record
 from wngan_jax.config import digits
 
 # (model, seed): running-test losses at iterations 200, 400, ...; final-test loss (None: no final test)
@@ -100,6 +102,23 @@ def test_report_pages_and_markdown(study, tmp_path):
     assert tables in results and "trained to iterations 1,400" in results
     assert "![Figs. 1, 13-14: running-test reconstruction loss](results/fig1_running_test_loss.png)" in results
     assert (tmp_path / "docs" / "results" / "fig1_running_test_loss.png").is_file()
+
+
+def test_collapse_figure_and_diversity_from_a_record(study, tmp_path):
+    # vanilla seed 0 collapses at 1,000: give it a record every 100 iterations whose 3 codes become one image.
+    writer = record.RecordWriter(study / "vanilla" / "seed_0", np.zeros((3, 4), np.float32))
+    rng = np.random.default_rng(0)
+    for it in range(100, 1401, 100):
+        images = rng.integers(0, 256, (3, 8, 8, 1), dtype=np.uint8)
+        writer.write(it, images if it < 1000 else np.repeat(images[:1], 3, axis=0))
+    instance = report.load_instance(study / "vanilla" / "seed_0", factor=1.5, tests=3)
+    its, diversity = report.diversity_curve(instance)
+    assert its == list(range(100, 1401, 100)) and all(d > 0.2 for d in diversity[:9]) and max(diversity[9:]) == 0
+    index = report.write_report([study], tmp_path / "out")
+    page = index.read_text()
+    assert (tmp_path / "out" / "fig5_collapse_vanilla_seed0.png").is_file()
+    assert page.count("<img ") == 4  # curves, samples over time, the collapse, diversity
+    assert "3 fixed codes (rows)" in page
 
 
 def test_the_command_keeps_its_single_run_form(study, tmp_path, capsys):

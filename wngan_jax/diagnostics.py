@@ -77,7 +77,5 @@ def sample_diversity(images) -> float:
     x = (x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)).reshape(len(x), -1)
     if len(x) < 2:
         raise ValueError(f"diversity needs at least 2 samples, got {len(x)}")
-    sq = np.sum(x * x, axis=1)
-    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0) / x.shape[1]
-    upper = np.triu_indices(len(x), k=1)
-    return float(np.mean(np.sqrt(d2[upper])))
+    distances = [np.sqrt(np.mean(np.square(x[i + 1 :] - x[i]), axis=1)) for i in range(len(x) - 1)]
+    return float(np.mean(np.concatenate(distances)))
