@@ -418,7 +418,7 @@ def fig_collapses(instances, out: pathlib.Path) -> list[Figure]:
         path = visualize.plot_image_table(
             cells,
             out / f"fig5_collapse_{i.model}_seed{i.seed}.png",
-            column_labels=[f"{its[t]:,}" for t in window],
+            column_labels=[f"{its[t]:,}" + ("\n(collapse)" if its[t] == i.collapse.iteration else "") for t in window],
             title=name,
         )
         figures.append(
