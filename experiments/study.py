@@ -3,11 +3,11 @@
 ``python -m experiments.study --preset=digits --norms=vanilla,bn,wn --seeds=0,1,2 --workdir=runs/study``
 
 trains ``runs/study/<norm>/seed_<k>/`` for every pair (the paper repeats the vanilla and BN trainings three
-times, appendix C.1), each data-parallel over all devices. Running the same command again resumes unfinished
-runs and skips finished ones, so a killed study continues where it stopped. Every flag of the preset's own
-command (``--iterations``, ``--lr``, ``--data``, ...) applies to every run. ``python -m experiments.report
-runs/study --out runs/study/report`` then writes the paper's tables and figures from the runs
-(docs/study.md).
+times, appendix C.1), each data-parallel over all devices, every model for the first seed before the next seed.
+Running the same command again resumes unfinished runs and skips finished ones, so a killed study continues
+where it stopped. Every flag of the preset's own command (``--iterations``, ``--lr``, ``--data``, ...) applies
+to every run. ``python -m experiments.report runs/study --out runs/study/report`` then writes the paper's
+tables and figures from the runs (docs/study.md).
 """
 
 from __future__ import annotations
@@ -70,10 +70,11 @@ def run_study(
     from wngan_jax.train import TrainingDiverged, train_and_evaluate
 
     root = pathlib.Path(root)
-    configs = [base.replace(norm=norm, seed=int(seed)) for norm in norms for seed in seeds]
+    # Seed-major: a study stopped early has every model at least once.
+    configs = [base.replace(norm=norm, seed=int(seed)) for seed in seeds for norm in norms]
     check_runs(configs, root, overwrite=overwrite)
     root.mkdir(parents=True, exist_ok=True)
-    study = {"norms": list(dict.fromkeys(c.norm for c in configs)), "seeds": [int(s) for s in seeds]}
+    study = {"norms": list(dict.fromkeys(c.norm for c in configs)), "seeds": list(dict.fromkeys(map(int, seeds)))}
     (root / STUDY_FILE).write_text(json.dumps(study | {"command": command}, indent=2) + "\n")
     summaries = []
     for i, config in enumerate(configs):
