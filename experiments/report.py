@@ -31,7 +31,7 @@ from wngan_jax import record as record_lib
 from wngan_jax.errors import ConfigError, MissingDataError
 from wngan_jax.metrics import read_metrics
 from wngan_jax.models import VARIANTS
-from wngan_jax.visualize import Line, plot_curves, plot_lines
+from wngan_jax.visualize import Line, plot_lines
 
 RECONSTRUCTED_TARGETS = 8  # rows of Figs. 2/12
 TIMELINE_COLUMNS = 10  # recorded iterations shown in Figs. 3-4
@@ -70,7 +70,7 @@ class Instance:
         finite = [(loss, it) for it, loss in zip(self.iterations, self.losses) if np.isfinite(loss)]
         if not finite:
             return None, None
-        loss, it = min(finite, key=lambda p: (p[0], p[1]))
+        loss, it = min(finite)
         return it, loss
 
     @property
@@ -277,13 +277,16 @@ def table(run_dirs) -> str:
     return "\n".join(lines)
 
 
-def plot(run_dirs, path) -> pathlib.Path:
-    """Paper Figure 1: running-test reconstruction loss against iterations, one line per run."""
-    curves = {}
-    for d in run_dirs:
-        name = _field(json.loads((pathlib.Path(d) / "config.json").read_text()), "norm")
-        curves[name] = read_metrics(d, "test_loss")
-    return plot_curves(curves, path)
+def plot(run_dirs, path, *, factor: float = diagnostics.COLLAPSE_FACTOR, tests: int = diagnostics.COLLAPSE_TESTS):
+    """Paper Figs. 1, 13-14: running-test loss against iterations, one colour per model, one line per run,
+    crosses at collapses."""
+    instances = [load_instance(d, factor=factor, tests=tests) for d in run_dirs]
+    lines = [
+        Line(i.model, i.label, i.iterations, i.losses, [(i.collapse.iteration, i.collapse.loss)] if i.collapse else ())
+        for group in by_model(instances).values()
+        for i in group
+    ]
+    return plot_lines(lines, path, ylabel=f"{_steps(instances)[0]} (running test)")
 
 
 # Figures --------------------------------------------------------------------------------------------------
@@ -296,14 +299,8 @@ class Figure:
     path: pathlib.Path | None = None
 
 
-def fig_curves(instances, out: pathlib.Path) -> Figure:
-    lines = [
-        Line(i.model, i.label, i.iterations, i.losses, [(i.collapse.iteration, i.collapse.loss)] if i.collapse else ())
-        for group in by_model(instances).values()
-        for i in group
-    ]
-    test_head, _ = _steps(instances)
-    path = plot_lines(lines, out / "fig1_running_test_loss.png", ylabel=f"{test_head} (running test)")
+def fig_curves(runs, out: pathlib.Path, factor: float, tests: int) -> Figure:
+    path = plot(runs, out / "fig1_running_test_loss.png", factor=factor, tests=tests)
     return Figure(
         "Figs. 1, 13-14: running-test reconstruction loss",
         "One colour per model, one line per instance; crosses mark collapses.",
@@ -367,14 +364,9 @@ def fig_reconstructions(instances, out: pathlib.Path) -> Figure:
     )
 
 
-def _record(instance: Instance):
-    iterations, images = record_lib.read(instance.run)
-    return iterations, images
-
-
 def fig_samples_over_time(instances, out: pathlib.Path) -> Figure:
     title = "Figs. 3-4: samples of fixed codes during training"
-    records = {m: _record(representative(g)) for m, g in by_model(instances).items()}
+    records = {m: record_lib.read(representative(g).run) for m, g in by_model(instances).items()}
     records = {m: r for m, r in records.items() if r[0]}
     if not records:
         return Figure(title, "Not available: no run has a fixed-code record (RUN/record/).")
@@ -405,7 +397,7 @@ def fig_collapses(instances, out: pathlib.Path) -> list[Figure]:
         return [Figure(title, "No instance collapsed, so there is no collapse to show.")]
     figures = []
     for i in collapsed:
-        its, images = _record(i)
+        its, images = record_lib.read(i.run)
         name = f"{i.model} seed {i.seed}, collapse at iteration {i.collapse.iteration:,}"
         if not its:
             figures.append(Figure(f"{title}: {name}", "Not available: this run has no fixed-code record."))
@@ -435,7 +427,7 @@ def fig_collapses(instances, out: pathlib.Path) -> list[Figure]:
 
 def diversity_curve(instance: Instance) -> tuple[list[int], list[float]]:
     """(recorded iterations, :func:`wngan_jax.diagnostics.sample_diversity` of each record)."""
-    its, images = _record(instance)
+    its, images = record_lib.read(instance.run)
     if not its or images.shape[1] < 2:
         return [], []
     return its, [diagnostics.sample_diversity(x) for x in images]
@@ -507,11 +499,12 @@ def write_report(
     ``markdown``, also that Markdown page with copies of the figures in a folder named after it."""
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    instances = [load_instance(r, factor=factor, tests=tests) for r in find_runs(paths)]
+    runs = find_runs(paths)
+    instances = [load_instance(r, factor=factor, tests=tests) for r in runs]
     tables = tables_markdown(instances, factor=factor, tests=tests)
     (out / "tables.md").write_text(tables)
     figures = [
-        fig_curves(instances, out),
+        fig_curves(runs, out, factor, tests),
         fig_reconstructions(instances, out),
         fig_samples_over_time(instances, out),
         *fig_collapses(instances, out),
@@ -630,7 +623,7 @@ def body(fv: flags.FlagValues, args: list[str]) -> int:
         return 0
     print(table(runs))
     if fv.plot:
-        print(f"plot: {plot(runs, fv.plot)}")
+        print(f"plot: {plot(runs, fv.plot, factor=fv.collapse_factor, tests=fv.collapse_tests)}")
     return 0
 
 

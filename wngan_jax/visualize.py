@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import pathlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
@@ -62,18 +62,6 @@ def save_png(image: np.ndarray, path) -> pathlib.Path:
 
 def save_grid(images, path, columns: int | None = None) -> pathlib.Path:
     return save_png(grid(images, columns), path)
-
-
-def plot_curves(
-    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
-    path,
-    *,
-    xlabel: str = "iteration",
-    ylabel: str = "50-step reconstruction loss",
-    title: str | None = None,
-) -> pathlib.Path:
-    """One line per name from ``{name: (iterations, losses)}`` (paper Fig. 1)."""
-    return plot_lines([Line(name, name, xs, ys) for name, (xs, ys) in curves.items()], path, xlabel, ylabel, title)
 
 
 @dataclasses.dataclass(frozen=True)
