@@ -116,7 +116,7 @@ def plot_image_table(
     plt = _pyplot()
     rows, columns = len(cells), max(len(r) for r in cells)
     h, w = max(c.shape[0] for r in cells for c in r), max(c.shape[1] for r in cells for c in r)
-    size = 1.4 / max(h, w)  # inches per pixel of the largest cell
+    size = 1.0 / max(h, w)  # inches per pixel of the largest cell
     fig, axes = plt.subplots(
         rows,
         columns,
