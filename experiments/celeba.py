@@ -3,7 +3,9 @@
 ``python -m experiments.celeba --norm=wn --workdir=runs/celeba_wn``
 """
 
+import sys
+
 from experiments.common import main_for
 
 if __name__ == "__main__":
-    main_for("celeba")
+    sys.exit(main_for("celeba", __doc__))

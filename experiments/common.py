@@ -1,4 +1,5 @@
-"""Flags shared by every experiment: one per TrainConfig field, plus the run directory and multi-host setup.
+"""The preset experiments' command line: one flag per config field (model fields included), the run
+directory and multi-host setup, in the convention of ``wngan_jax.cli``.
 
 Only flags given on the command line override the preset, so ``--lr=5e-5`` changes nothing else.
 """
@@ -6,106 +7,99 @@ Only flags given on the command line override the preset, so ``--lr=5e-5`` chang
 from __future__ import annotations
 
 import dataclasses
-import sys
+from collections.abc import Callable
 
-from absl import app, flags
+from absl import flags
 
-from wngan_jax.config import PRESETS, TrainConfig
-from wngan_jax.models import AUTHOR_NAMES, VARIANTS
+from wngan_jax import cli
+from wngan_jax.config import MODEL_FIELDS, PRESETS, TrainConfig
+from wngan_jax.models import AUTHOR_NAMES, VARIANTS, ModelConfig
+from wngan_jax.train import train_and_evaluate
 
-FLAGS = flags.FLAGS
 _FIELD_HELP = {
     "norm": f"norm variant: {', '.join(VARIANTS)} (or the authors' {', '.join(AUTHOR_NAMES)})",
-    "image_size": "image size, 64 or HxW such as 64x96 (even sides)",
-    "data": "data source: digits, folder:PATH, tfds:NAME[:SPLIT] (see docs/data.md)",
+    "data": "data source: digits, folder:PATH, lmdb:PATH, tfds:NAME[:SPLIT] (docs/data.md)",
+    "data_dir": "where a tfds: dataset's prepared files are (TFDS data_dir)",
+    "cache_dir": "root of the preprocessed-image cache (default $WNGAN_CACHE or ~/.cache/wngan_jax)",
     "loss": "bce (the paper), lsgan, or wasserstein (appendix D critic; needs --norm=wn)",
     "dtype": "compute dtype: float32, or bfloat16 on GPU/TPU (parameters and losses stay float32)",
+    "progress_bar": "show a progress bar",
+    "max_rollbacks": "non-finite losses in a row rolled back to the last checkpoint before giving up",
 }
 
 
-def _parse_size(text: str):
-    parts = [int(p) for p in text.lower().replace(",", "x").split("x")]
-    return (parts[0], parts[0]) if len(parts) == 1 else tuple(parts)
+def config_fields() -> list[dataclasses.Field]:
+    """The leaf fields that are flags: the model's (but ``critic``, which follows from the loss), then the rest."""
+    model = [f for f in dataclasses.fields(ModelConfig) if f.name in MODEL_FIELDS]
+    return model + [f for f in dataclasses.fields(TrainConfig) if f.name != "model"]
 
 
-def define_flags(fv: flags.FlagValues = FLAGS) -> None:
-    """Flags for every TrainConfig field (defaults come from the preset), --workdir, --overwrite, multi-host."""
-    for field in dataclasses.fields(TrainConfig):
+def define_config_flags(fv: flags.FlagValues) -> None:
+    """A flag per config field, default unset (the preset's value applies)."""
+    for field in config_fields():
         help_text = _FIELD_HELP.get(field.name, field.name.replace("_", " "))
-        default = field.default
-        if isinstance(default, bool):
+        if field.name == "image_size":
+            cli.define_image_size(fv)
+        elif isinstance(field.default, bool):
             flags.DEFINE_bool(field.name, None, help_text, flag_values=fv)
-        elif isinstance(default, int):
+        elif isinstance(field.default, int):
             flags.DEFINE_integer(field.name, None, help_text, flag_values=fv)
-        elif isinstance(default, float):
+        elif isinstance(field.default, float):
             flags.DEFINE_float(field.name, None, help_text, flag_values=fv)
         else:
             flags.DEFINE_string(field.name, None, help_text, flag_values=fv)
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+    """Config flags, ``--workdir``, ``--overwrite`` and the multi-host flags."""
+    define_config_flags(fv)
     flags.DEFINE_string("workdir", None, "run directory; an existing run there is resumed", flag_values=fv)
     flags.DEFINE_bool("overwrite", False, "discard a run in --workdir whose config differs", flag_values=fv)
-    flags.DEFINE_string(
-        "coordinator_address", None, "multi-host: host:port of process 0 (jax.distributed)", flag_values=fv
-    )
-    flags.DEFINE_integer("num_processes", None, "multi-host: number of processes", flag_values=fv)
-    flags.DEFINE_integer("process_id", None, "multi-host: index of this process", flag_values=fv)
+    cli.define_distributed_flags(fv)
 
 
-def config_from_flags(preset: str, fv: flags.FlagValues = FLAGS, **overrides) -> TrainConfig:
+def config_from_flags(fv: flags.FlagValues, preset: str, **overrides) -> TrainConfig:
     """The preset, with the flags given on the command line, then ``overrides``, applied."""
-    config = PRESETS[preset]()
-    changes = {}
-    for field in dataclasses.fields(TrainConfig):
-        if fv[field.name].present:
-            value = fv[field.name].value
-            changes[field.name] = _parse_size(value) if field.name == "image_size" else value
-    return config.replace(**(changes | overrides))
+    given = {f.name: fv[f.name].value for f in config_fields() if fv[f.name].present}
+    return PRESETS[preset]().replace(**(given | overrides))
 
 
-def init_distributed() -> None:
-    if FLAGS.coordinator_address is None and FLAGS.num_processes is None:
-        return
-    import jax
-
-    jax.distributed.initialize(
-        coordinator_address=FLAGS.coordinator_address, num_processes=FLAGS.num_processes, process_id=FLAGS.process_id
-    )
-
-
-def run_experiment(preset: str, workdir: str | None = None, **overrides) -> dict:
+def run_experiment(fv: flags.FlagValues, preset: str, workdir=None, **overrides) -> dict:
     """Build the preset's config from the flags (and ``overrides``), train, and print the summary."""
-    from wngan_jax.train import train_and_evaluate
-
-    config = config_from_flags(preset, **overrides)
-    workdir = workdir or FLAGS.workdir or f"runs/{preset}_{config.norm}"
-    summary = train_and_evaluate(config, workdir, overwrite=FLAGS.overwrite)
+    config = config_from_flags(fv, preset, **overrides)
+    workdir = workdir or fv.workdir or f"runs/{preset}_{config.norm}"
+    summary = train_and_evaluate(config, workdir, overwrite=fv.overwrite)
     print(f"run directory: {workdir}")
     print(f"best running-test loss {summary['best_loss']} at iteration {summary['best_iteration']}")
-    if "final_test" in summary:
-        print(
-            f"final test ({summary['final_test']['samples']} images, {summary['final_test']['steps']} steps): "
-            f"{summary['final_test']['mean_loss']:.6f}"
-        )
+    for which in ("best", "last"):
+        final = summary.get("final_test", {}).get(which)
+        if final:
+            print(
+                f"final test of the {which} generator (iteration {final['iteration']}, {final['samples']} images, "
+                f"{final['steps']} steps): {final['mean_loss']:.6f}"
+            )
     return summary
 
 
-def main_for(preset: str, entry=None):
-    """Run ``entry(argv)`` (default: train the preset) under ``absl.app`` with clear one-line errors."""
-    define_flags()
+def main_for(
+    preset: str,
+    doc: str,
+    argv=None,
+    *,
+    define: Callable[[flags.FlagValues], None] | None = None,
+    entry: Callable[[flags.FlagValues], object] | None = None,
+) -> int:
+    """``python -m experiments.<preset>``: train the preset, or run ``entry(flags)`` with ``define``'s extra flags."""
 
-    def main(argv):
-        from absl import logging as absl_logging
+    def define_all(fv):
+        define_flags(fv)
+        if define:
+            define(fv)
 
-        if not FLAGS["verbosity"].present:  # libraries' INFO chatter would bury the progress bar
-            absl_logging.set_verbosity(absl_logging.WARNING)
-        init_distributed()
-        try:
-            (entry or (lambda a: run_experiment(preset)))(argv)
-        except Exception as e:  # known user errors get one clear line, not a traceback
-            from wngan_jax.checkpoint import CheckpointError
-            from wngan_jax.train import TrainingDiverged, WorkdirConflict
+    def body(fv, args):
+        cli.no_arguments(args)
+        cli.init_distributed(fv)
+        (entry or (lambda fv: run_experiment(fv, preset)))(fv)
+        return 0
 
-            if isinstance(e, (ValueError, FileNotFoundError, CheckpointError, TrainingDiverged, WorkdirConflict)):
-                sys.exit(f"error: {e}")
-            raise
-
-    app.run(main)
+    return cli.run(f"experiments.{preset}", doc, define_all, body, argv)

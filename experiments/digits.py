@@ -8,34 +8,43 @@ the paper's Table 2 for them: what ``make demo`` runs.
 from __future__ import annotations
 
 import pathlib
+import sys
 
 from absl import flags
 
 from experiments import common, report, study
 
-flags.DEFINE_bool("demo", False, "train vanilla, bn and wn and write the report of their tables and figures")
 DEMO_MODELS = ("vanilla", "bn", "wn")
 
 
-def demo() -> None:
+def demo(fv: flags.FlagValues) -> None:
     """A one-seed study of vanilla, BN and WN (``experiments.study``) and its report (``experiments.report``)."""
-    root = pathlib.Path(common.FLAGS.workdir or "runs/demo")
+    root = pathlib.Path(fv.workdir or "runs/demo")
     print(f"training the {', '.join(DEMO_MODELS)} models on the built-in digits (scikit-learn, 1797 images)")
-    base = common.config_from_flags("digits")
-    study.run_study(base, DEMO_MODELS, [0], root, overwrite=common.FLAGS.overwrite, command="make demo")
+    base = common.config_from_flags(fv, "digits")
+    study.run_study(base, DEMO_MODELS, [0], root, overwrite=fv.overwrite, command="make demo")
     index = report.write_report([root], root / "report")
     print("\nReconstruction loss of the best generator of each model (paper Table 2; lower is better):\n")
     print(report.summary_table([root]))
     print(f"\nreport (tables, loss curves, samples, reconstructions): {index}")
 
 
-def main(argv) -> None:
-    del argv
-    if common.FLAGS.demo:
-        demo()
+def define(fv: flags.FlagValues) -> None:
+    flags.DEFINE_bool(
+        "demo", False, "train vanilla, bn and wn and write the report of their tables and figures", flag_values=fv
+    )
+
+
+def entry(fv: flags.FlagValues) -> None:
+    if fv.demo:
+        demo(fv)
     else:
-        common.run_experiment("digits")
+        common.run_experiment(fv, "digits")
+
+
+def main(argv=None) -> int:
+    return common.main_for("digits", __doc__, argv, define=define, entry=entry)
 
 
 if __name__ == "__main__":
-    common.main_for("digits", main)
+    sys.exit(main())

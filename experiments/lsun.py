@@ -3,7 +3,9 @@
 ``python -m experiments.lsun --norm=wn --workdir=runs/lsun_wn``
 """
 
+import sys
+
 from experiments.common import main_for
 
 if __name__ == "__main__":
-    main_for("lsun")
+    sys.exit(main_for("lsun", __doc__))

@@ -28,6 +28,7 @@ from absl import flags
 
 from wngan_jax import cli, diagnostics, visualize
 from wngan_jax import record as record_lib
+from wngan_jax.config import TrainConfig
 from wngan_jax.errors import ConfigError, MissingDataError
 from wngan_jax.metrics import read_metrics
 from wngan_jax.models import VARIANTS
@@ -42,11 +43,6 @@ INTERPOLATION_STEPS = 8
 
 
 # Runs ---------------------------------------------------------------------------------------------------
-def _field(config: dict, name: str):
-    """A TrainConfig field from ``config.json``, whether model fields are at the top or under ``model``."""
-    return config[name] if name in config else config.get("model", {}).get(name)
-
-
 @dataclasses.dataclass
 class Instance:
     """One run of a study: its curve, its Table 2 numbers and its collapse."""
@@ -54,7 +50,7 @@ class Instance:
     run: pathlib.Path
     model: str
     seed: int
-    config: dict
+    config: TrainConfig
     iterations: list[int]
     losses: list[float]
     final: dict
@@ -101,14 +97,14 @@ def find_runs(paths) -> list[pathlib.Path]:
 
 def load_instance(run, *, factor: float, tests: int) -> Instance:
     run = pathlib.Path(run)
-    config = json.loads((run / "config.json").read_text())
+    config = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
     iterations, losses = read_metrics(run, "test_loss")
     final_path = run / "final_test" / "report.json"
     final = json.loads(final_path.read_text()) if final_path.exists() else {}
     return Instance(
         run=run,
-        model=_field(config, "norm"),
-        seed=int(_field(config, "seed")),
+        model=config.norm,
+        seed=config.seed,
         config=config,
         iterations=iterations,
         losses=losses,
@@ -187,7 +183,7 @@ def instance_rows(instances: list[Instance]) -> list[dict]:
 
 
 def _steps(instances: list[Instance]) -> tuple[str, str]:
-    test = {_field(i.config, "test_steps") for i in instances}
+    test = {i.config.test_steps for i in instances}
     final = {i.final.get("steps") for i in instances if i.final}
     test_head = f"{test.pop():,}-step loss" if len(test) == 1 else "running-test loss"
     final_head = f"final {final.pop():,}-step loss" if len(final) == 1 else "final-test loss"
@@ -252,7 +248,7 @@ def run_row(run_dir) -> dict:
         best_iteration=i.best[0],
         best_loss=i.best[1],
         final_loss=i.final_loss,
-        test_steps=_field(i.config, "test_steps"),
+        test_steps=i.config.test_steps,
         final_steps=i.final.get("steps"),
     )
 
@@ -316,19 +312,18 @@ def _variables(instance: Instance, which: str = "best"):
 
 def _final_targets(instance: Instance, count: int) -> np.ndarray:
     """The first ``count`` images of the run's final test set (those ``final_test/codes.npy`` reconstruct)."""
-    from wngan_jax import checkpoint, data
+    from wngan_jax import data
 
-    model = checkpoint.read_model_config(instance.run)
     c = instance.config
     ds = data.load(
-        c["data"],
-        model.image_size,
-        channels=model.channels,
-        cache_dir=c.get("cache_dir") or None,
-        data_dir=c.get("data_dir") or None,
-        final_test=c["final_test"],
-        running_test=c["running_test"],
-        split_seed=c["split_seed"],
+        c.data,
+        c.model.image_size,
+        channels=c.model.channels,
+        cache_dir=c.cache_dir or None,
+        data_dir=c.data_dir or None,
+        final_test=c.final_test,
+        running_test=c.running_test,
+        split_seed=c.split_seed,
         progress=False,
     )
     return np.asarray(ds.final_test[:count])

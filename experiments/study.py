@@ -20,7 +20,7 @@ import sys
 from absl import flags
 
 from experiments import common
-from wngan_jax import checkpoint, cli, errors
+from wngan_jax import checkpoint, cli, errors, train
 from wngan_jax.config import PRESETS, TrainConfig
 
 STUDY_FILE = "study.json"
@@ -32,15 +32,10 @@ def run_dir(root, norm: str, seed: int) -> pathlib.Path:
 
 def check_runs(configs, root, *, overwrite: bool) -> None:
     """Refuse, before anything trains, a study whose runs on disk were made with another config."""
-    from wngan_jax.train import WorkdirConflict, check_workdir
-
     if overwrite:
         return
     for config in configs:
-        try:
-            check_workdir(config, run_dir(root, config.norm, config.seed), overwrite=False)
-        except WorkdirConflict as e:  # one line for the user, whichever module defines the class
-            raise errors.WorkdirConflict(str(e).replace("--workdir", "--workdir (the study directory)")) from e
+        train.check_workdir(config, run_dir(root, config.norm, config.seed), overwrite=False)
 
 
 def is_finished(run: pathlib.Path, config: TrainConfig) -> bool:
@@ -67,8 +62,6 @@ def run_study(
 
     A run whose loss stays non-finite (``TrainingDiverged``) is reported and the study goes on.
     """
-    from wngan_jax.train import TrainingDiverged, train_and_evaluate
-
     root = pathlib.Path(root)
     # Seed-major: a study stopped early has every model at least once.
     configs = [base.replace(norm=norm, seed=int(seed)) for seed in seeds for norm in norms]
@@ -86,8 +79,8 @@ def run_study(
             continue
         print(f"{head}: {'resuming' if (run / 'config.json').exists() else 'training'}", flush=True)
         try:
-            summary = train_and_evaluate(config, run, overwrite=overwrite) | {"status": "trained"}
-        except TrainingDiverged as e:
+            summary = train.train_and_evaluate(config, run, overwrite=overwrite) | {"status": "trained"}
+        except errors.TrainingDiverged as e:
             print(f"{head}: failed: {e}", flush=True)
             summary = {"workdir": str(run), "status": "diverged", "error": str(e)}
         summaries.append(summary)
@@ -102,18 +95,17 @@ def define(fv: flags.FlagValues) -> None:
 
 
 def body(fv: flags.FlagValues, args: list[str], command: str = "") -> int:
-    if args:
-        raise errors.ConfigError(f"unexpected arguments {args}; experiments.study takes only flags")
+    cli.no_arguments(args)
     for name, plural in (("norm", "norms"), ("seed", "seeds")):
         if fv[name].present:
             raise errors.ConfigError(f"--{name} is set per run by the study; use --{plural}")
     try:
         seeds = [int(s) for s in fv.seeds]
-        base = common.config_from_flags(fv.preset, fv)
-        for norm in fv.norms:
-            base.replace(norm=norm)
-    except ValueError as e:
-        raise errors.ConfigError(str(e)) from e
+    except ValueError:
+        raise errors.ConfigError(f"--seeds must be integers, got {','.join(fv.seeds)}") from None
+    base = common.config_from_flags(fv, fv.preset)
+    for norm in fv.norms:  # an unknown name fails here, before anything trains
+        base.replace(norm=norm)
     if not fv.norms or not seeds:
         raise errors.ConfigError("--norms and --seeds must each name at least one value")
     cli.init_distributed(fv)

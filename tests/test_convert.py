@@ -55,7 +55,7 @@ def test_outputs_equal_the_authors_networks(norm, size):
     )
     for x in (real, want_images):
         np.testing.assert_allclose(dis(x), torch_discriminate(d, x), rtol=0, atol=1e-5)
-    assert dis.config == gen.config and dis.config.variant == convert.get_variant(norm).name
+    assert dis.config == gen.config and dis.config.norm == convert.get_variant(norm).name
 
 
 def test_slopes_outside_unit_interval_are_exercised():
@@ -103,7 +103,7 @@ def test_key_errors_name_every_problem():
     assert "missing level.1.tprelu.bias (expected shape (8,))" in msg
     assert "unexpected level.1.prelu.weight" in msg
     assert "level.0.conv.scale: shape (1, 3), expected (1, 3, 1, 1)" in msg
-    assert "--norm weight --image-size 16 --nfeature 8 --code-size 32" in msg
+    assert "--norm weight --image_size 16 --nfeature 8 --code_size 32" in msg
 
 
 def test_wrong_variant_or_size_is_reported():
@@ -149,7 +149,7 @@ def test_convert_and_sample_commands(tmp_path, capsys):
     torch.save(g.state_dict(), tmp_path / "best_gen.pt")
     torch.save(d.state_dict(), tmp_path / "best_dis.pt")
     out = tmp_path / "converted"
-    common = ["--norm", "batch", "--image-size", "16x16", "--nfeature", str(NF), "--code-size", str(CODE)]
+    common = ["--norm", "batch", "--image_size", "16x16", "--nfeature", str(NF), "--code_size", str(CODE)]
     assert (
         convert.main(
             ["--gen", str(tmp_path / "best_gen.pt"), "--dis", str(tmp_path / "best_dis.pt"), *common, "--out", str(out)]
@@ -210,11 +210,11 @@ def test_generator_only_checkpoint(tmp_path):
                 _save_npz(g, tmp_path / "g.npz"),
                 "--norm",
                 "weight",
-                "--image-size",
+                "--image_size",
                 "16",
                 "--nfeature",
                 str(NF),
-                "--code-size",
+                "--code_size",
                 str(CODE),
                 "--out",
                 str(out),
@@ -223,7 +223,7 @@ def test_generator_only_checkpoint(tmp_path):
         == 0
     )
     config, variables, step = checkpoint.load_generator(out, "last")
-    assert step == 0 and config.variant == "wn"
+    assert step == 0 and config.norm == "wn"
     codes = sample.normal_codes(3, CODE, seed=7)
     np.testing.assert_array_equal(codes, sample.normal_codes(3, CODE, seed=7))
     np.testing.assert_allclose(sample.generate(config, variables, codes), torch_generate(g, codes), rtol=0, atol=1e-5)

@@ -12,7 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from wngan_jax import data
+from wngan_jax import data, sharding
 from wngan_jax.data import prepare, transforms
 from wngan_jax.data.__main__ import main as cli
 
@@ -173,7 +173,7 @@ def test_lmdb_and_lsun_prepare(tmp_path):
         for file in database.iterdir():
             zf.write(file, f"bedroom_train_lmdb/{file.name}")
     out = tmp_path / "prepared"
-    assert cli(["prepare", "lsun/bedroom", "--manual-dir", str(manual), "--data-dir", str(out)]) == 0
+    assert cli(["prepare", "lsun/bedroom", "--manual_dir", str(manual), "--data_dir", str(out)]) == 0
     spec = f"lmdb:{out / 'lsun' / 'bedroom_train_lmdb'}"
     with pytest.warns(UserWarning, match="skipped 1"):
         prepared = data.load(spec, 32, cache_dir=tmp_path / "cache", final_test=2, running_test=1, progress=False)
@@ -250,7 +250,7 @@ def test_clear_errors(tmp_path, capsys):
         data.load("digits", 8, cache_dir=tmp_path)
     with pytest.raises(ValueError, match="unknown data spec"):
         data.load("mnist", 8, cache_dir=tmp_path)
-    assert cli(["prepare", "celeb_a", "--manual-dir", str(tmp_path), "--data-dir", str(tmp_path)]) == 1
+    assert cli(["prepare", "celeb_a", "--manual_dir", str(tmp_path), "--data_dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     for name in (
         "img_align_celeba.zip",
@@ -312,17 +312,17 @@ def test_iterator_process_parts_make_the_global_batch():
     parts = [data.BatchIterator(images, 32, seed=1, prefetch=0, process_index=p, process_count=2) for p in range(2)]
     for _ in range(4):
         np.testing.assert_array_equal(next(whole), np.concatenate([next(p) for p in parts]))
-    assert data.process_slice(32, 1, 4) == slice(8, 16)
-    assert data.process_slice(32) == slice(0, 32)
+    assert sharding.process_slice(32, 1, 4) == slice(8, 16)
+    assert sharding.process_slice(32) == slice(0, 32)
     with pytest.raises(ValueError, match="not divisible"):
-        data.process_slice(30, 0, 4)
+        sharding.process_slice(30, 0, 4)
 
 
 def test_shard_batch_over_four_devices():
     assert jax.device_count() == 4
     mesh = jax.make_mesh((4,), ("data",))
     batch = next(data.BatchIterator(indexed_images(), 32, prefetch=0))
-    sharded = data.shard_batch(batch, mesh)
+    sharded = sharding.shard_batch(batch, mesh)
     np.testing.assert_array_equal(np.asarray(sharded), batch)
     assert [s.data.shape[0] for s in sharded.addressable_shards] == [8, 8, 8, 8]
     for shard in sharded.addressable_shards:

@@ -1,5 +1,8 @@
 """The digits experiment end to end: runs, the paper's Table 2 and Figure 1 from them, sample grids."""
 
+import json
+
+import pytest
 from absl import flags
 
 from experiments import common, report
@@ -21,12 +24,21 @@ def test_digits_runs_give_table_plot_grids_and_checkpoints(tmp_path):
         final_test_samples=20,
         final_test_steps=3,
         cache_dir=str(tmp_path / "cache"),
-        progress=False,
+        progress_bar=False,
     )
     runs = []
     for norm in ("vanilla", "wn"):
         summary = train.train_and_evaluate(config.replace(norm=norm), tmp_path / norm)
-        assert summary["final_test"]["samples"] == 20 and summary["best_iteration"] in (2, 4)
+        assert summary["final_test"]["best"]["samples"] == 20 and summary["best_iteration"] in (2, 4)
+        assert summary["final_test"]["last"]["iteration"] == 4
+        final = json.loads((tmp_path / norm / "final_test" / "report.json").read_text())
+        assert final["iteration"] == summary["best_iteration"] and final["last"]["iteration"] == 4
+        assert final["loss_curve"] == {"3": pytest.approx(final["mean_loss"])}
+        if summary["best_iteration"] == 4:
+            assert final["last"]["same_as_best"] and final["last"]["mean_loss"] == final["mean_loss"]
+        else:  # the last generator is evaluated on its own, on the same targets
+            last = json.loads((tmp_path / norm / "final_test" / "last" / "report.json").read_text())
+            assert last["mean_loss"] == final["last"]["mean_loss"] and len(last["per_sample_loss"]) == 20
         runs.append(tmp_path / norm)
     text = report.table(runs).splitlines()
     assert text[0].split() == ["Model", "Iteration", "3-step", "loss", "3-step", "loss"]  # running, final
@@ -43,11 +55,10 @@ def test_digits_runs_give_table_plot_grids_and_checkpoints(tmp_path):
 
 
 def test_command_line_flags_override_only_what_is_given():
-    flags.FLAGS.unparse_flags()
-    if "lr" not in flags.FLAGS:
-        common.define_flags()
-    flags.FLAGS(["digits", "--lr=5e-5", "--image_size=24x32", "--norm=weight"])
-    config = common.config_from_flags("digits")
-    assert (config.lr, config.image_size, config.norm) == (5e-5, (24, 32), "wn")
+    fv = flags.FlagValues()
+    common.define_flags(fv)
+    fv(["digits", "--lr=5e-5", "--image_size=24x32", "--norm=weight", "--max_rollbacks=1"])
+    config = common.config_from_flags(fv, "digits")
+    assert (config.lr, config.model.image_size, config.norm, config.max_rollbacks) == (5e-5, (24, 32), "wn", 1)
     assert config.iterations == digits().iterations and config.data == "digits"
-    flags.FLAGS.unparse_flags()
+    assert config.model.channels == digits().model.channels

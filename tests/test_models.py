@@ -247,7 +247,7 @@ def test_author_aliases():
     for author, ours in [("none", "vanilla"), ("batch", "bn"), ("weight", "wn"), ("weight-affine", "affine_wn")]:
         assert models.get_variant(author).name == ours
         assert models.get_variant(ours).name == ours
-        assert models.ModelConfig(author, 32).variant == ours
+        assert models.ModelConfig(author, 32).norm == ours
 
 
 @pytest.mark.parametrize("variant", list(models.VARIANTS))
@@ -290,11 +290,11 @@ def test_clip_slopes_on_a_wn_clip_generator():
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        (dict(variant="wn", image_size=63), "even"),
-        (dict(variant="wn", image_size=(64, 33)), "even"),
-        (dict(variant="wn", image_size=6), "too small"),
-        (dict(variant="spectral", image_size=64), "unknown norm variant"),
-        (dict(variant="wn", image_size=64, channels=2), "channels"),
+        (dict(norm="wn", image_size=63), "even"),
+        (dict(norm="wn", image_size=(64, 33)), "even"),
+        (dict(norm="wn", image_size=6), "too small"),
+        (dict(norm="spectral", image_size=64), "unknown norm variant"),
+        (dict(norm="wn", image_size=64, channels=2), "channels"),
     ],
 )
 def test_invalid_configs_raise_clear_errors(kwargs, match):

@@ -24,7 +24,7 @@ def test_colab_notebook_runs(tmp_path, monkeypatch):
         final_test_samples=20,
         final_test_steps=3,
         cache_dir=str(tmp_path / "cache"),
-        progress=False,
+        progress_bar=False,
     )
     monkeypatch.setattr(config_lib, "digits", lambda: small)
     monkeypatch.chdir(tmp_path)

@@ -38,12 +38,16 @@ def random_case(seed, x_shape, kernel_shape, dtype=np.float32):
     return rng, x, kernel
 
 
-def compare_with_reference(transpose, x_shape, kernel_shape, strides, padding, tol=1e-5, seed=0):
+def compare_with_reference(
+    transpose, x_shape, kernel_shape, strides, padding, tol=1e-5, seed=0, split_phases_below=ops.SPLIT_PHASES_BELOW
+):
     """Forward, input gradient and kernel gradient of the custom op vs XLA's derivative of the plain op."""
     rng, x, kernel = random_case(seed, x_shape, kernel_shape)
-    custom, reference = (
-        (ops.conv_transpose, ops.reference_conv_transpose) if transpose else (ops.conv, ops.reference_conv)
-    )
+    op, reference = (ops.conv_transpose, ops.reference_conv_transpose) if transpose else (ops.conv, ops.reference_conv)
+
+    def custom(a, k, s, p):
+        return op(a, k, s, p, split_phases_below)
+
     y_ref = jax.eval_shape(lambda a, k: reference(a, k, strides, padding), x, kernel)
     cotangent = rng.standard_normal(y_ref.shape).astype(np.float32)
     got = value_and_grads(custom, x, kernel, cotangent, strides, padding)
@@ -237,14 +241,14 @@ def test_transposed_output_size(size, kernel, stride, padding, expected):
         ((2, 6, 3, 4), (4, 4, 3, 4), (1, 0)),  # non-square, mixed paddings
     ],
 )
-def test_packed_and_split_phases_both_match(monkeypatch, split, x_shape, kernel_shape, padding):
+def test_packed_and_split_phases_both_match(split, x_shape, kernel_shape, padding):
     """Both sub-pixel forms (one packed convolution, or one per phase) equal XLA's derivative."""
-    monkeypatch.setattr(ops, "_SPLIT_PHASES_BELOW", 2.0 if split else 0.0)
-    jaxpr = jax.make_jaxpr(lambda a, k: ops.conv_transpose(a, k, (2, 2), padding))(
+    below = 2.0 if split else 0.0
+    jaxpr = jax.make_jaxpr(lambda a, k: ops.conv_transpose(a, k, (2, 2), padding, below))(
         jnp.zeros(x_shape), jnp.zeros(kernel_shape)
     )
     assert str(jaxpr).count("conv_general_dilated") == (4 if split else 1)
-    compare_with_reference(True, x_shape, kernel_shape, (2, 2), padding, seed=2)
+    compare_with_reference(True, x_shape, kernel_shape, (2, 2), padding, seed=2, split_phases_below=below)
     compare_with_reference(
         False,
         (x_shape[0], 2 * x_shape[1] - 2 * padding[0] + 2, 2 * x_shape[2] - 2 * padding[1] + 2, kernel_shape[2]),
@@ -252,6 +256,7 @@ def test_packed_and_split_phases_both_match(monkeypatch, split, x_shape, kernel_
         (2, 2),
         padding,
         seed=3,
+        split_phases_below=below,
     )
 
 

@@ -5,7 +5,6 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from jax.sharding import Mesh
 
@@ -46,33 +45,10 @@ def test_loss_falls_by_orders_of_magnitude(wn):
     np.testing.assert_array_equal(start.codes, 0.0)
 
 
-def _authors_loop(config, variables, targets, steps, batch=32):
-    """The authors' test(): batches of 32, a fresh RMSProp per batch, the batch-mean MSE, one step at a time."""
-    model = config.generator()
-
-    def batch_loss(z, x):
-        return jnp.mean(jnp.square(model.apply(variables, z, train=False) - x))
-
-    grad = jax.jit(jax.grad(batch_loss))
-    codes, losses = [], []
-    for start in range(0, len(targets), batch):
-        x = jnp.asarray(targets[start : start + batch], jnp.float32)
-        z = jnp.zeros((len(x), config.code_size))
-        opt = optax.rmsprop(0.01, decay=0.9, eps=1e-6, eps_in_sqrt=False)
-        state = opt.init(z)
-        for _ in range(steps):
-            updates, state = opt.update(grad(z, x), state)
-            z = optax.apply_updates(z, updates)
-        codes.append(z)
-        out = model.apply(variables, z, train=False)
-        losses.append(jnp.mean(jnp.square(out - x), axis=(1, 2, 3)))
-    return np.concatenate(codes), np.concatenate(losses)
-
-
 def test_equals_the_authors_batch_loop(wn):
     gen, variables = wn
     targets = _generated(CONFIG, variables, 70, scale=0.5)  # batches of 32, 32 and 6
-    codes, losses = _authors_loop(CONFIG, variables, targets, steps=20)
+    codes, losses = reconstruction.AuthorsLoop(CONFIG.generator(), variables)(targets, steps=20)
     result = reconstruction.reconstruct(gen, targets, steps=20, chunk_size=9)
     np.testing.assert_allclose(result.codes, codes, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(result.per_sample_loss, losses, rtol=1e-5)
@@ -267,3 +243,17 @@ def test_eval_command_on_the_final_test_set(tmp_path):
     assert eval_cli.main(common + ["--targets", str(tmp_path / "t.npy"), "--out", str(tmp_path / "b")]) == 0
     a, b = (json.loads((tmp_path / d / "report.json").read_text()) for d in "ab")
     assert a["targets"] == "data:digits" and a["per_sample_loss"] == b["per_sample_loss"]
+
+
+def test_loss_curve_in_one_pass_equals_separate_runs(wn):
+    """Appendix C.3's loss against reconstruction steps: recorded in one pass, equal to runs of those lengths."""
+    gen, variables = wn
+    targets = _generated(CONFIG, variables, 12, scale=0.5)
+    result = reconstruction.reconstruct(gen, targets, steps=12, record_steps=(3, 7), chunk_size=2)
+    assert list(result.loss_curve()) == [3, 7, 12]
+    for steps in (3, 7, 12):
+        alone = reconstruction.reconstruct(gen, targets, steps=steps)
+        np.testing.assert_allclose(result.losses_at_steps[steps], alone.per_sample_loss, rtol=1e-6)
+    assert result.loss_curve()[3] > result.loss_curve()[7] > result.loss_curve()[12]
+    with pytest.raises(ValueError, match="record_steps"):
+        reconstruction.reconstruct(gen, targets, steps=5, record_steps=(9,))

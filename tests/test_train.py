@@ -8,11 +8,12 @@ import numpy as np
 import optax
 import pytest
 
-from wngan_jax import data, train
+from wngan_jax import data, errors, train
 from wngan_jax.checkpoint import Checkpoints
 from wngan_jax.config import TrainConfig
 from wngan_jax.models import VARIANTS, alpha_clipped_modules
-from wngan_jax.train_step import init_state, make_mesh, make_train_step, replicate, rmsprop, run_key
+from wngan_jax.sharding import make_mesh, replicate, shard_batch
+from wngan_jax.train_step import init_state, make_train_step, rmsprop, run_key
 
 
 def tiny(**changes) -> TrainConfig:
@@ -34,9 +35,9 @@ def tiny(**changes) -> TrainConfig:
         log_every=1,
         num_fixed_codes=4,
         final_test_samples=0,
-        progress=False,
+        progress_bar=False,
     )
-    return TrainConfig(**(base | changes))
+    return TrainConfig().replace(**(base | changes))
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def cache_dir(tmp_path_factory):
 
 
 def _batches(config, n, seed=0):
-    shape = (n, config.batch_size, *config.image_size, config.channels)
+    shape = (n, config.batch_size, *config.model.image_size, config.model.channels)
     return np.random.default_rng(seed).uniform(size=shape).astype(np.float32)
 
 
@@ -55,7 +56,7 @@ def _run_steps(config, batches, devices):
     state = replicate(init_state(config, jax.random.key(0)), mesh)
     history = []
     for batch in batches:
-        state, metrics = step(state, data.shard_batch(batch, mesh), run_key(1, 0, mesh))
+        state, metrics = step(state, shard_batch(batch, mesh), run_key(1, 0, mesh))
         history.append(jax.device_get(metrics))
     return jax.device_get(state), history
 
@@ -67,7 +68,7 @@ def test_every_variant_trains_and_clips(norm):
     config = tiny(norm=norm, lr=0.05)
     state, history = _run_steps(config, _batches(config, 2), devices=1)
     assert all(bool(m["finite"]) for m in history)
-    clipped = alpha_clipped_modules(norm, config.image_size, config.nfeature)
+    clipped = alpha_clipped_modules(norm, config.model.image_size, config.model.nfeature)
     for net in ("generator", "discriminator"):
         for path, leaf in jax.tree_util.tree_leaves_with_path(state[net]["params"]):
             names = [p.key for p in path]
@@ -180,7 +181,7 @@ def test_nan_rolls_back_to_last_checkpoint(tmp_path, cache_dir, monkeypatch):
 
     monkeypatch.setattr(data.BatchIterator, "__next__", poisoned)
     summary = train.train_and_evaluate(tiny(cache_dir=cache_dir), tmp_path / "run")
-    assert summary["iteration"] == 6 and summary["nan_events"] == 1
+    assert summary["iteration"] == 6 and summary["rollbacks"] == 1
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in records if "d_loss" in r] == list(range(1, 7))
     assert all(np.isfinite(r["d_loss"]) for r in records if "d_loss" in r)
@@ -189,14 +190,14 @@ def test_nan_rolls_back_to_last_checkpoint(tmp_path, cache_dir, monkeypatch):
 def test_persistent_nan_stops_with_a_clear_message(tmp_path, cache_dir, monkeypatch):
     original = data.BatchIterator.__next__
     monkeypatch.setattr(data.BatchIterator, "__next__", lambda self: original(self) * np.nan)
-    with pytest.raises(train.TrainingDiverged, match="non-finite"):
-        train.train_and_evaluate(tiny(cache_dir=cache_dir, max_nan_restarts=2), tmp_path / "run")
+    with pytest.raises(errors.TrainingDiverged, match="non-finite"):
+        train.train_and_evaluate(tiny(cache_dir=cache_dir, max_rollbacks=2), tmp_path / "run")
 
 
 def test_workdir_with_another_config_is_refused(tmp_path, cache_dir):
     config = tiny(cache_dir=cache_dir, iterations=3)
     train.train_and_evaluate(config, tmp_path / "run")
-    with pytest.raises(train.WorkdirConflict, match="lr"):
+    with pytest.raises(errors.WorkdirConflict, match="lr"):
         train.train_and_evaluate(config.replace(lr=1e-3), tmp_path / "run")
     summary = train.train_and_evaluate(config.replace(lr=1e-3), tmp_path / "run", overwrite=True)
     assert summary["iteration"] == 3
@@ -225,7 +226,8 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, cache_dir):
     import time
 
     config = tiny(cache_dir=cache_dir, iterations=400, test_every=10, sample_every=200, keep_every=200, log_every=10)
-    flags = [f"--{k}={v}" for k, v in config.to_dict().items() if k != "image_size"]
+    flags = [f"--{k}={v}" for k, v in config.to_dict().items() if k != "model"]
+    flags += [f"--{k}={v}" for k, v in config.model.to_dict().items() if k not in ("image_size", "critic")]
     flags += ["--image_size=16", f"--workdir={tmp_path / 'run'}"]
     env = dict(os.environ, PYTHONPATH=os.getcwd())
     proc = subprocess.Popen(

@@ -21,24 +21,14 @@ import pathlib
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
+from wngan_jax.errors import CheckpointError
 from wngan_jax.models import ModelConfig
 
 MODEL_FILE = "model.json"
 WHICH = ("best", "last")
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, unreadable or does not fit the model it is loaded into."""
-
-
-def add_checkpoint_arguments(parser) -> None:
-    """``--checkpoint`` and ``--which``, as every command that reads a checkpoint spells them."""
-    parser.add_argument(
-        "--checkpoint", required=True, help="run directory or the --out of `python -m wngan_jax.convert`"
-    )
-    parser.add_argument("--which", default="best", help="best, last or an iteration number")
 
 
 def write_model_config(run_dir, config: ModelConfig) -> None:
@@ -179,8 +169,6 @@ def save_models(run_dir, config: ModelConfig, models: dict, *, step: int = 0, me
 
 def check_variables(config: ModelConfig, which_net: str, variables) -> None:
     """Raise a CheckpointError naming every parameter whose shape differs from what ``config`` builds."""
-    import jax.numpy as jnp
-
     net = config.generator() if which_net == "generator" else config.discriminator()
     dummy = (
         jnp.zeros((1, config.code_size))

@@ -6,7 +6,7 @@
 * Each command has its own ``flags.FlagValues``, so commands can be run in one process (tests, notebooks):
   ``main(argv) -> exit code``, and ``sys.exit(main())`` under ``__main__``.
 * ``--help`` prints the command's description and flags. A bad flag exits with code 2, a
-  :class:`~wngan_jax.errors.UserError` with code 1; both print one line, ``error: <message>``.
+  ``wngan_jax.errors.UserError`` with code 1; both print one line, ``error: <message>``.
 * The spellings of an earlier release (``--data-dir``, ``--batch-size``, ``--batch``, ``--image-size``, ...)
   still work for one release and print a deprecation note naming the new spelling.
 """
@@ -17,10 +17,11 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+import jax
 from absl import flags
 from absl import logging as absl_logging
 
-from wngan_jax.errors import UserError
+from wngan_jax.errors import ConfigError, UserError
 from wngan_jax.models import image_hw
 
 # Old spelling -> flag, accepted with a deprecation note until the next release.
@@ -31,6 +32,7 @@ DEPRECATED_SPELLINGS = {
     "batch-size": "batch_size",
     "batch": "batch_size",
     "image-size": "image_size",
+    "size": "image_size",
     "code-size": "code_size",
     "final-test": "final_test",
     "running-test": "running_test",
@@ -61,6 +63,33 @@ class ImageSizeParser(flags.ArgumentParser):
 class ImageSizeSerializer(flags.ArgumentSerializer):
     def serialize(self, value):
         return f"{value[0]}x{value[1]}"
+
+
+class IntListParser(flags.ArgumentParser):
+    """``50,100,200`` -> ``[50, 100, 200]``."""
+
+    syntactic_help = "comma-separated integers"
+
+    def parse(self, argument):
+        if isinstance(argument, (list, tuple)):
+            return [int(a) for a in argument]
+        try:
+            return [int(a) for a in argument.split(",") if a.strip()]
+        except ValueError:
+            raise ValueError(f"expected comma-separated integers, got {argument!r}") from None
+
+    def flag_type(self):
+        return "int list"
+
+
+def define_int_list(fv: flags.FlagValues, name: str, default, help_text: str) -> None:
+    flags.DEFINE(IntListParser(), name, default, help_text, flag_values=fv, serializer=flags.CsvListSerializer(","))
+
+
+def no_arguments(args: list[str]) -> None:
+    """Commands without positional arguments refuse stray words (often a flag missing its ``--``)."""
+    if args:
+        raise ConfigError(f"unexpected arguments {' '.join(args)}; flags start with --")
 
 
 def define_image_size(fv: flags.FlagValues, default=None, help_text: str | None = None) -> None:
@@ -111,8 +140,6 @@ def init_distributed(fv: flags.FlagValues) -> None:
     """``jax.distributed.initialize`` when the multi-host flags are given."""
     if fv.coordinator_address is None and fv.num_processes is None:
         return
-    import jax
-
     jax.distributed.initialize(
         coordinator_address=fv.coordinator_address, num_processes=fv.num_processes, process_id=fv.process_id
     )

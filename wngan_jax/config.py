@@ -1,30 +1,37 @@
 """Typed training configs and the paper's presets (paper §5.1, appendices C.3 and C.4; docs/authors.md §3).
 
-Every field can be overridden from the command line of ``python -m experiments.<preset>`` (``--field=value``).
+``TrainConfig`` nests the ``ModelConfig`` that fixes the networks' shapes (``config.model``, stored with every
+checkpoint as ``model.json``). Every leaf field, model fields included, is a flag of
+``python -m experiments.<preset>`` under its own name (``--norm=wn --image_size=64 --lr=5e-5``), and
+``config.replace(norm="bn", lr=5e-5)`` routes model fields into the nested model the same way.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Literal
 
-from wngan_jax.models import ModelConfig, get_variant, image_hw
+from wngan_jax.errors import ConfigError
+from wngan_jax.models import ModelConfig
 
+LOSSES = ("bce", "lsgan", "wasserstein")
+DTYPES = ("float32", "bfloat16")
+# Model fields a user sets; ``critic`` follows from the loss.
+MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name != "critic")
 # Fields that may differ when a run is resumed: they change how far or how verbosely it runs, not its maths.
-RESUMABLE_CHANGES = ("iterations", "log_every", "progress", "final_test_samples", "final_test_steps")
+RESUMABLE_CHANGES = ("iterations", "log_every", "progress_bar", "final_test_samples", "final_test_steps")
+# Spellings of earlier releases, read from old config.json files.
+RENAMED_FIELDS = {"progress": "progress_bar", "max_nan_restarts": "max_rollbacks"}
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """One training run. Defaults are the paper's CelebA settings (§5.1)."""
 
-    # Model (paper Table 1).
-    norm: str = "wn"  # vanilla | bn | wn | affine_wn | wn_meanbn | wn_clip (or authors' names)
-    image_size: tuple[int, int] = (160, 160)
-    channels: int = 3
-    nfeature: int = 64
-    code_size: int = 256
+    # Networks (paper Table 1): norm variant, image size, channels, nfeature, code size.
+    model: ModelConfig = ModelConfig(image_size=(160, 160))
     # Data (paper §5.1: 2000 final-test images, the first 200 of them the running test set).
     data: str = "tfds:celeb_a"
     data_dir: str = ""
@@ -52,50 +59,97 @@ class TrainConfig:
     log_every: int = 50
     final_test_samples: int = 2000
     final_test_steps: int = 2000
-    max_nan_restarts: int = 3
-    progress: bool = True
+    max_rollbacks: int = 3
+    progress_bar: bool = True
 
     def __post_init__(self):
-        object.__setattr__(self, "image_size", image_hw(self.image_size))
-        object.__setattr__(self, "norm", get_variant(self.norm).name)
-        if self.loss not in ("bce", "lsgan", "wasserstein"):
-            raise ValueError(f"loss must be bce, lsgan or wasserstein, got {self.loss!r}")
-        if self.loss == "wasserstein" and get_variant(self.norm).weight_norm != "strict":
-            raise ValueError("the Wasserstein loss needs the appendix D critic: use --norm=wn or wn_clip")
-        positive = ("batch_size", "iterations", "test_every", "sample_every", "log_every", "test_steps", "record_every")
+        model = self.model if isinstance(self.model, ModelConfig) else ModelConfig.from_dict(self.model)
+        if self.loss not in LOSSES:
+            raise ConfigError(f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        critic = self.loss == "wasserstein"
+        if critic and model.variant.weight_norm != "strict":
+            raise ConfigError("--loss=wasserstein needs the appendix D critic: use --norm=wn or --norm=wn_clip")
+        object.__setattr__(self, "model", dataclasses.replace(model, critic=critic))
+        self._validate()
+
+    def _validate(self) -> None:
+        """Every field checked where the config is built, before anything is written; errors name the flag."""
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        for name in ("lr", "rmsprop_eps"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ConfigError(f"--{name} must be a positive finite number, got {value!r}")
+        if not (isinstance(self.rmsprop_decay, (int, float)) and 0 <= self.rmsprop_decay < 1):
+            raise ConfigError(f"--rmsprop_decay must lie in [0, 1), got {self.rmsprop_decay!r}")
+        positive = (
+            "batch_size",
+            "iterations",
+            "test_every",
+            "test_steps",
+            "sample_every",
+            "num_fixed_codes",
+            "record_every",
+            "keep_every",
+            "log_every",
+            "final_test",
+            "running_test",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+                raise ConfigError(f"--{name} must be positive, got {getattr(self, name)}")
+        for name in ("final_test_samples", "final_test_steps", "max_rollbacks", "split_seed", "seed", "record_codes"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name} must not be negative, got {getattr(self, name)}")
         if self.running_test > self.final_test:
-            raise ValueError("running_test must not exceed final_test (it is the final test set's first part)")
-        _ = self.model  # validates the architecture early
+            raise ConfigError(
+                f"--running_test ({self.running_test}) must not exceed --final_test ({self.final_test}): "
+                "the running test set is the final test set's first part"
+            )
+        if self.final_test_samples > self.final_test:
+            raise ConfigError(
+                f"--final_test_samples ({self.final_test_samples}) must not exceed --final_test "
+                f"({self.final_test}), the size of the final test set"
+            )
 
     @property
-    def model(self) -> ModelConfig:
-        return ModelConfig(
-            self.norm, self.image_size, self.channels, self.nfeature, self.code_size, critic=self.loss == "wasserstein"
-        )
+    def norm(self) -> str:
+        """The norm variant (``config.model.norm``)."""
+        return self.model.norm
 
     def replace(self, **changes) -> TrainConfig:
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes``; model fields (``norm``, ``image_size``, ...) go into the nested model."""
+        model_changes = {k: changes.pop(k) for k in MODEL_FIELDS if k in changes}
+        model = dataclasses.replace(self.model, **model_changes) if model_changes else self.model
+        return dataclasses.replace(self, model=model, **changes)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self) | {"image_size": list(self.image_size)}
+        return dataclasses.asdict(self) | {"model": self.model.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
+        """From ``to_dict``'s form, or from the flat form of earlier releases (model fields at the top)."""
+        d = {RENAMED_FIELDS.get(k, k): v for k, v in d.items()}
+        model = dict(d.pop("model", {}))
+        model |= {k: d.pop(k) for k in MODEL_FIELDS + ("variant",) if k in d}
+        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
-            raise ValueError(f"unknown config fields {sorted(unknown)}")
-        return cls(**d)
+            raise ConfigError(f"unknown config fields {sorted(unknown)}")
+        return cls(model=ModelConfig.from_dict(model), **d)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     def differences(self, other: TrainConfig, ignore=RESUMABLE_CHANGES) -> dict:
-        a, b = self.to_dict(), other.to_dict()
-        return {k: (a[k], b[k]) for k in a if k not in ignore and a[k] != b[k]}
+        """``{field: (self's value, other's value)}`` for the fields that differ, model fields as ``model.X``."""
+        a, b = _flat(self.to_dict()), _flat(other.to_dict())
+        keys = sorted(a.keys() | b.keys())
+        return {k: (a.get(k), b.get(k)) for k in keys if k not in ignore and a.get(k) != b.get(k)}
+
+
+def _flat(d: dict) -> dict:
+    model = d.pop("model")
+    return d | {f"model.{k}": v for k, v in model.items()}
 
 
 def celeba() -> TrainConfig:
@@ -106,7 +160,7 @@ def celeba() -> TrainConfig:
 def cifar10() -> TrainConfig:
     """CIFAR-10 train+test, 32x32, nf 96, test every 1000 on 400 (appendix C.3).
     ``python -m experiments.cifar10 --norm=wn --workdir=runs/cifar10_wn``"""
-    return TrainConfig(
+    return TrainConfig().replace(
         data="tfds:cifar10", image_size=(32, 32), nfeature=96, test_every=1000, sample_every=1000, running_test=400
     )
 
@@ -114,7 +168,7 @@ def cifar10() -> TrainConfig:
 def lsun() -> TrainConfig:
     """LSUN bedroom 256x256 centre crops, code 512, batch 12, test every 1000 on 200 (appendix C.4).
     ``python -m experiments.lsun --norm=wn --workdir=runs/lsun_wn``"""
-    return TrainConfig(
+    return TrainConfig().replace(
         data="tfds:lsun/bedroom",
         image_size=(256, 256),
         code_size=512,
@@ -128,7 +182,7 @@ def lsun() -> TrainConfig:
 def digits() -> TrainConfig:
     """scikit-learn's 1797 handwritten digits at 16x16, small enough to train in minutes on a laptop CPU.
     ``python -m experiments.digits --norm=wn --workdir=runs/digits_wn``"""
-    return TrainConfig(
+    return TrainConfig().replace(
         data="digits",
         image_size=(16, 16),
         channels=1,

@@ -21,12 +21,11 @@ mean-only-BN or alpha-clipping model (paper appendix C.2). The mapping (docs/aut
 
 Command line (docs/convert.md)::
 
-    python -m wngan_jax.convert --gen best_gen.pt [--dis best_dis.pt] --norm weight --image-size 32 --out DIR
+    python -m wngan_jax.convert --gen best_gen.pt [--dis best_dis.pt] --norm weight --image_size 32 --out DIR
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import pathlib
@@ -36,9 +35,10 @@ from collections.abc import Callable, Mapping
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import flags
 
-from wngan_jax import checkpoint
-from wngan_jax.checkpoint import CheckpointError
+from wngan_jax import checkpoint, cli
+from wngan_jax.errors import CheckpointError, ConfigError, MissingDataError, MissingDependency
 from wngan_jax.models import AUTHOR_NAMES, ModelConfig, architecture, get_variant
 
 NETS = ("generator", "discriminator")
@@ -127,7 +127,7 @@ def _norm_act_entries(variant, prefix: str, project_prefix: str, channels: int, 
 
 def _entries(config: ModelConfig, net: str) -> list[_Entry]:
     """The authors' state-dict layout for ``config`` (docs/authors.md §2, §6), in their module order."""
-    v = get_variant(config.variant)
+    v = config.variant
     arch = architecture(config.image_size, config.channels, config.nfeature)
     entries = []
     if net == "generator":
@@ -163,7 +163,7 @@ def _entries(config: ModelConfig, net: str) -> list[_Entry]:
             "final.conv", "final_conv", (1, arch.top_channels, *arch.top_hw), v.last_weight_norm, 1, _torch_kernel
         )
     else:
-        raise ValueError(f"net must be one of {NETS}, got {net!r}")
+        raise ConfigError(f"net must be one of {NETS}, got {net!r}")
     return entries
 
 
@@ -172,18 +172,18 @@ def authors_config(norm: str, image_size, *, nfeature: int = 64, code_size: int 
     name = get_variant(norm).name
     if name not in AUTHOR_NAMES.values():
         authors = ", ".join(f"{a} ({p})" for a, p in AUTHOR_NAMES.items())
-        raise ValueError(
+        raise ConfigError(
             f"the authors' PyTorch models come in four variants only: {authors}; {norm!r} has no counterpart there"
         )
-    return ModelConfig(variant=name, image_size=image_size, channels=3, nfeature=nfeature, code_size=code_size)
+    return ModelConfig(norm=name, image_size=image_size, channels=3, nfeature=nfeature, code_size=code_size)
 
 
 def _describe(config: ModelConfig) -> str:
-    authors_norm = {p: a for a, p in AUTHOR_NAMES.items()}[config.variant]
+    authors_norm = {p: a for a, p in AUTHOR_NAMES.items()}[config.norm]
     h, w = config.image_size
     return (
-        f"--norm {authors_norm} --image-size {h if h == w else f'{h}x{w}'} "
-        f"--nfeature {config.nfeature} --code-size {config.code_size}"
+        f"--norm {authors_norm} --image_size {h if h == w else f'{h}x{w}'} "
+        f"--nfeature {config.nfeature} --code_size {config.code_size}"
     )
 
 
@@ -204,7 +204,7 @@ def authors_to_variables(state_dict: Mapping[str, np.ndarray], config: ModelConf
         raise CheckpointError(
             f"the authors' {net} state does not fit {_describe(config)}: "
             + "; ".join(problems)
-            + ". Pass the --norm, --image-size, --nfeature and --code-size the model was trained with."
+            + ". Pass the --norm, --image_size, --nfeature and --code_size the model was trained with."
         )
     variables: dict = {}
     for e in entries:
@@ -220,14 +220,14 @@ def load_state(state) -> dict[str, np.ndarray]:
         return {k: _to_numpy(a) for k, a in state.items()}
     path = pathlib.Path(os.fspath(state))
     if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
+        raise MissingDataError(f"no such file: {path}")
     if path.suffix == ".npz":
         with np.load(path) as f:
             return {k: f[k] for k in f.files}
     try:
         import torch
     except ImportError as e:
-        raise ImportError(
+        raise MissingDependency(
             f"reading {path} needs PyTorch: pip install 'wngan_jax[torch]' (or save the "
             "state dict as .npz with numpy where PyTorch is installed)"
         ) from e
@@ -272,59 +272,58 @@ def authors_network(
     return AuthorsNetwork(config, authors_to_variables(load_state(state), config, net), net)
 
 
-def parse_image_size(text: str):
-    """``"32"`` -> 32, ``"64x96"`` -> (64, 96) (height x width)."""
-    try:
-        parts = [int(p) for p in text.lower().split("x")]
-    except ValueError:
-        parts = []
-    if len(parts) not in (1, 2):
-        raise argparse.ArgumentTypeError(f"image size must be N or HxW, got {text!r}")
-    return parts[0] if len(parts) == 1 else tuple(parts)
+def define(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("gen", None, "generator state dict: *_gen.pt or .npz", flag_values=fv)
+    flags.DEFINE_string("dis", None, "discriminator state dict: *_dis.pt or .npz (optional)", flag_values=fv)
+    flags.DEFINE_string(
+        "norm",
+        None,
+        "the authors' --norm: none | batch | weight | weight-affine (or vanilla, bn, wn, affine_wn)",
+        flag_values=fv,
+    )
+    cli.define_image_size(fv)
+    flags.DEFINE_integer("nfeature", 64, "the authors' --nfeature", flag_values=fv)
+    flags.DEFINE_integer("code_size", 256, "the authors' --code_size", flag_values=fv)
+    flags.DEFINE_string("out", None, "new checkpoint directory to write", flag_values=fv)
+    for name in ("gen", "norm", "image_size", "out"):
+        flags.mark_flag_as_required(name, flag_values=fv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m wngan_jax.convert",
-        description="Convert the authors' PyTorch generator (and discriminator) state dicts into a "
-        "wngan_jax checkpoint directory (docs/convert.md).",
+def body(fv: flags.FlagValues, args: list[str]) -> int:
+    cli.no_arguments(args)
+    out = pathlib.Path(fv.out)
+    if (out / checkpoint.MODEL_FILE).exists():
+        raise CheckpointError(f"{out} already holds a checkpoint; choose a new --out directory")
+    config = authors_config(fv.norm, fv.image_size, nfeature=fv.nfeature, code_size=fv.code_size)
+    sources = {"generator": fv.gen} | ({"discriminator": fv.dis} if fv.dis else {})
+    models = {net: authors_to_variables(load_state(path), config, net) for net, path in sources.items()}
+    checkpoint.save_models(
+        out,
+        config,
+        models,
+        step=0,
+        meta={
+            "converted_from": {net: str(pathlib.Path(p).absolute()) for net, p in sources.items()},
+            "authors_norm": fv.norm,
+        },
     )
-    parser.add_argument("--gen", required=True, help="generator state dict: *_gen.pt or .npz")
-    parser.add_argument("--dis", help="discriminator state dict: *_dis.pt or .npz (optional)")
-    parser.add_argument("--norm", required=True, help="the authors' --norm: none | batch | weight | weight-affine")
-    parser.add_argument(
-        "--image-size", required=True, type=parse_image_size, help="image size, N or HxW (height x width)"
-    )
-    parser.add_argument("--nfeature", type=int, default=64, help="the authors' --nfeature")
-    parser.add_argument("--code-size", type=int, default=256, help="the authors' --code_size")
-    parser.add_argument("--out", required=True, help="new checkpoint directory to write")
-    args = parser.parse_args(argv)
-    try:
-        out = pathlib.Path(args.out)
-        if (out / checkpoint.MODEL_FILE).exists():
-            raise CheckpointError(f"{out} already holds a checkpoint; choose a new --out directory")
-        config = authors_config(args.norm, args.image_size, nfeature=args.nfeature, code_size=args.code_size)
-        sources = {"generator": args.gen} | ({"discriminator": args.dis} if args.dis else {})
-        models = {net: authors_to_variables(load_state(path), config, net) for net, path in sources.items()}
-        checkpoint.save_models(
-            out,
-            config,
-            models,
-            step=0,
-            meta={
-                "converted_from": {net: str(pathlib.Path(p).absolute()) for net, p in sources.items()},
-                "authors_norm": args.norm,
-            },
-        )
-    except (CheckpointError, FileNotFoundError, ImportError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
     for net, variables in models.items():
         count = sum(a.size for a in jax.tree_util.tree_leaves(variables.get("params", {})))
         print(f"{net}: {sources[net]} -> {count:,} parameters")
     print(f"wrote {out}: {config}")
     print(f"sample with: python -m wngan_jax.sample --checkpoint {out} --num 64 --out samples.npy --grid samples.png")
     return 0
+
+
+def main(argv=None) -> int:
+    return cli.run(
+        "wngan_jax.convert",
+        "Convert the authors' PyTorch generator (and discriminator) state dicts into a wngan_jax checkpoint "
+        "directory (docs/convert.md).",
+        define,
+        body,
+        argv,
+    )
 
 
 if __name__ == "__main__":

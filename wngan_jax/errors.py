@@ -37,3 +37,7 @@ class WorkdirConflict(UserError):
 
 class TrainingDiverged(UserError):
     """The loss stayed non-finite after the allowed number of rollbacks."""
+
+
+class MissingDependency(UserError, ImportError):
+    """An optional package a feature needs is not installed (says which extra to install)."""

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import flax.linen as nn
 import jax.numpy as jnp
 
+from wngan_jax import ops
 from wngan_jax.errors import ConfigError
 from wngan_jax.layers import BatchNorm, Conv, Dense, PReLU, WeightNorm
 
@@ -145,16 +146,17 @@ def _linear_kwargs(norm: WeightNorm):
 class Generator(nn.Module):
     """Code ``(B, code_size)`` -> images ``(B, H, W, C)`` in [0, 1] (sigmoid output, paper Table 1)."""
 
-    variant: str = "wn"
+    norm: str = "wn"
     image_size: Any = 64
     channels: int = 3
     nfeature: int = 64
     code_size: int = 256
     dtype: Any = None
+    split_phases_below: float = ops.SPLIT_PHASES_BELOW  # see ops.conv_transpose
 
     @nn.compact
     def __call__(self, z, train: bool = False):
-        v = get_variant(self.variant)
+        v = get_variant(self.norm)
         arch = architecture(self.image_size, self.channels, self.nfeature)
         if z.shape[-1] != self.code_size:
             raise ConfigError(f"codes must have length {self.code_size}, got shape {z.shape}")
@@ -176,6 +178,7 @@ class Generator(nn.Module):
                 level.padding,
                 transpose=True,
                 dtype=dtype,
+                split_phases_below=self.split_phases_below,
                 name=f"level_{i}_conv",
                 **_linear_kwargs(v.last_weight_norm if last else v.weight_norm),
             )(x)
@@ -197,16 +200,17 @@ class Discriminator(nn.Module):
     the critic value (no sigmoid is meant).
     """
 
-    variant: str = "wn"
+    norm: str = "wn"
     image_size: Any = 64
     channels: int = 3
     nfeature: int = 64
     critic: bool = False
     dtype: Any = None
+    split_phases_below: float = ops.SPLIT_PHASES_BELOW  # see ops.conv_transpose
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        v = get_variant(self.variant)
+        v = get_variant(self.norm)
         arch = architecture(self.image_size, self.channels, self.nfeature)
         if x.shape[1:] != arch.image_hw + (arch.channels,):
             raise ConfigError(
@@ -223,6 +227,7 @@ class Discriminator(nn.Module):
                 (2, 2),
                 level.padding,
                 dtype=dtype,
+                split_phases_below=self.split_phases_below,
                 name=f"level_{i}_conv",
                 **_linear_kwargs(v.weight_norm),
             )(x)
@@ -231,25 +236,32 @@ class Discriminator(nn.Module):
                 x = norm(x, use_running_average=not train)
             x = _activation(v, f"level_{i}_act")(x)
         last_norm = "strict" if self.critic else v.last_weight_norm
-        x = Conv(1, arch.top_hw, dtype=dtype, name="final_conv", **_linear_kwargs(last_norm))(x)
+        x = Conv(
+            1,
+            arch.top_hw,
+            dtype=dtype,
+            split_phases_below=self.split_phases_below,
+            name="final_conv",
+            **_linear_kwargs(last_norm),
+        )(x)
         return x.reshape(x.shape[0]).astype(jnp.float32)
 
 
-def alpha_clipped_modules(variant: str, image_size, nfeature: int = 64) -> tuple[str, ...]:
+def alpha_clipped_modules(norm: str, image_size, nfeature: int = 64) -> tuple[str, ...]:
     """Names of the generator's first two TPReLU layers when the variant clips their alpha (appendix C.2)."""
-    if not get_variant(variant).clip_alpha:
+    if not get_variant(norm).clip_alpha:
         return ()
     top = len(architecture(image_size, nfeature=nfeature).levels) - 1
     return ("initial_act", f"level_{top}_act")
 
 
-def layer_table(variant: str, image_size, channels: int = 3, nfeature: int = 64):
+def layer_table(norm: str, image_size, channels: int = 3, nfeature: int = 64):
     """Paper Table 1 rows for this variant: (discriminator layers, generator layers), as the paper writes them.
 
     Linear layers read ``"<type> k, s, p, c_out"``; the generator's dense layer is written as the equivalent
     transposed convolution from a 1x1 code, as in the paper.
     """
-    v = get_variant(variant)
+    v = get_variant(norm)
     arch = architecture(image_size, channels, nfeature)
     kind = {"none": "Conv", "strict": "SWNConv", "affine": "AWNConv"}
     bn = {"none": None, "full": "BN", "mean_only": "MeanOnlyBN"}[v.batch_norm]
@@ -283,7 +295,7 @@ def layer_table(variant: str, image_size, channels: int = 3, nfeature: int = 64)
 class ModelConfig:
     """Everything that fixes the shapes of a generator/discriminator pair; stored with every checkpoint."""
 
-    variant: str = "wn"
+    norm: str = "wn"
     image_size: tuple[int, int] = (64, 64)
     channels: int = 3
     nfeature: int = 64
@@ -292,20 +304,31 @@ class ModelConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "image_size", image_hw(self.image_size))
-        object.__setattr__(self, "variant", get_variant(self.variant).name)
+        object.__setattr__(self, "norm", get_variant(self.norm).name)
         architecture(self.image_size, self.channels, self.nfeature)  # validates size and channels
 
-    def generator(self, dtype=None) -> Generator:
-        return Generator(self.variant, self.image_size, self.channels, self.nfeature, self.code_size, dtype)
+    @property
+    def variant(self) -> Variant:
+        """What ``norm`` means: which layers, activation and batch statistics (paper Table 1, C.2)."""
+        return get_variant(self.norm)
 
-    def discriminator(self, dtype=None) -> Discriminator:
-        return Discriminator(self.variant, self.image_size, self.channels, self.nfeature, self.critic, dtype)
+    def generator(self, dtype=None, split_phases_below: float = ops.SPLIT_PHASES_BELOW) -> Generator:
+        return Generator(
+            self.norm, self.image_size, self.channels, self.nfeature, self.code_size, dtype, split_phases_below
+        )
+
+    def discriminator(self, dtype=None, split_phases_below: float = ops.SPLIT_PHASES_BELOW) -> Discriminator:
+        return Discriminator(
+            self.norm, self.image_size, self.channels, self.nfeature, self.critic, dtype, split_phases_below
+        )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self) | {"image_size": list(self.image_size)}
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
+        """From ``to_dict``'s form (``variant``, the earlier name of ``norm``, is read too)."""
+        d = {("norm" if k == "variant" else k): v for k, v in d.items()}
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ConfigError(f"unknown model config fields {sorted(unknown)}")

@@ -71,8 +71,8 @@ def transposed_output_size(size: int, kernel: int, stride: int, padding: int) ->
 # The packed sub-pixel form computes ``size + taps - 1`` rows per phase where ``out / stride`` are needed.
 # Below this fraction of useful work (inputs of 8x8 and smaller in the paper's models) one exact
 # convolution per phase is faster on XLA:CPU: the iteration 1.09-1.11x (``--what=ablations``); at 16x16
-# inputs the split was slower.
-_SPLIT_PHASES_BELOW = 0.8
+# inputs the split was slower. ``split_phases_below=0`` packs every input.
+SPLIT_PHASES_BELOW = 0.8
 
 
 def _phases(size: int, out: int, kernel: int, stride: int, padding: int):
@@ -89,14 +89,15 @@ def _phases(size: int, out: int, kernel: int, stride: int, padding: int):
     return result
 
 
-def _subpixel_conv_transpose(x, kernel, strides, padding, out_hw):
+def _subpixel_conv_transpose(x, kernel, strides, padding, out_hw, split_phases_below):
     """Transposed convolution as stride-1 convolutions over the output phases, interleaved (depth-to-space).
 
     For stride ``s`` and kernel ``k`` (``k % s == 0``, ``n = k // s`` taps per phase), output row ``j`` with
     ``j + pad = s*q + r`` is ``sum_u x[q - u] * kernel[r + s*u]``: a stride-1 correlation of ``x`` with an
     ``n``-tap kernel per phase ``r``. Either all phases are packed into one convolution over ``x`` padded by
     ``n - 1`` (its border rows are then cropped), or, where that border is a large share of the work, each
-    phase is its own convolution padded to exactly its rows.
+    phase is its own convolution padded to exactly its rows (when less than ``split_phases_below`` of the
+    packed work is useful).
     """
     kh, kw, c_out, c_in = kernel.shape
     (sh, sw), (ph, pw) = strides, padding
@@ -111,7 +112,7 @@ def _subpixel_conv_transpose(x, kernel, strides, padding, out_hw):
         for _, n, (lo, hi) in phases
     )
     useful = (oh * ow) / (sh * sw * (h + nh - 1) * (w + nw - 1))
-    if exact and useful < _SPLIT_PHASES_BELOW:
+    if exact and useful < split_phases_below:
         # One HWOI convolution per phase, stacked in output order: (B, oh/sh, sh, ow/sw, sw, c_out).
         def phase(r, t):
             return lax.conv_general_dilated(
@@ -135,10 +136,10 @@ def _subpixel_conv_transpose(x, kernel, strides, padding, out_hw):
     return jnp.pad(z, ((0, 0), (0, oh - z.shape[1]), (0, ow - z.shape[2]), (0, 0)))
 
 
-def _transpose_any(x, kernel, strides, padding, out_hw):
+def _transpose_any(x, kernel, strides, padding, out_hw, split_phases_below):
     kh, kw = kernel.shape[:2]
     if kh % strides[0] == 0 and kw % strides[1] == 0:
-        return _subpixel_conv_transpose(x, kernel, strides, padding, out_hw)
+        return _subpixel_conv_transpose(x, kernel, strides, padding, out_hw, split_phases_below)
     # General case: the exact adjoint of the strided convolution, as XLA derives it.
     zeros = jnp.zeros(x.shape[:1] + tuple(out_hw) + kernel.shape[2:3], x.dtype)
     _, adjoint = jax.vjp(lambda a: _xla_conv(a, kernel, strides, padding), zeros)
@@ -151,39 +152,47 @@ def _kernel_grad(inputs, kernel, strides, padding, cotangent):
     return pullback(cotangent)[0]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def conv(x, kernel, strides=(1, 1), padding=(0, 0)):
-    """Cross-correlation ``y = conv(x, kernel)`` with stride and symmetric zero padding (PyTorch ``Conv2d``)."""
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def conv(x, kernel, strides=(1, 1), padding=(0, 0), split_phases_below=SPLIT_PHASES_BELOW):
+    """Cross-correlation ``y = conv(x, kernel)`` with stride and symmetric zero padding (PyTorch ``Conv2d``).
+
+    ``split_phases_below`` selects the form of its input gradient (a transposed convolution, see
+    ``conv_transpose``); it never changes the result.
+    """
     return _xla_conv(x, kernel, strides, padding)
 
 
-def _conv_fwd(x, kernel, strides, padding):
+def _conv_fwd(x, kernel, strides, padding, split_phases_below):
     return _xla_conv(x, kernel, strides, padding), (x, kernel)
 
 
-def _conv_bwd(strides, padding, residuals, dy):
+def _conv_bwd(strides, padding, split_phases_below, residuals, dy):
     x, kernel = residuals
-    dx = _transpose_any(dy, kernel, strides, padding, x.shape[1:3])
+    dx = _transpose_any(dy, kernel, strides, padding, x.shape[1:3], split_phases_below)
     return dx, _kernel_grad(x, kernel, strides, padding, dy)
 
 
 conv.defvjp(_conv_fwd, _conv_bwd)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def conv_transpose(x, kernel, strides=(1, 1), padding=(0, 0)):
-    """Transposed convolution (PyTorch ``ConvTranspose2d`` with ``output_padding=0``): the adjoint of ``conv``."""
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def conv_transpose(x, kernel, strides=(1, 1), padding=(0, 0), split_phases_below=SPLIT_PHASES_BELOW):
+    """Transposed convolution (PyTorch ``ConvTranspose2d`` with ``output_padding=0``): the adjoint of ``conv``.
+
+    Runs as one packed sub-pixel convolution, or one exact convolution per output phase where less than
+    ``split_phases_below`` of the packed work is useful (``SPLIT_PHASES_BELOW``; 0 packs every input).
+    """
     out_hw = tuple(
         transposed_output_size(n, k, s, p) for n, k, s, p in zip(x.shape[1:3], kernel.shape[:2], strides, padding)
     )
-    return _transpose_any(x, kernel, strides, padding, out_hw)
+    return _transpose_any(x, kernel, strides, padding, out_hw, split_phases_below)
 
 
-def _conv_transpose_fwd(x, kernel, strides, padding):
-    return conv_transpose(x, kernel, strides, padding), (x, kernel)
+def _conv_transpose_fwd(x, kernel, strides, padding, split_phases_below):
+    return conv_transpose(x, kernel, strides, padding, split_phases_below), (x, kernel)
 
 
-def _conv_transpose_bwd(strides, padding, residuals, dy):
+def _conv_transpose_bwd(strides, padding, split_phases_below, residuals, dy):
     x, kernel = residuals
     # y = S^T x for the strided conv S = conv(., kernel): dx = S dy, and <y, dy> = <x, conv(dy, kernel)>.
     dx = _xla_conv(dy, kernel, strides, padding)

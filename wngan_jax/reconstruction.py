@@ -28,13 +28,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.experimental import multihost_utils
 from jax.extend import core as jax_core
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
-from wngan_jax import ops
+from wngan_jax import ops, sharding
+from wngan_jax.errors import ConfigError, DataError
 
 AUTHORS_BATCH = 32  # the authors' test batch (their training batch; 12 for LSUN)
 CPU_MEMORY_FRACTION = 0.25  # of the host's RAM, for activations, when the device does not report its memory
@@ -44,12 +44,19 @@ SEGMENT_STEPS = 5  # steps unrolled into one jitted call (see the module docstri
 @dataclasses.dataclass(frozen=True)
 class ReconstructionResult:
     """Optimized codes ``(N, code)``, per-sample per-pixel losses ``(N,)``, their mean (the paper's number),
-    and the images of the codes ``(N, H, W, C)`` in [0, 1] when asked for."""
+    the images of the codes ``(N, H, W, C)`` in [0, 1] when asked for, and the per-sample losses after each
+    of the ``record_steps`` asked for (``{step: (N,)}``; appendix C.3's loss against reconstruction steps)."""
 
     codes: np.ndarray
     per_sample_loss: np.ndarray
     mean_loss: float
     reconstructions: np.ndarray | None = None
+    losses_at_steps: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)
+
+    def loss_curve(self) -> dict[int, float]:
+        """``{step: mean loss}`` for the recorded steps and the final step."""
+        curve = {k: float(np.mean(v, dtype=np.float64)) for k, v in self.losses_at_steps.items()}
+        return dict(sorted(curve.items()))
 
 
 @functools.partial(jax.tree_util.register_dataclass, data_fields=["variables"], meta_fields=["module"])
@@ -73,7 +80,7 @@ def generator_fn(module, variables) -> ModuleGenerator:
 def authors_loss_scale(num_samples: int, authors_batch: int = AUTHORS_BATCH) -> np.ndarray:
     """``1/B`` per sample, ``B`` the size of its batch in the authors' loop (docs/authors.md §4)."""
     if authors_batch < 1:
-        raise ValueError(f"authors_batch must be at least 1, got {authors_batch}")
+        raise ConfigError(f"authors_batch must be at least 1, got {authors_batch}")
     start = np.arange(num_samples) // authors_batch * authors_batch
     return (1.0 / np.minimum(authors_batch, num_samples - start)).astype(np.float32)
 
@@ -90,13 +97,8 @@ def _as_float(targets):
     return targets.astype(jnp.float32)
 
 
-def default_mesh() -> Mesh:
-    """A ``('data',)`` mesh over every local device."""
-    return Mesh(np.asarray(jax.local_devices()), ("data",))
-
-
 def reconstruct(
-    generator_fn: Callable,
+    generator: Callable,
     targets,
     *,
     steps: int,
@@ -110,15 +112,18 @@ def reconstruct(
     mesh: Mesh | None = None,
     segment_steps: int | None = None,
     return_reconstructions: bool = False,
+    record_steps=(),
     progress: bool = False,
 ) -> ReconstructionResult:
     """Reconstruct ``targets`` ``(N, H, W, C)`` (uint8, or float in [0, 1]) with ``steps`` RMSProp steps.
 
-    ``generator_fn(z) -> images`` in [0, 1]; prefer ``generator_fn(module, variables)`` (a pytree, so the
-    compiled loop is reused and ``code_size`` is known). ``chunk_size`` is the number of samples per device
+    ``generator(z) -> images`` in [0, 1]; prefer ``generator_fn(module, variables)`` (a pytree, so the
+    compiled loop is reused and ``code_size`` is known). ``record_steps`` (each at most ``steps``) are the
+    step counts after which the per-sample losses are also recorded, in the same pass: the result equals
+    separate runs with those step counts. ``chunk_size`` is the number of samples per device
     in one forward/backward pass; by default the largest that fits ``memory_budget_bytes`` of activations
     per device (default: half the device's free memory, or a quarter of the host's RAM on a CPU).
-    Samples are sharded over the ``'data'`` axis of ``mesh`` (default: all local devices) and padded with
+    Samples are sharded over the ``'data'`` axis of ``mesh`` (default: ``sharding.local_mesh()``) and padded with
     dummy samples whose loss scale is zero. A ``mesh`` may span processes: every process then passes the same
     targets, computes its share and receives every result. The loop runs in jitted, unrolled segments of
     ``segment_steps`` steps (default ``SEGMENT_STEPS``); the progress bar moves per segment and the result
@@ -126,90 +131,127 @@ def reconstruct(
     """
     targets = _check_targets(targets)
     if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
-    gen = _as_pytree(generator_fn)
+        raise ConfigError(f"steps must be >= 0, got {steps}")
+    record_steps = sorted({int(k) for k in record_steps} | {steps})
+    if record_steps[0] < 0 or record_steps[-1] > steps:
+        raise ConfigError(f"record_steps must lie in [0, {steps}] (the number of steps), got {record_steps}")
+    gen = _as_pytree(generator)
     code_size = code_size or getattr(getattr(gen, "module", None), "code_size", None)
     if not code_size:
-        raise ValueError(
+        raise ConfigError(
             "pass code_size= (the generator's code length), or build the generator function "
             "with reconstruction.generator_fn(module, variables)"
         )
-    mesh = mesh or default_mesh()
+    mesh = mesh or sharding.local_mesh()
     num = len(targets)
     devices = mesh.shape["data"]
     per_device = -(-num // devices)
     chunk = _chunk_for_budget(gen, code_size, targets, memory_budget_bytes, mesh) if chunk_size is None else chunk_size
     if chunk < 1:
-        raise ValueError(f"chunk_size must be at least 1, got {chunk}")
+        raise ConfigError(f"chunk_size must be at least 1, got {chunk}")
     chunks = -(-per_device // min(chunk, per_device))
     chunk = -(-per_device // chunks)  # balance the chunks so that padding stays below one per chunk
     rows = devices * chunk  # samples per chunk, over all devices
     padded = chunks * rows
     all_targets = np.concatenate([targets, np.zeros((padded - num, *targets.shape[1:]), targets.dtype)])
     all_scales = np.pad(authors_loss_scale(num, authors_batch), (0, padded - num))
-    data = NamedSharding(mesh, P("data"))
-    gen = jax.tree.map(lambda a: _put(a, NamedSharding(mesh, P())), gen)
+    data = sharding.batch_sharding(mesh)
+    gen = jax.tree.map(lambda a: sharding.put(a, sharding.replicated(mesh)), gen)
     init_state = _optimizer_init(_optimizer(lr, decay, eps), data)
     run_steps, evaluate = _compiled_for(mesh.devices.flat[0].platform)
     segment = max(1, min(segment_steps or SEGMENT_STEPS, steps))
-    codes, losses, images = [], [], []
+    codes, images, at_steps = [], [], {k: [] for k in record_steps}
     desc = f"reconstructing {num} samples" + (f" in {chunks} chunks" if chunks > 1 else "")
     with tqdm(total=steps * chunks, desc=desc, unit="step", disable=not progress) as bar:
         # Chunks run one after another from Python: a loop over them inside the computation would run its
         # body on one core (module docstring).
         for part in (slice(i * rows, (i + 1) * rows) for i in range(chunks)):
-            x, w = _put(all_targets[part], data), _put(all_scales[part], data)
-            z = _put(np.zeros((rows, code_size), np.float32), data)
+            x, w = sharding.put(all_targets[part], data), sharding.put(all_scales[part], data)
+            z = sharding.put(np.zeros((rows, code_size), np.float32), data)
             carry = (z, init_state(z))
             done = 0
-            while done < steps:
-                count = min(segment, steps - done)
-                carry = run_steps(gen, carry, x, w, num_steps=count, hparams=(lr, decay, eps), mesh=mesh)
-                done += count
-                if progress:
-                    jax.block_until_ready(carry)
-                    bar.update(count)
-            loss, image = evaluate(gen, carry[0], x, mesh=mesh, images=return_reconstructions)
-            codes.append(_to_host(carry[0]))
-            losses.append(_to_host(loss))
-            images.append(_to_host(image) if return_reconstructions else None)
-    per_sample = np.concatenate(losses)[:num]
+            for target in record_steps:  # segments end at every recorded step
+                while done < target:
+                    count = min(segment, target - done)
+                    carry = run_steps(gen, carry, x, w, num_steps=count, hparams=(lr, decay, eps), mesh=mesh)
+                    done += count
+                    if progress:
+                        jax.block_until_ready(carry)
+                        bar.update(count)
+                last = target == steps
+                loss, image = evaluate(gen, carry[0], x, mesh=mesh, images=return_reconstructions and last)
+                at_steps[target].append(sharding.to_host(loss))
+            codes.append(sharding.to_host(carry[0]))
+            images.append(sharding.to_host(image) if return_reconstructions else None)
+    losses_at_steps = {k: np.concatenate(v)[:num] for k, v in at_steps.items()}
+    per_sample = losses_at_steps[steps]
     return ReconstructionResult(
         codes=np.concatenate(codes)[:num],
         per_sample_loss=per_sample,
         mean_loss=float(np.mean(per_sample, dtype=np.float64)),
         reconstructions=np.concatenate(images)[:num] if return_reconstructions else None,
+        losses_at_steps=losses_at_steps,
     )
 
 
-def _put(value, sharding: NamedSharding):
-    """``value`` (the same on every process) as an array with ``sharding``, which may span processes."""
-    if sharding.is_fully_addressable:
-        return jax.device_put(value, sharding)
-    if isinstance(value, jax.Array) and not value.is_fully_addressable:
-        return jax.device_put(value, sharding)  # already global: reshard
-    value = np.asarray(value)
-    return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+class AuthorsLoop:
+    """The authors' ``test()`` (docs/authors.md §4) as they run it: batches of ``batch``, a fresh RMSProp per
+    batch on the batch-*mean* loss, one jitted step per call from Python. ``reconstruct`` computes the same
+    numbers as one problem; this loop is its reference (tests) and its baseline (``bench --what=reconstruct``).
+    """
 
+    def __init__(
+        self,
+        module,
+        variables,
+        *,
+        batch: int = AUTHORS_BATCH,
+        lr: float = 0.01,
+        decay: float = 0.9,
+        eps: float = 1e-6,
+        compiler_options=None,
+    ):
+        self.module, self.variables, self.batch = module, variables, batch
+        self.optimizer = _optimizer(lr, decay, eps)
+        self.step = jax.jit(self._step, compiler_options=compiler_options)
+        self._per_sample = jax.jit(self._per_sample_loss, compiler_options=compiler_options)
 
-def _to_host(array) -> np.ndarray:
-    """The whole of ``array`` on this host, gathered from the other processes when it spans them."""
-    if array.is_fully_addressable:
-        return np.asarray(array)
-    return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+    def _batch_loss(self, z, x):
+        return jnp.mean(jnp.square(self.module.apply(self.variables, z, train=False) - x))
+
+    def _step(self, z, state, x):
+        updates, state = self.optimizer.update(jax.grad(self._batch_loss)(z, x), state)
+        return optax.apply_updates(z, updates), state
+
+    def _per_sample_loss(self, z, x):
+        return per_sample_loss(self.module.apply(self.variables, z, train=False), x)
+
+    def __call__(self, targets, steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(codes, per-sample losses)`` after ``steps`` steps for every batch of ``targets``."""
+        targets = _check_targets(targets)
+        codes, losses = [], []
+        for start in range(0, len(targets), self.batch):
+            x = _as_float(jnp.asarray(targets[start : start + self.batch]))
+            z = jnp.zeros((len(x), self.module.code_size), jnp.float32)
+            state = self.optimizer.init(z)
+            for _ in range(steps):
+                z, state = self.step(z, state, x)
+            codes.append(np.asarray(z))
+            losses.append(np.asarray(self._per_sample(z, x)))
+        return np.concatenate(codes), np.concatenate(losses)
 
 
 def _check_targets(targets) -> np.ndarray:
     targets = np.asarray(targets)
     if targets.ndim != 4 or targets.shape[-1] not in (1, 3) or len(targets) == 0:
-        raise ValueError(f"targets must be a non-empty (N, H, W, C) array with C = 1 or 3, got shape {targets.shape}")
+        raise DataError(f"targets must be a non-empty (N, H, W, C) array with C = 1 or 3, got shape {targets.shape}")
     if targets.dtype == np.uint8:
         return targets
     if not np.issubdtype(targets.dtype, np.floating):
-        raise ValueError(f"targets must be uint8 (0-255) or float in [0, 1], got dtype {targets.dtype}")
+        raise DataError(f"targets must be uint8 (0-255) or float in [0, 1], got dtype {targets.dtype}")
     lo, hi = float(np.min(targets)), float(np.max(targets))
     if not (0.0 <= lo and hi <= 1.0):
-        raise ValueError(
+        raise DataError(
             f"float targets must lie in [0, 1] (the generator's sigmoid range), got values in "
             f"[{lo:g}, {hi:g}]; rescale them, e.g. from [-1, 1] with (x + 1) / 2"
         )

@@ -11,23 +11,23 @@ Codes are ``(N, code_size)`` float arrays; ``--num`` draws them from the standar
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import flags
 
-from wngan_jax import checkpoint, visualize
-from wngan_jax.checkpoint import CheckpointError
+from wngan_jax import checkpoint, cli, visualize
+from wngan_jax.errors import ConfigError, DataError
 from wngan_jax.models import ModelConfig
 
 
 def normal_codes(num: int, code_size: int, seed: int = 0) -> np.ndarray:
     """``(num, code_size)`` standard normal codes (the prior of paper §5.1), reproducible from ``seed``."""
     if num < 1:
-        raise ValueError(f"--num must be positive, got {num}")
+        raise ConfigError(f"--num must be positive, got {num}")
     return np.random.default_rng(seed).standard_normal((num, code_size), dtype=np.float32)
 
 
@@ -35,7 +35,7 @@ def load_codes(path, code_size: int) -> np.ndarray:
     """Codes ``(N, code_size)`` from a ``.npy`` file, checked against the generator's code size."""
     codes = np.load(path)
     if codes.ndim != 2 or codes.shape[1] != code_size or codes.shape[0] == 0:
-        raise ValueError(
+        raise DataError(
             f"{path} holds an array of shape {codes.shape}; this generator needs codes of shape (N, {code_size})"
         )
     return codes.astype(np.float32)
@@ -44,7 +44,7 @@ def load_codes(path, code_size: int) -> np.ndarray:
 def generate(config: ModelConfig, variables, codes, batch_size: int = 64) -> np.ndarray:
     """Images ``(N, H, W, C)`` in [0, 1] for ``codes``, in batches of one compiled shape (last one padded)."""
     if batch_size < 1:
-        raise ValueError(f"batch size must be positive, got {batch_size}")
+        raise ConfigError(f"--batch_size must be positive, got {batch_size}")
     codes = np.asarray(codes, np.float32)
     model = config.generator()
     apply = jax.jit(lambda v, z: model.apply(v, z, train=False))
@@ -57,38 +57,37 @@ def generate(config: ModelConfig, variables, codes, batch_size: int = 64) -> np.
     return np.concatenate(out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m wngan_jax.sample", description="Generate images with a checkpoint's generator."
-    )
-    checkpoint.add_checkpoint_arguments(parser)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--codes", help=".npy file of codes, shape (N, code_size)")
-    source.add_argument("--num", type=int, help="draw this many standard normal codes")
-    parser.add_argument("--seed", type=int, default=0, help="seed for --num")
-    parser.add_argument("--out", required=True, help=".npy file for the images (N, H, W, C) in [0, 1]")
-    parser.add_argument("--grid", help="also write the images as one PNG grid")
-    parser.add_argument("--columns", type=int, help="grid columns (default: about square)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    args = parser.parse_args(argv)
-    try:
-        config, variables, step = checkpoint.load_generator(args.checkpoint, args.which)
-        codes = (
-            load_codes(args.codes, config.code_size)
-            if args.codes
-            else normal_codes(args.num, config.code_size, args.seed)
-        )
-        images = generate(config, variables, codes, args.batch_size)
-    except (CheckpointError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    out = pathlib.Path(args.out)
+def define(fv: flags.FlagValues) -> None:
+    cli.define_checkpoint_flags(fv)
+    flags.DEFINE_string("codes", None, ".npy file of codes, shape (N, code_size)", flag_values=fv)
+    flags.DEFINE_integer("num", None, "draw this many standard normal codes", flag_values=fv)
+    flags.mark_flags_as_mutual_exclusive(["codes", "num"], required=True, flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "seed for --num", flag_values=fv)
+    flags.DEFINE_string("out", None, ".npy file for the images (N, H, W, C) in [0, 1]", flag_values=fv)
+    flags.mark_flag_as_required("out", flag_values=fv)
+    flags.DEFINE_string("grid", None, "also write the images as one grid image (.png, .jpg, ...)", flag_values=fv)
+    flags.DEFINE_integer("columns", None, "grid columns (default: about square)", flag_values=fv)
+    flags.DEFINE_integer("batch_size", 64, "codes per generator call", flag_values=fv)
+
+
+def body(fv: flags.FlagValues, args: list[str]) -> int:
+    cli.no_arguments(args)
+    if fv.grid:
+        visualize.check_image_path(fv.grid, "--grid")  # before anything is written
+    config, variables, step = checkpoint.load_generator(fv.checkpoint, fv.which)
+    codes = load_codes(fv.codes, config.code_size) if fv.codes else normal_codes(fv.num, config.code_size, fv.seed)
+    images = generate(config, variables, codes, fv.batch_size)
+    out = pathlib.Path(fv.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, images)
-    print(f"wrote {out}: {images.shape[0]} images {images.shape[1:]} from {args.checkpoint} (iteration {step})")
-    if args.grid:
-        print(f"wrote {visualize.save_grid(images, args.grid, args.columns)}")
+    print(f"wrote {out}: {images.shape[0]} images {images.shape[1:]} from {fv.checkpoint} (iteration {step})")
+    if fv.grid:
+        print(f"wrote {visualize.save_grid(images, fv.grid, fv.columns)}")
     return 0
+
+
+def main(argv=None) -> int:
+    return cli.run("wngan_jax.sample", __doc__, define, body, argv)
 
 
 if __name__ == "__main__":

@@ -5,40 +5,32 @@ mixes real and fake statistics; then a G step on **fresh** codes against the upd
 rules (slopes to [0, 1]; for ``wn_clip`` also alpha of G's first two TPReLU layers). Both networks run in
 training mode in both steps, as in the authors' code, so BN running statistics move with every forward.
 
-Data parallel: the global batch is sharded over the ``data`` axis of a mesh of all devices and the state is
-replicated. The step is written for the global batch, so XLA inserts the cross-device reductions: batch-norm
-statistics and gradients are those of the global batch, and the result equals one device on the same batch.
+Data parallel (``wngan_jax.sharding``): the global batch is sharded over the ``data`` axis of a mesh of all
+devices and the state is replicated. The step is written for the global batch, so XLA inserts the
+cross-device reductions: batch-norm statistics and gradients are those of the global batch, and the result
+equals one device on the same batch.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import Mesh
 
-from wngan_jax import ops
+from wngan_jax import ops, sharding
 from wngan_jax.config import TrainConfig
+from wngan_jax.errors import ConfigError
 from wngan_jax.layers import clip_slopes
 from wngan_jax.models import alpha_clipped_modules
 
-DATA_AXIS = "data"
+PLATFORM_DEFAULT = "platform default"  # make_train_step's compiler_options: ops.compiler_options(platform)
 TrainState = dict  # {"generator", "discriminator": flax variables; "g_opt", "d_opt": optax states; "step"}
 
 
 def rmsprop(config: TrainConfig) -> optax.GradientTransformation:
     """The authors' RMSProp: ``m = decay*m + (1-decay)*g^2; x -= lr * g / (sqrt(m) + eps)``, m starting at 0."""
     return optax.rmsprop(config.lr, decay=config.rmsprop_decay, eps=config.rmsprop_eps, eps_in_sqrt=False)
-
-
-def make_mesh(devices=None) -> Mesh:
-    """A 1-D ``('data',)`` mesh over all devices (of every process)."""
-    import numpy as np
-
-    return Mesh(np.asarray(devices if devices is not None else jax.devices()), (DATA_AXIS,))
 
 
 def _dtype(config: TrainConfig):
@@ -69,7 +61,14 @@ def _forward(module, variables, x):
     return out, {**variables, **updates}
 
 
+def _check_loss(kind: str) -> None:
+    if kind not in ("bce", "lsgan", "wasserstein"):
+        raise ConfigError(f"unknown loss {kind!r}: use bce, lsgan or wasserstein")
+
+
 def discriminator_loss(kind: str, real_logits, fake_logits):
+    """D's loss on its logits for the real and the generated batch (``kind``: bce, lsgan, wasserstein)."""
+    _check_loss(kind)
     if kind == "bce":  # -log D(x) - log(1 - D(G(z))), from logits for stability
         return (
             optax.sigmoid_binary_cross_entropy(real_logits, 1.0).mean()
@@ -81,6 +80,8 @@ def discriminator_loss(kind: str, real_logits, fake_logits):
 
 
 def generator_loss(kind: str, fake_logits):
+    """G's loss on D's logits for its images (``kind``: bce, lsgan, wasserstein)."""
+    _check_loss(kind)
     if kind == "bce":  # non-saturating: -log D(G(z))
         return optax.sigmoid_binary_cross_entropy(fake_logits, 1.0).mean()
     if kind == "lsgan":
@@ -88,32 +89,53 @@ def generator_loss(kind: str, fake_logits):
     return -jnp.mean(fake_logits)
 
 
-def make_train_step(config: TrainConfig, mesh: Mesh):
+def iteration_codes(config: TrainConfig, key_data, step):
+    """``(d_codes, g_codes)``, each ``(batch_size, code_size)``: the codes iteration ``step`` draws.
+
+    ``key_data`` is the run's base key as ``jax.random.key_data`` (``run_key``). The D step generates its
+    fake batch from ``d_codes`` and the G step trains on ``g_codes``. The train step calls this very
+    function, so replaying a run elsewhere (another implementation, fed these codes and the same real
+    batches) sees exactly what the run saw.
+    """
+    key = jax.random.wrap_key_data(key_data)
+    d_key, g_key = jax.random.split(jax.random.fold_in(key, step))
+    shape = (config.batch_size, config.model.code_size)
+    return jax.random.normal(d_key, shape, jnp.float32), jax.random.normal(g_key, shape, jnp.float32)
+
+
+def make_train_step(
+    config: TrainConfig,
+    mesh: Mesh,
+    *,
+    split_phases_below: float = ops.SPLIT_PHASES_BELOW,
+    compiler_options: dict | None | str = PLATFORM_DEFAULT,
+):
     """``step(state, real_batch, key_data) -> (state, metrics)``, jitted over ``mesh``.
 
     ``real_batch`` is float32 ``(batch, H, W, C)`` in [0, 1], sharded over ``data``; ``key_data`` is the
     run's base key as ``jax.random.key_data`` (plain integers, so every process can provide it): the
-    iteration's randomness is ``fold_in(key, state['step'])``, so a resumed run draws the same codes as an
-    uninterrupted one.
+    iteration's randomness is ``iteration_codes(config, key_data, state['step'])``, so a resumed run draws the
+    same codes as an uninterrupted one. ``split_phases_below`` (``ops.conv_transpose``) and
+    ``compiler_options`` (default: ``ops.compiler_options`` of the mesh's platform; ``None``: XLA's
+    defaults) select how the same maths is compiled.
     """
     model = config.model
-    G, D = model.generator(_dtype(config)), model.discriminator(_dtype(config))
+    dtype = _dtype(config)
+    G = model.generator(dtype, split_phases_below=split_phases_below)
+    D = model.discriminator(dtype, split_phases_below=split_phases_below)
     opt = rmsprop(config)
-    g_alpha_clipped = alpha_clipped_modules(config.norm, config.image_size, config.nfeature)
-    batch_sharding = NamedSharding(mesh, P(DATA_AXIS))
-    replicated = NamedSharding(mesh, P())
-
-    def codes(key):
-        z = jax.random.normal(key, (config.batch_size, model.code_size), jnp.float32)
-        return jax.lax.with_sharding_constraint(z, batch_sharding)
+    g_alpha_clipped = alpha_clipped_modules(model.norm, model.image_size, model.nfeature)
+    batch_sharding, replicated = sharding.batch_sharding(mesh), sharding.replicated(mesh)
 
     def step(state: TrainState, real, key_data):
-        key = jax.random.wrap_key_data(key_data)
-        d_key, g_key = jax.random.split(jax.random.fold_in(key, state["step"]))
+        d_codes, g_codes = (
+            jax.lax.with_sharding_constraint(z, batch_sharding)
+            for z in iteration_codes(config, key_data, state["step"])
+        )
         gvars, dvars = state["generator"], state["discriminator"]
 
         # D step: real and generated batches forwarded separately.
-        fake, gvars = _forward(G, gvars, codes(d_key))
+        fake, gvars = _forward(G, gvars, d_codes)
         fake = jax.lax.stop_gradient(fake)
 
         def d_loss_fn(params):
@@ -130,7 +152,7 @@ def make_train_step(config: TrainConfig, mesh: Mesh):
 
         # G step: fresh codes against the updated D.
         def g_loss_fn(params):
-            images, gv = _forward(G, {**gvars, "params": params}, codes(g_key))
+            images, gv = _forward(G, {**gvars, "params": params}, g_codes)
             logits, dv = _forward(D, dvars, images)
             return generator_loss(config.loss, logits), (gv, dv)
 
@@ -153,22 +175,18 @@ def make_train_step(config: TrainConfig, mesh: Mesh):
     # read after their update is scheduled, and measured 6% slower (docs/benchmarks.md), so CPU keeps both.
     platform = mesh.devices.flat[0].platform
     donate = () if platform == "cpu" else (0,)
+    if compiler_options == PLATFORM_DEFAULT:
+        compiler_options = ops.compiler_options(platform)
     return jax.jit(
         step,
         in_shardings=(replicated, batch_sharding, replicated),
         out_shardings=(replicated, replicated),
         donate_argnums=donate,
-        compiler_options=ops.compiler_options(platform),
+        compiler_options=compiler_options,
     )
 
 
-def run_key(seed: int, restarts: int, mesh: Mesh):
-    """The base key of a run (``restarts`` counts rollbacks), replicated over ``mesh`` as key data."""
-    key = jax.random.fold_in(jax.random.key(seed), restarts)
-    return replicate(jax.random.key_data(key), mesh)
-
-
-def replicate(tree: Any, mesh: Mesh):
-    """Place a pytree on every device of ``mesh`` (works across processes: every process holds it all)."""
-    sharding = NamedSharding(mesh, P())
-    return jax.tree_util.tree_map(lambda x: jax.make_array_from_process_local_data(sharding, jnp.asarray(x)), tree)
+def run_key(seed: int, rollbacks: int, mesh: Mesh):
+    """The base key of a run after ``rollbacks`` rollbacks, replicated over ``mesh`` as key data."""
+    key = jax.random.fold_in(jax.random.key(seed), rollbacks)
+    return sharding.replicate(jax.random.key_data(key), mesh)

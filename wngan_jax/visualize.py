@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from wngan_jax.errors import ConfigError
+
 # Images are enlarged (nearest neighbour, whole multiples) until their shorter side has at least this many
 # pixels, so that a 16x16 digit is readable in a grid, a report or TensorBoard.
 MIN_SIDE = 64
@@ -53,7 +55,15 @@ def pairs(targets, reconstructions) -> np.ndarray:
     return np.concatenate([to_uint8(targets), to_uint8(reconstructions)], axis=2)
 
 
+def check_image_path(path, flag: str) -> None:
+    """An image path whose extension PIL can write, or a ``ConfigError`` naming ``flag``."""
+    suffix = pathlib.Path(path).suffix.lower()
+    if suffix not in Image.registered_extensions():
+        raise ConfigError(f"{flag}={path}: unknown image extension {suffix or '(none)'!r}; use .png or .jpg")
+
+
 def save_png(image: np.ndarray, path) -> pathlib.Path:
+    """Write one uint8 image; the format follows the extension (PNG for ``.png``)."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(image).save(path)

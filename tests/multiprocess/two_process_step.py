@@ -17,8 +17,8 @@ def main(process_id: int, port: int, out: str) -> None:
     jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=process_id)
     import numpy as np
 
-    from wngan_jax import data
-    from wngan_jax.train_step import init_state, make_mesh, make_train_step, replicate, run_key
+    from wngan_jax.sharding import make_mesh, process_slice, replicate, shard_batch
+    from wngan_jax.train_step import init_state, make_train_step, run_key
 
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parents[1]))
     from test_train import _batches, tiny
@@ -28,9 +28,9 @@ def main(process_id: int, port: int, out: str) -> None:
     assert mesh.size == 4 and jax.process_count() == 2
     step = make_train_step(config, mesh)
     state = replicate(init_state(config, jax.random.key(0)), mesh)
-    rows = data.process_slice(config.batch_size)
+    rows = process_slice(config.batch_size)
     for batch in _batches(config, 3):
-        state, _ = step(state, data.shard_batch(batch[rows], mesh), run_key(1, 0, mesh))
+        state, _ = step(state, shard_batch(batch[rows], mesh), run_key(1, 0, mesh))
     models = {net: state[net] for net in ("generator", "discriminator")}
     leaves = jax.tree_util.tree_leaves_with_path(models)
     arrays = {jax.tree_util.keystr(path): np.asarray(leaf.addressable_data(0)) for path, leaf in leaves}

@@ -1,4 +1,4 @@
-"""``python -m wngan_jax.bench --what=train|authors|ablations|reconstruct|data|layers|all [--size N] [--json]``.
+"""``python -m wngan_jax.bench --what=train|authors|ablations|reconstruct|data|layers|all [--image_size N] [--json]``.
 
 Prints one line per measurement, or one JSON object per line with ``--json``; every figure is a median over
 repeated runs after warm-up, and speeds are compared with a large matmul measured in the same process.
@@ -9,105 +9,100 @@ one speed decision undone.
 
 from __future__ import annotations
 
-import argparse
+import importlib.util
 import json
+import sys
+
+from absl import flags
+
+from wngan_jax import cli, sharding
+from wngan_jax.bench import ablations, authors, data, layers, reconstruct, train
+from wngan_jax.bench.common import matmul_gflops
 
 WHAT = ("train", "authors", "ablations", "reconstruct", "data", "layers")
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m wngan_jax.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--what", default="all", choices=WHAT + ("all",))
-    parser.add_argument("--size", type=int, action="append", help="image size (repeatable); default per bench")
-    parser.add_argument("--norm", action="append", help="norm variant (repeatable); default vanilla, bn, wn")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
-    parser.add_argument("--samples", type=int, default=64, help="reconstruct: number of target images")
-    parser.add_argument("--profile", metavar="DIR", help="train: also trace three iterations into DIR")
-    parser.add_argument("--chunk_size", type=int, help="reconstruct: samples per chunk (default: memory budget)")
-    parser.add_argument("--json", action="store_true", help="one JSON object per measurement")
-    args = parser.parse_args(argv)
-    whats = tuple(w for w in WHAT if w != "authors" or _has_torch()) if args.what == "all" else (args.what,)
+def define(fv: flags.FlagValues) -> None:
+    flags.DEFINE_enum("what", "all", WHAT + ("all",), "which benchmark", flag_values=fv)
+    flags.DEFINE_multi_integer("image_size", None, "square image size (repeatable); default per bench", flag_values=fv)
+    flags.DEFINE_multi_string("norm", None, "norm variant (repeatable); default vanilla, bn, wn", flag_values=fv)
+    flags.DEFINE_integer("batch_size", 32, "training batch, and the authors' reconstruction batch", flag_values=fv)
+    flags.DEFINE_integer("repeats", 5, "timed repetitions (the median is reported)", flag_values=fv)
+    flags.DEFINE_enum("dtype", "float32", ("float32", "bfloat16"), "train: compute dtype", flag_values=fv)
+    flags.DEFINE_integer("samples", 64, "reconstruct: number of target images", flag_values=fv)
+    flags.DEFINE_string("profile", None, "train: also trace three iterations into this directory", flag_values=fv)
+    flags.DEFINE_integer("chunk_size", None, "reconstruct: samples per chunk (default: memory budget)", flag_values=fv)
+    flags.DEFINE_bool("json", False, "one JSON object per measurement", flag_values=fv)
 
-    from wngan_jax.bench.common import device_name, matmul_gflops
 
+def body(fv: flags.FlagValues, args: list[str]) -> int:
+    cli.no_arguments(args)
+    whats = tuple(w for w in WHAT if w != "authors" or _has_torch()) if fv.what == "all" else (fv.what,)
     roofline = matmul_gflops()
-    if not args.json:
-        print(f"device {device_name()}; float32 matmul roofline {roofline:.1f} GFLOP/s")
+    if not fv.json:
+        print(f"device {sharding.device_description()}; float32 matmul roofline {roofline:.1f} GFLOP/s")
     for what in whats:
-        for row in _run(what, args):
-            if args.json:
+        for row in _run(what, fv):
+            if fv.json:
                 common = {
                     "norm": None,
-                    "batch": args.batch,
+                    "batch": fv.batch_size,
                     "median_ms": None,
                     "gflops": None,
                     "roofline_fraction": None,
-                    "device": device_name(),
+                    "device": sharding.device_description(),
                 }
                 print(json.dumps(common | row), flush=True)
+    return 0
+
+
+def main(argv=None) -> int:
+    return cli.run("wngan_jax.bench", __doc__, define, body, argv)
 
 
 def _has_torch() -> bool:
-    import importlib.util
-
     return importlib.util.find_spec("torch") is not None
 
 
 def _run(what: str, args) -> list[dict]:
     if what == "train":
-        from wngan_jax.bench import train
-
         return train.run(
-            sizes=tuple(args.size or (32, 64, 160)),
+            sizes=tuple(args.image_size or (32, 64, 160)),
             norms=tuple(args.norm or ("vanilla", "bn", "wn")),
-            batch=args.batch,
+            batch=args.batch_size,
             repeats=args.repeats,
             dtype=args.dtype,
             profile_dir=args.profile,
             as_json=args.json,
         )
     if what == "authors":
-        from wngan_jax.bench import authors
-
         return authors.run(
-            sizes=tuple(args.size or (32, 64)),
+            sizes=tuple(args.image_size or (32, 64)),
             norms=tuple(args.norm or ("vanilla", "bn", "wn")),
-            batch=args.batch,
+            batch=args.batch_size,
             repeats=args.repeats,
             as_json=args.json,
         )
     if what == "ablations":
-        from wngan_jax.bench import ablations
-
         return ablations.run(
-            sizes=tuple(args.size or (32, 64)),
+            sizes=tuple(args.image_size or (32, 64)),
             norms=tuple(args.norm or ("wn",)),
-            batch=args.batch,
+            batch=args.batch_size,
             repeats=args.repeats,
             as_json=args.json,
         )
     if what == "reconstruct":
-        from wngan_jax.bench import reconstruct
-
         return reconstruct.run(
-            sizes=tuple(args.size or (32, 64)),
+            sizes=tuple(args.image_size or (32, 64)),
             norm=(args.norm or ["wn"])[0],
             samples=args.samples,
             chunk_size=args.chunk_size,
             as_json=args.json,
         )
     if what == "data":
-        from wngan_jax.bench import data
-
-        return data.run(sizes=tuple(args.size or (64, 160)), batch=args.batch, as_json=args.json)
-    from wngan_jax.bench import layers
-
-    return layers.run(size=(args.size or [64])[0], batch=args.batch, as_json=args.json, repeats=args.repeats)
+        return data.run(sizes=tuple(args.image_size or (64, 160)), batch=args.batch_size, as_json=args.json)
+    return layers.run(size=(args.image_size or [64])[0], batch=args.batch_size, as_json=args.json, repeats=args.repeats)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

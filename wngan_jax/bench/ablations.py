@@ -1,6 +1,6 @@
 """What each speed decision buys: the training iteration as shipped against variants with one decision undone.
 
-``python -m wngan_jax.bench --what=ablations [--size 64 --norm wn --repeats 8]``
+``python -m wngan_jax.bench --what=ablations [--image_size 64 --norm wn --repeats 8]``
 
 Variants (each compiled in this process; then one iteration of each in turn, ``repeats`` rounds, so that
 the machine's drift hits all alike; medians):
@@ -12,46 +12,28 @@ the machine's drift hits all alike; medians):
 
 from __future__ import annotations
 
-import contextlib
 import time
 
 import jax
 import numpy as np
 
-from wngan_jax import ops
 from wngan_jax.bench.common import rows_over
 from wngan_jax.bench.train import iteration_fn
 
-# Variant -> the ``ops`` attribute that undoes its decision while a step is traced, and its value then.
-PATCHES = {
-    "as shipped": None,
-    "packed sub-pixel": ("_SPLIT_PHASES_BELOW", 0.0),
-    "XLA default options": ("compiler_options", lambda platform: None),
+# Variant -> the ``make_train_step`` keywords that undo its decision.
+UNDONE = {
+    "as shipped": {},
+    "packed sub-pixel": {"split_phases_below": 0.0},
+    "XLA default options": {"compiler_options": None},
 }
-VARIANTS = tuple(PATCHES)
-
-
-@contextlib.contextmanager
-def _variant(name: str):
-    """Within the block, traced steps are built as the variant ``name``."""
-    if PATCHES[name] is None:
-        yield
-        return
-    attribute, value = PATCHES[name]
-    saved = getattr(ops, attribute)
-    setattr(ops, attribute, value)
-    try:
-        yield
-    finally:
-        setattr(ops, attribute, saved)
+VARIANTS = tuple(UNDONE)
 
 
 def measure(size: int, norm: str, batch: int, *, repeats: int = 8) -> dict:
     """Median ms per iteration of every variant, and the speedup of the shipped step over each."""
     iterations, flops = {}, {}
-    for name in VARIANTS:
-        with _variant(name):
-            iterations[name], flops[name] = iteration_fn(size, norm, batch)
+    for name, undone in UNDONE.items():
+        iterations[name], flops[name] = iteration_fn(size, norm, batch, **undone)
     times = {name: [] for name in VARIANTS}
     for iterate in iterations.values():
         jax.block_until_ready(iterate())

@@ -1,6 +1,6 @@
 """Side by side: the training iteration here and the authors' PyTorch iteration, interleaved in one process.
 
-``python -m wngan_jax.bench --what=authors [--size 64 --norm wn]`` (needs ``pip install 'wngan_jax[torch]'``)
+``python -m wngan_jax.bench --what=authors [--image_size 64 --norm wn]`` (needs ``pip install 'wngan_jax[torch]'``)
 
 The PyTorch side is the authors' iteration (paper §5.1 and their ``main.py``) on the re-implementation of
 their networks in ``wngan_jax.authors_torch``: ``BCELoss`` on the sigmoid outputs, a D step on a real batch
@@ -21,6 +21,7 @@ import numpy as np
 
 from wngan_jax.bench.common import matmul_gflops, rows_over
 from wngan_jax.bench.train import iteration_fn
+from wngan_jax.errors import ConfigError, MissingDependency
 from wngan_jax.models import AUTHOR_NAMES
 
 # Variants here -> the authors' ``--norm`` values (mean-only BN and alpha clipping have no counterpart there).
@@ -42,7 +43,9 @@ def authors_iteration(
     try:
         import torch
     except ImportError as e:
-        raise SystemExit("--what=authors runs the authors' PyTorch iteration: pip install 'wngan_jax[torch]'") from e
+        raise MissingDependency(
+            "--what=authors runs the authors' PyTorch iteration: pip install 'wngan_jax[torch]'"
+        ) from e
     from wngan_jax import authors_torch
 
     device = torch.device(torch_device())
@@ -119,7 +122,7 @@ def run(
     """One row per (size, norm); printed as text unless ``as_json`` (then the caller prints)."""
     unknown = [n for n in norms if n not in AUTHORS_NORM]
     if unknown:
-        raise SystemExit(
+        raise ConfigError(
             f"--what=authors: the authors' code has no {unknown[0]!r} variant; use one of {', '.join(AUTHORS_NORM)}"
         )
     return rows_over(sizes, norms, lambda size, norm: measure(size, norm, batch, repeats=repeats), format_row, as_json)

@@ -38,11 +38,6 @@ def matmul_gflops(n: int = 2048, repeats: int = 7) -> float:
     return 2 * n**3 / median_seconds(f, a, b, repeats=repeats, warmup=2) / 1e9
 
 
-def device_name() -> str:
-    d = jax.devices()[0]
-    return f"{d.platform}:{getattr(d, 'device_kind', d.platform)} x{jax.device_count()}"
-
-
 def rows_over(sizes, norms, measure, format_row, as_json: bool) -> list[dict]:
     """``measure(size, norm)`` for every size and norm; each row printed with ``format_row`` unless
     ``as_json`` (then the caller prints the returned rows)."""

@@ -1,6 +1,6 @@
 """Throughput of the batch iterator: float32 images/s delivered from the memory-mapped cache.
 
-A synthetic folder of smooth random 160x160 JPEGs is cached with `wngan_jax.data.load` (the real
+A synthetic folder of smooth random 160x160 JPEGs is cached with ``wngan_jax.data.load`` (the real
 cache path) at each size; the iterator then serves shuffled batches with background prefetch and
 the consumer only takes them, so the figure is the most the input pipeline can feed a training step.
 """
@@ -28,7 +28,7 @@ def _write_images(folder: Path, count: int, seed: int = 0) -> None:
 
 
 def _images_per_s(images: np.ndarray, batch: int, batches: int, repeats: int) -> float:
-    """Median images/s over `repeats` runs of `batches` batches (after one warm-up batch)."""
+    """Median images/s over ``repeats`` runs of ``batches`` batches (after one warm-up batch)."""
     rates = []
     for repeat in range(repeats):
         iterator = data.BatchIterator(images, batch, seed=repeat, prefetch=2)
@@ -44,7 +44,7 @@ def _images_per_s(images: np.ndarray, batch: int, batches: int, repeats: int) ->
 def run(
     sizes=(64, 160), batch: int = 32, as_json: bool = False, count: int = 4000, batches: int = 300, repeats: int = 3
 ) -> list[dict]:
-    """Measures `{"what": "data", "size", "batch", "images_per_s"}` for each size."""
+    """Measures ``{"what": "data", "size", "batch", "images_per_s"}`` for each size."""
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"

@@ -7,7 +7,7 @@ kernel) with ``ops.conv_transpose`` / ``ops.conv`` and with ``ops.reference_conv
 with ``F.conv_transpose2d`` / ``F.conv2d`` and ``torch.autograd.grad``. Medians over ``repeats`` runs after
 one warm-up run (which includes compilation).
 
-``python -m wngan_jax.bench --what=layers [--size 64 --batch 32 --repeats 5]``
+``python -m wngan_jax.bench --what=layers [--image_size 64 --batch_size 32 --repeats 5]``
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Benchmark of the reconstruction metric (paper §4) against the authors' way of running it.
 
-``python -m wngan_jax.bench --what=reconstruct [--size 32 --size 64 --norm wn]``
+``python -m wngan_jax.bench --what=reconstruct [--image_size 32 --image_size 64 --norm wn]``
 
 ``reconstruct`` (all samples one sharded, chunked problem; the steps a loop inside one jit) is compared with
 the authors' loop: batches of 32, each step one jitted call dispatched from Python. Both compute the same
@@ -14,7 +14,6 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from wngan_jax import ops, reconstruction
 from wngan_jax.bench.common import compiled_flops, matmul_gflops
@@ -22,38 +21,15 @@ from wngan_jax.models import ModelConfig
 
 
 def _authors_loop(config: ModelConfig, variables, targets, steps: int, batch: int):
-    """A jitted single RMSProp step on the batch-mean loss, called from Python once per step and batch, then
-    the batch's loss at its final codes (the authors' ``test()``); and the FLOPs XLA counts per sample-step."""
-    model = config.generator()
-    opt = optax.rmsprop(0.01, decay=0.9, eps=1e-6, eps_in_sqrt=False)
-
-    def batch_loss(z, x):
-        return jnp.mean(jnp.square(model.apply(variables, z, train=False) - x))
-
-    def step(z, state, x):
-        updates, state = opt.update(jax.grad(batch_loss)(z, x), state)
-        return optax.apply_updates(z, updates), state
-
-    # The same XLA options as ``reconstruct``, so that the comparison is of the loops alone.
-    options = ops.compiler_options(jax.default_backend())
-    step = jax.jit(step, compiler_options=options)
-    final_loss = jax.jit(batch_loss, compiler_options=options)
-
-    def run():
-        total = 0.0
-        for start in range(0, len(targets), batch):
-            x = jnp.asarray(targets[start : start + batch], jnp.float32) / 255.0
-            z = jnp.zeros((len(x), config.code_size))
-            state = opt.init(z)
-            for _ in range(steps):
-                z, state = step(z, state, x)
-            total += float(final_loss(z, x)) * len(x)
-        return total / len(targets)
-
+    """``(run, FLOPs per sample-step)``: ``run()`` is ``reconstruction.AuthorsLoop`` on ``targets``, compiled
+    with the same XLA options as ``reconstruct``, so that the comparison is of the loops alone."""
+    loop = reconstruction.AuthorsLoop(
+        config.generator(), variables, batch=batch, compiler_options=ops.compiler_options(jax.default_backend())
+    )
     x = jnp.zeros((batch,) + targets.shape[1:], jnp.float32)
     z = jnp.zeros((batch, config.code_size))
-    flops = compiled_flops(step.lower(z, opt.init(z), x).compile())
-    return run, (flops / batch if flops else None)
+    flops = compiled_flops(loop.step.lower(z, loop.optimizer.init(z), x).compile())
+    return (lambda: loop(targets, steps)), (flops / batch if flops else None)
 
 
 def _median_seconds(fns, repeats: int) -> list[float]:

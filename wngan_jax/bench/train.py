@@ -1,6 +1,6 @@
 """Benchmark of the full training iteration (D step + G step), with FLOPs and the fraction of the roofline.
 
-``python -m wngan_jax.bench --what=train [--size 64 --norm wn --batch 32 --json]``
+``python -m wngan_jax.bench --what=train [--image_size 64 --norm wn --batch_size 32 --json]``
 """
 
 from __future__ import annotations
@@ -10,18 +10,28 @@ import time
 import jax
 import numpy as np
 
+from wngan_jax import ops
 from wngan_jax.bench.common import compiled_flops, matmul_gflops, median_seconds, rows_over
 from wngan_jax.config import TrainConfig
-from wngan_jax.data import shard_batch
-from wngan_jax.train_step import init_state, make_mesh, make_train_step, replicate, run_key
+from wngan_jax.sharding import make_mesh, replicate, shard_batch
+from wngan_jax.train_step import PLATFORM_DEFAULT, init_state, make_train_step, run_key
 
 
-def iteration_fn(size: int, norm: str, batch: int, dtype: str = "float32"):
+def iteration_fn(
+    size: int,
+    norm: str,
+    batch: int,
+    dtype: str = "float32",
+    *,
+    split_phases_below: float = ops.SPLIT_PHASES_BELOW,
+    compiler_options=PLATFORM_DEFAULT,
+):
     """``(iterate, flops)``: ``iterate()`` runs one compiled training iteration on one device (returning its
-    metrics, not waited for), advancing its own state; ``flops`` is XLA's count for the iteration."""
-    config = TrainConfig(norm=norm, image_size=(size, size), batch_size=batch, dtype=dtype)
+    metrics, not waited for), advancing its own state; ``flops`` is XLA's count for the iteration. The
+    keywords are ``make_train_step``'s (the benchmark of each speed decision undoes one of them)."""
+    config = TrainConfig().replace(norm=norm, image_size=(size, size), batch_size=batch, dtype=dtype)
     mesh = make_mesh(jax.devices()[:1])
-    step = make_train_step(config, mesh)
+    step = make_train_step(config, mesh, split_phases_below=split_phases_below, compiler_options=compiler_options)
     state = replicate(init_state(config, jax.random.key(0)), mesh)
     real = shard_batch(np.random.default_rng(0).uniform(size=(batch, size, size, 3)).astype(np.float32), mesh)
     key = run_key(1, 0, mesh)

@@ -1,18 +1,18 @@
 """Preprocessed image cache and the paper's train / test split (§5.1).
 
-A source is decoded, cropped and resized once into `images.npy`, a uint8 `(rows, H, W, C)` array
+A source is decoded, cropped and resized once into ``images.npy``, a uint8 ``(rows, H, W, C)`` array
 opened memory-mapped. Rows are stored in the order of the split permutation: one permutation of
-the dataset drawn from `split_seed`; its first `final_test` images form the final test set, the
-first `running_test` of those the running test set, and the rest the training set. The three sets
-are therefore contiguous slices of the memory map. `split.npy` beside it records, for each row, the
+the dataset drawn from ``split_seed``; its first ``final_test`` images form the final test set, the
+first ``running_test`` of those the running test set, and the rest the training set. The three sets
+are therefore contiguous slices of the memory map. ``split.npy`` beside it records, for each row, the
 index of its image in the source, so every run on the same cache shares the same split.
 
-`meta.json` records what the cache was built from (spec, fingerprint, size, channels, crop,
+``meta.json`` records what the cache was built from (spec, fingerprint, size, channels, crop,
 split seed); a cache whose record differs from the request is rebuilt, never reused. Files are
-written under temporary names and renamed, `meta.json` last.
+written under temporary names and renamed, ``meta.json`` last.
 
 Unreadable images are skipped: their rows are filled with the last readable rows so that the
-readable images stay a contiguous prefix of `images.npy` (`meta.json` holds their `count`).
+readable images stay a contiguous prefix of ``images.npy`` (``meta.json`` holds their ``count``).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from wngan_jax.data import sources, transforms
+from wngan_jax.models import image_hw
 
 CACHE_FORMAT = 1
 SHOWN_SKIPPED = 5
@@ -47,7 +48,7 @@ class CacheDirError(OSError):
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """The paper's split of one preprocessed source; arrays are uint8 `(N, H, W, C)` memory maps."""
+    """The paper's split of one preprocessed source; arrays are uint8 ``(N, H, W, C)`` memory maps."""
 
     train: np.ndarray
     final_test: np.ndarray
@@ -56,15 +57,8 @@ class Dataset:
 
 
 def default_cache_root() -> Path:
-    """`$WNGAN_CACHE`, or `~/.cache/wngan_jax`."""
+    """``$WNGAN_CACHE``, or ``~/.cache/wngan_jax``."""
     return Path(os.environ.get("WNGAN_CACHE") or "~/.cache/wngan_jax").expanduser()
-
-
-def _size(image_size: tuple[int, int] | int) -> tuple[int, int]:
-    if isinstance(image_size, int):
-        return image_size, image_size
-    height, width = image_size
-    return int(height), int(width)
 
 
 def _check_split(count: int, final_test: int, running_test: int, spec: str) -> None:
@@ -92,16 +86,16 @@ def load(
     crop: int | None = None,
     progress: bool = True,
 ) -> Dataset:
-    """Loads `spec` (see `sources`) at `image_size`, building the cache on first use.
+    """Loads ``spec`` (see ``sources``) at ``image_size``, building the cache on first use.
 
-    `crop`: None uses the source's default centre crop (CelebA 160, LSUN 256), 0 none, an int a
-    `crop x crop` centre crop before resizing. `cache_dir` is the cache root (default
-    `$WNGAN_CACHE` or `~/.cache/wngan_jax`); each request gets the subdirectory
-    `<source>_<H>x<W>_<C>c_<crop>_split<seed>` of it.
+    ``crop``: None uses the source's default centre crop (CelebA 160, LSUN 256), 0 none, an int a
+    ``crop x crop`` centre crop before resizing. ``cache_dir`` is the cache root (default
+    ``$WNGAN_CACHE`` or ``~/.cache/wngan_jax``); each request gets the subdirectory
+    ``<source>_<H>x<W>_<C>c_<crop>_split<seed>`` of it.
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
-    size = _size(image_size)
+    size = image_hw(image_size)
     source = sources.open_source(spec, data_dir=data_dir)
     _check_split(len(source), final_test, running_test, source.spec)
     crop = source.default_crop if crop is None else int(crop)
@@ -147,7 +141,7 @@ def load(
 
 
 def _read_meta(directory: Path, params: dict) -> dict | None:
-    """Returns the cache record if `directory` holds a complete cache built for `params`."""
+    """Returns the cache record if ``directory`` holds a complete cache built for ``params``."""
     meta_path = directory / "meta.json"
     if not meta_path.is_file():
         return None
@@ -174,7 +168,7 @@ def _prepare_dir(directory: Path) -> None:
 def _decoded(
     source: sources.Source, size: tuple[int, int], crop: int, channels: int, progress: bool
 ) -> Iterator[tuple[str, np.ndarray | str]]:
-    """Yields `(name, image or error text)` in source order, decoding on a thread pool."""
+    """Yields ``(name, image or error text)`` in source order, decoding on a thread pool."""
 
     def work(raw):
         try:
@@ -195,7 +189,7 @@ def _decoded(
 
 
 def _build(directory: Path, source: sources.Source, params: dict, progress: bool) -> dict:
-    """Decodes `source` into `directory` and returns the new `meta.json` record."""
+    """Decodes ``source`` into ``directory`` and returns the new ``meta.json`` record."""
     _prepare_dir(directory)
     tag = uuid.uuid4().hex  # unique temporary names: several hosts may build on a shared disk
     height, width = params["size"]

@@ -1,8 +1,8 @@
-"""Shuffled, resumable float32 batches and their placement on a device mesh.
+"""Shuffled, resumable float32 batches (placed on a device mesh by ``wngan_jax.sharding.shard_batch``).
 
-Epoch `e` visits the images in the order `np.random.default_rng([seed, e]).permutation(N)`, in
+Epoch ``e`` visits the images in the order ``np.random.default_rng([seed, e]).permutation(N)``, in
 consecutive batches; the incomplete last batch of each epoch is dropped, so an epoch has
-`N // batch_size` batches. The resume state (seed, epoch, position) is the data permutation and
+``N // batch_size`` batches. The resume state (seed, epoch, position) is the data permutation and
 position that the authors' code keeps in its checkpoints (paper §5.1).
 """
 
@@ -11,40 +11,14 @@ from __future__ import annotations
 import queue
 import threading
 
-import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-
-def process_slice(global_batch_size: int, process_index: int | None = None, process_count: int | None = None) -> slice:
-    """Rows of the global batch read by this process (contiguous blocks in process order).
-
-    This matches `shard_batch` for meshes whose 'data' axis lists the devices process by process,
-    as `jax.make_mesh` does.
-    """
-    index = jax.process_index() if process_index is None else process_index
-    count = jax.process_count() if process_count is None else process_count
-    if global_batch_size % count:
-        raise ValueError(f"batch size {global_batch_size} is not divisible by the {count} processes")
-    local = global_batch_size // count
-    return slice(index * local, (index + 1) * local)
-
-
-def shard_batch(batch: np.ndarray, mesh: Mesh, axis: str = "data") -> jax.Array:
-    """Places a host batch on `mesh`, split along its leading dimension over mesh axis `axis`.
-
-    With one process `batch` is the global batch. With several, it is this process's rows
-    (`process_slice`) and the global array is assembled with `jax.make_array_from_process_local_data`.
-    """
-    sharding = NamedSharding(mesh, PartitionSpec(axis))
-    if jax.process_count() == 1:
-        return jax.device_put(batch, sharding)
-    global_shape = (batch.shape[0] * jax.process_count(),) + batch.shape[1:]
-    return jax.make_array_from_process_local_data(sharding, batch, global_shape)
+from wngan_jax.errors import ConfigError
+from wngan_jax.sharding import process_slice
 
 
 def _gather(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """`images[indices] / 255` as float32, reading the (memory-mapped) rows in increasing order."""
+    """``images[indices] / 255`` as float32, reading the (memory-mapped) rows in increasing order."""
     order = np.argsort(indices)
     batch = np.empty((len(indices),) + images.shape[1:], np.uint8)
     batch[order] = images[indices[order]]
@@ -52,7 +26,7 @@ def _gather(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
 
 
 def _batches(images: np.ndarray, batch_size: int, rows: slice, state: dict):
-    """Yields `(batch, state after it)` forever, starting at `state`."""
+    """Yields ``(batch, state after it)`` forever, starting at ``state``."""
     seed, epoch, position = state["seed"], state["epoch"], state["position"]
     count = len(images)
     while True:
@@ -66,7 +40,7 @@ def _batches(images: np.ndarray, batch_size: int, rows: slice, state: dict):
 
 
 def _produce(batches, out: queue.Queue, stop: threading.Event) -> None:
-    """Prefetch thread: moves `batches` into `out` until `stop` is set; errors are forwarded."""
+    """Prefetch thread: moves ``batches`` into ``out`` until ``stop`` is set; errors are forwarded."""
     try:
         for item in batches:
             while not stop.is_set():
@@ -82,12 +56,12 @@ def _produce(batches, out: queue.Queue, stop: threading.Event) -> None:
 
 
 class BatchIterator:
-    """Endless iterator of shuffled float32 batches in [0, 1] from a uint8 `(N, H, W, C)` array.
+    """Endless iterator of shuffled float32 batches in [0, 1] from a uint8 ``(N, H, W, C)`` array.
 
-    `batch_size` is the global batch size; each process receives its `process_slice` of it.
-    `state()` describes the batch that the next `next()` returns, so `BatchIterator(images,
+    ``batch_size`` is the global batch size; each process receives its ``process_slice`` of it.
+    ``state()`` describes the batch that the next ``next()`` returns, so `BatchIterator(images,
     batch_size, state=it.state())` continues with exactly the same batches (the state's seed
-    is used). Up to `prefetch` batches are prepared on a background thread (0: none).
+    is used). Up to ``prefetch`` batches are prepared on a background thread (0: none).
     """
 
     def __init__(
@@ -101,7 +75,7 @@ class BatchIterator:
         process_count: int | None = None,
     ):
         if not 0 < batch_size <= len(images):
-            raise ValueError(f"batch size {batch_size} must be in [1, {len(images)}] (the number of images)")
+            raise ConfigError(f"batch size {batch_size} must be in [1, {len(images)}] (the number of images)")
         if state is None:
             state = {"seed": seed, "epoch": 0, "position": 0}
         self._state = {key: int(state[key]) for key in ("seed", "epoch", "position")}
@@ -115,7 +89,7 @@ class BatchIterator:
             self._thread.start()
 
     def state(self) -> dict:
-        """JSON-serializable `{"seed", "epoch", "position"}` of the next batch."""
+        """JSON-serializable ``{"seed", "epoch", "position"}`` of the next batch."""
         return dict(self._state)
 
     def __iter__(self) -> BatchIterator:

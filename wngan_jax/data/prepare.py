@@ -1,9 +1,9 @@
-"""Turning raw dataset files into something `load` reads (docs/data.md).
+"""Turning raw dataset files into something ``load`` reads (docs/data.md).
 
-CelebA and CIFAR-10 are built into TFDS `array_record` datasets (random access without
-TensorFlow afterwards); building them needs TensorFlow once (`pip install 'wngan_jax[prepare]'`).
+CelebA and CIFAR-10 are built into TFDS ``array_record`` datasets (random access without
+TensorFlow afterwards); building them needs TensorFlow once (``pip install 'wngan_jax[prepare]'``).
 LSUN is not built with TFDS (its builder needs tensorflow-io): its LMDB zip is extracted and read
-directly through the `lmdb:` spec.
+directly through the ``lmdb:`` spec.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib.util
 import zipfile
 from pathlib import Path
+
+from wngan_jax.errors import ConfigError, MissingDataError, MissingDependency
 
 TFDS_RAW_FILES = {
     "celeb_a": (
@@ -28,7 +30,7 @@ PREPARE_HELP = "supported: " + ", ".join(TFDS_RAW_FILES) + ", lsun/<category> (e
 def _require(manual_dir: Path, files: tuple[str, ...], name: str) -> None:
     missing = [f for f in files if not (manual_dir / f).is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise MissingDataError(
             f"{name} needs these files, as downloaded, directly in {manual_dir}:\n  "
             + "\n  ".join(files)
             + "\nmissing:\n  "
@@ -37,16 +39,16 @@ def _require(manual_dir: Path, files: tuple[str, ...], name: str) -> None:
 
 
 def prepare(name: str, manual_dir: str, data_dir: str) -> list[str]:
-    """Prepares dataset `name` from the raw files in `manual_dir`; returns the specs to load it."""
+    """Prepares dataset ``name`` from the raw files in ``manual_dir``; returns the specs to load it."""
     manual = Path(manual_dir).expanduser().resolve()
     out = Path(data_dir).expanduser().resolve()
     if name.startswith("lsun/"):
         return _prepare_lsun(name.split("/", 1)[1], manual, out)
     if name not in TFDS_RAW_FILES:
-        raise ValueError(f"cannot prepare {name!r}; {PREPARE_HELP}")
+        raise ConfigError(f"cannot prepare {name!r}; {PREPARE_HELP}")
     _require(manual, TFDS_RAW_FILES[name], name)
     if importlib.util.find_spec("tensorflow") is None:  # TFDS builders generate examples with it
-        raise ImportError(
+        raise MissingDependency(
             "building a TFDS dataset needs TensorFlow (only for this step): pip install 'wngan_jax[prepare]'"
         )
     import tensorflow_datasets as tfds
@@ -60,7 +62,7 @@ def prepare(name: str, manual_dir: str, data_dir: str) -> list[str]:
 
 
 def _prepare_lsun(category: str, manual: Path, out: Path) -> list[str]:
-    """Extracts `<category>_train_lmdb.zip` (and `_val_` when present) into `out/lsun/`."""
+    """Extracts ``<category>_train_lmdb.zip`` (and ``_val_`` when present) into ``out/lsun/``."""
     train_zip = f"{category}_train_lmdb.zip"
     _require(manual, (train_zip,), f"lsun/{category}")
     specs = []

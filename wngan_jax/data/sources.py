@@ -1,20 +1,20 @@
-"""Image sources named by a spec string (the `--data` flag of every command).
+"""Image sources named by a spec string (the ``--data`` flag of every command).
 
 Spec forms:
 
-- `tfds:<name>[:<split>]`: a TFDS dataset prepared as `array_record` (see `python -m wngan_jax.data
-  prepare`), read with `tfds.data_source` (TensorFlow is not needed). Default splits use the whole
-  dataset, as the paper does before drawing its own split (§5.1): `celeb_a` ->
-  `train+validation+test`, `cifar10` -> `train+test`, anything else -> `train`.
-- `folder:<path>`: every JPEG/PNG/WebP file under `path`, recursively, in sorted order.
-- `lmdb:<path>`: an LSUN-style LMDB database (the directory holding `data.mdb`), values being encoded
+- ``tfds:<name>[:<split>]``: a TFDS dataset prepared as ``array_record`` (see `python -m wngan_jax.data
+  prepare``), read with ``tfds.data_source` (TensorFlow is not needed). Default splits use the whole
+  dataset, as the paper does before drawing its own split (§5.1): ``celeb_a`` ->
+  ``train+validation+test``, ``cifar10`` -> ``train+test``, anything else -> ``train``.
+- ``folder:<path>``: every JPEG/PNG/WebP file under ``path``, recursively, in sorted order.
+- ``lmdb:<path>``: an LSUN-style LMDB database (the directory holding ``data.mdb``), values being encoded
   images, read in key order.
-- `digits`: scikit-learn's 1797 handwritten 8x8 digits (values 0-16 scaled to 0-255, kept as white
+- ``digits``: scikit-learn's 1797 handwritten 8x8 digits (values 0-16 scaled to 0-255, kept as white
   strokes on black, like MNIST).
-- `lfw_subset`: scikit-image's 200 25x25 grayscale images (100 faces, 100 non-faces).
+- ``lfw_subset``: scikit-image's 200 25x25 grayscale images (100 faces, 100 non-faces).
 
 Default centre crops (paper §5.1): CelebA 160 (central 160x160 patch of the 218x178 image), LSUN 256
-(`tfds:lsun/...` and `lmdb:`; LSUN images have a 256 shorter side, so this keeps the central 256x256
+(``tfds:lsun/...`` and ``lmdb:``; LSUN images have a 256 shorter side, so this keeps the central 256x256
 patch without downsampling), none elsewhere.
 """
 
@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from wngan_jax.errors import ConfigError, MissingDataError, MissingDependency
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 TFDS_DEFAULT_SPLITS = {"celeb_a": "train+validation+test", "cifar10": "train+test"}
@@ -50,8 +52,8 @@ def _path_slug(prefix: str, path: Path) -> str:
 class Source(abc.ABC):
     """A finite, ordered collection of images.
 
-    `items()` yields `(name, raw)` pairs sequentially (names identify skipped images in reports);
-    `decode(raw)` turns one raw item into a PIL image and may run on worker threads.
+    ``items()`` yields ``(name, raw)`` pairs sequentially (names identify skipped images in reports);
+    ``decode(raw)`` turns one raw item into a PIL image and may run on worker threads.
     """
 
     spec: str
@@ -64,7 +66,7 @@ class Source(abc.ABC):
 
     @abc.abstractmethod
     def items(self) -> Iterator[tuple[str, Any]]:
-        """Yields `(name, raw)` for every image, in order."""
+        """Yields ``(name, raw)`` for every image, in order."""
 
     @abc.abstractmethod
     def decode(self, raw: Any) -> Image.Image:
@@ -76,7 +78,7 @@ class Source(abc.ABC):
 
 
 class TfdsSource(Source):
-    """A prepared `array_record` TFDS dataset, read through `tfds.data_source` without TensorFlow."""
+    """A prepared ``array_record`` TFDS dataset, read through ``tfds.data_source`` without TensorFlow."""
 
     def __init__(self, name: str, split: str | None, data_dir: str | None):
         import tensorflow_datasets as tfds
@@ -99,7 +101,7 @@ class TfdsSource(Source):
             KeyError,
             tfds.core.registered.DatasetNotFoundError,
         ) as err:
-            raise FileNotFoundError(self._missing_message(err)) from err
+            raise MissingDataError(self._missing_message(err)) from err
 
     def _missing_message(self, err: Exception) -> str:
         where = self.data_dir or "the default TFDS data dir (~/tensorflow_datasets or $TFDS_DATA_DIR)"
@@ -107,8 +109,8 @@ class TfdsSource(Source):
             f"TFDS dataset '{self.name}' (split '{self.split}') is not prepared as array_record in "
             f"{where} ({type(err).__name__}).\n"
             f"Prepare it once from the raw files with:\n"
-            f"  python -m wngan_jax.data prepare {self.name} --manual-dir <raw files> "
-            f"--data-dir <tfds data dir>\nand pass the same data dir here (see docs/data.md)."
+            f"  python -m wngan_jax.data prepare {self.name} --manual_dir <raw files> "
+            f"--data_dir <tfds data dir>\nand pass the same data dir here (see docs/data.md)."
         )
         if self.name.startswith("lsun"):
             text += "\nFor LSUN, 'lmdb:<path to the extracted *_lmdb directory>' needs no preparation."
@@ -148,13 +150,13 @@ class FolderSource(Source):
             "<path>, recursively (any layout, e.g. <path>/img_0001.jpg or <path>/class/img.png)."
         )
         if not self.root.is_dir():
-            raise FileNotFoundError(f"image folder {self.root} does not exist. {layout}")
+            raise MissingDataError(f"image folder {self.root} does not exist. {layout}")
         self.files = sorted(
             (p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
             key=lambda p: p.relative_to(self.root).as_posix(),
         )
         if not self.files:
-            raise FileNotFoundError(f"image folder {self.root} holds no image. {layout}")
+            raise MissingDataError(f"image folder {self.root} holds no image. {layout}")
 
     def __len__(self) -> int:
         return len(self.files)
@@ -186,16 +188,16 @@ class LmdbSource(Source):
         try:
             import lmdb
         except ImportError as err:
-            raise ImportError("'lmdb:' specs need the lmdb package: pip install 'wngan_jax[prepare]'") from err
+            raise MissingDependency("'lmdb:' specs need the lmdb package: pip install 'wngan_jax[prepare]'") from err
         given = Path(path).expanduser().resolve()
         self.root = given.parent if given.name == "data.mdb" else given
         self.spec = f"lmdb:{self.root}"
         self.slug = _path_slug("lmdb", self.root)
         if not (self.root / "data.mdb").is_file():
-            raise FileNotFoundError(
+            raise MissingDataError(
                 f"no LMDB database at {self.root} (expected {self.root / 'data.mdb'}). For LSUN, "
                 "unzip e.g. bedroom_train_lmdb.zip (or run `python -m wngan_jax.data prepare "
-                "lsun/bedroom --manual-dir <dir with the zip> --data-dir <out>`) and pass "
+                "lsun/bedroom --manual_dir <dir with the zip> --data_dir <out>`) and pass "
                 "'lmdb:<out>/bedroom_train_lmdb'."
             )
         self._env = lmdb.open(str(self.root), readonly=True, lock=False, readahead=False, subdir=True)
@@ -219,7 +221,7 @@ class LmdbSource(Source):
 
 
 class ArraySource(Source):
-    """Small gray datasets shipped inside Python wheels, held in memory as uint8 `(N, h, w)`."""
+    """Small gray datasets shipped inside Python wheels, held in memory as uint8 ``(N, h, w)``."""
 
     def __init__(self, spec: str, images: np.ndarray, package: str, version: str):
         self.spec = self.slug = spec
@@ -253,13 +255,13 @@ def _lfw_subset() -> ArraySource:
         import skimage
         from skimage.data import lfw_subset
     except ImportError as err:
-        raise ImportError("'lfw_subset' needs scikit-image: pip install scikit-image") from err
+        raise MissingDependency("'lfw_subset' needs scikit-image: pip install scikit-image") from err
     images = np.rint(lfw_subset() * 255.0).astype(np.uint8)
     return ArraySource("lfw_subset", images, "scikit-image", skimage.__version__)
 
 
 def open_source(spec: str, data_dir: str | None = None) -> Source:
-    """Returns the `Source` named by `spec`; `data_dir` is the TFDS data dir for `tfds:` specs."""
+    """Returns the ``Source`` named by ``spec``; ``data_dir`` is the TFDS data dir for ``tfds:`` specs."""
     kind, _, rest = spec.partition(":")
     if kind == "tfds" and rest:
         name, _, split = rest.partition(":")
@@ -272,4 +274,4 @@ def open_source(spec: str, data_dir: str | None = None) -> Source:
         return _digits()
     if spec == "lfw_subset":
         return _lfw_subset()
-    raise ValueError(f"unknown data spec {spec!r}: {SPEC_HELP}")
+    raise ConfigError(f"unknown data spec {spec!r}: {SPEC_HELP}")

@@ -1,16 +1,16 @@
 """Image preprocessing: colour mode, centre crop and resize to the training size (paper §5.1).
 
-Every image goes through `preprocess`:
+Every image goes through ``preprocess``:
 
-1. colour mode: grayscale, palette, CMYK, ... become RGB (or L when `channels == 1`); transparent
+1. colour mode: grayscale, palette, CMYK, ... become RGB (or L when ``channels == 1``); transparent
    images are composited on a white background first;
-2. optional centre crop to a `crop x crop` square. An image whose shorter side is smaller than
-   `crop` is first resized up (bicubic) so that its shorter side equals `crop`;
-3. "cover" resize to the target `(H, W)`: scale (bicubic, antialiased when shrinking) so the image
+2. optional centre crop to a ``crop x crop`` square. An image whose shorter side is smaller than
+   ``crop`` is first resized up (bicubic) so that its shorter side equals ``crop``;
+3. "cover" resize to the target ``(H, W)``: scale (bicubic, antialiased when shrinking) so the image
    covers the target, then centre crop. For a square target and a square image this is a plain
    resize; an image that already has the target size is left untouched.
 
-Centre offsets are `(side - crop) // 2`, so a 218x178 CelebA image cropped at 160 keeps rows 29..188
+Centre offsets are ``(side - crop) // 2``, so a 218x178 CelebA image cropped at 160 keeps rows 29..188
 and columns 9..168.
 """
 
@@ -23,7 +23,7 @@ RESAMPLE = Image.Resampling.BICUBIC
 
 
 def to_mode(img: Image.Image, channels: int) -> Image.Image:
-    """Converts `img` to RGB (`channels=3`) or L (`channels=1`), flattening alpha on white."""
+    """Converts ``img`` to RGB (``channels=3``) or L (``channels=1``), flattening alpha on white."""
     mode = "RGB" if channels == 3 else "L"
     if img.mode == mode:
         return img
@@ -40,7 +40,7 @@ def _center_box(width: int, height: int, out_w: int, out_h: int) -> tuple[int, i
 
 
 def _cover(img: Image.Image, out_w: int, out_h: int) -> Image.Image:
-    """Scales `img` so that it covers `out_w x out_h`, then centre crops to exactly that size."""
+    """Scales ``img`` so that it covers ``out_w x out_h``, then centre crops to exactly that size."""
     width, height = img.size
     if (width, height) == (out_w, out_h):
         return img
@@ -53,7 +53,7 @@ def _cover(img: Image.Image, out_w: int, out_h: int) -> Image.Image:
 
 
 def _center_crop(img: Image.Image, crop: int) -> Image.Image:
-    """Centre crops a `crop x crop` square without downsampling; smaller images are resized up first."""
+    """Centre crops a ``crop x crop`` square without downsampling; smaller images are resized up first."""
     width, height = img.size
     if min(width, height) < crop:
         return _cover(img, crop, crop)
@@ -61,7 +61,7 @@ def _center_crop(img: Image.Image, crop: int) -> Image.Image:
 
 
 def preprocess(img: Image.Image, size: tuple[int, int], crop: int, channels: int) -> np.ndarray:
-    """Returns `img` as uint8 `(H, W, channels)`: colour mode, centre crop (`crop > 0`), cover resize."""
+    """Returns ``img`` as uint8 ``(H, W, channels)``: colour mode, centre crop (``crop > 0``), cover resize."""
     img = to_mode(img, channels)
     if crop > 0:
         img = _center_crop(img, crop)

@@ -1,0 +1,182 @@
+"""The final reconstruction test of a generator held in memory (paper §4, §5.1; docs/reconstruction.md).
+
+``evaluate(model, variables, targets, steps=...)`` reconstructs ``targets`` and returns a JSON-ready report
+with the ``ReconstructionResult``; ``write_outputs`` writes them to a directory. The trainer calls both on the
+generators it holds; ``python -m wngan_jax.eval`` calls them on a checkpoint it loads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import time
+
+import numpy as np
+
+from wngan_jax import data, reconstruction, sharding, visualize
+from wngan_jax.errors import ConfigError, DataError
+from wngan_jax.models import ModelConfig
+
+GRID_PAIRS = 64
+# Steps at which the final test also records the mean loss (appendix C.3: the ranking of the models can change
+# with the number of reconstruction steps); those below the final step count are recorded.
+CURVE_STEPS = (50, 100, 200, 500, 1000, 2000, 5000)
+
+
+def curve_steps(steps: int) -> tuple[int, ...]:
+    """``CURVE_STEPS`` below ``steps``, then ``steps``."""
+    return tuple(s for s in CURVE_STEPS if s < steps) + (steps,)
+
+
+def load_targets(path, samples: int) -> np.ndarray:
+    """The first ``samples`` images of a ``.npy`` file: ``(N, H, W, C)`` uint8, or float in [0, 1]."""
+    images = np.load(path, mmap_mode="r")
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise DataError(
+            f"{path} holds an array of shape {images.shape}; --targets needs images of shape "
+            "(N, H, W, C) with C = 1 or 3"
+        )
+    if images.dtype != np.uint8 and not np.issubdtype(images.dtype, np.floating):
+        raise DataError(f"{path} holds {images.dtype} images; --targets needs uint8 (0-255) or float in [0, 1]")
+    return first(images, samples, str(path))
+
+
+def load_final_test(spec: str, model: ModelConfig, samples: int, *, data_dir=None, cache_dir=None) -> np.ndarray:
+    """The first ``samples`` images of the dataset's final test set, at the generator's size and channels."""
+    ds = data.load(
+        spec,
+        model.image_size,
+        channels=model.channels,
+        data_dir=data_dir or None,
+        cache_dir=cache_dir or None,
+        final_test=samples,
+        running_test=min(samples, 200),
+    )
+    return first(ds.final_test, samples, spec)
+
+
+def first(images, samples: int, name: str) -> np.ndarray:
+    """``images[:samples]`` in memory, or an error naming ``name`` when there are fewer."""
+    if samples < 1:
+        raise ConfigError(f"--samples must be positive, got {samples}")
+    if len(images) < samples:
+        raise DataError(f"{name} has only {len(images)} images; pass --samples {len(images)} or fewer")
+    return np.asarray(images[:samples])
+
+
+def check_fits(model: ModelConfig, targets: np.ndarray) -> None:
+    """The targets must have the generator's image size and channel count."""
+    hw, channels = tuple(targets.shape[1:3]), targets.shape[3]
+    if hw != tuple(model.image_size) or channels != model.channels:
+        raise DataError(
+            f"the targets are {hw[0]}x{hw[1]} with {channels} channels but the generator makes "
+            f"{model.image_size[0]}x{model.image_size[1]} images with {model.channels}; use targets (or "
+            "--data at) the size the model was trained at"
+        )
+
+
+def evaluate(
+    model: ModelConfig,
+    variables,
+    targets,
+    *,
+    steps: int,
+    batch_size: int = reconstruction.AUTHORS_BATCH,
+    chunk_size: int | None = None,
+    record_steps=None,
+    benchmark: bool = False,
+    progress: bool = True,
+    mesh=None,
+) -> tuple[dict, reconstruction.ReconstructionResult]:
+    """Reconstruct ``targets`` with the generator ``variables``: ``(report, result)``.
+
+    The report holds only JSON values: the mean loss (the paper's number), per-sample losses, the loss curve
+    at ``record_steps`` (default ``curve_steps(steps)``), timing and device. ``benchmark`` compiles first, so
+    that the timing excludes compilation. ``mesh`` as in ``reconstruction.reconstruct``.
+    """
+    check_fits(model, targets)
+    gen = reconstruction.generator_fn(model.generator(), variables)
+    kwargs = dict(
+        steps=steps,
+        authors_batch=batch_size,
+        chunk_size=chunk_size,
+        return_reconstructions=True,
+        mesh=mesh,
+    )
+    report = {}
+    if benchmark:  # one step compiles both jitted functions for these shapes; the steps are a loop argument
+        start = time.perf_counter()
+        reconstruction.reconstruct(gen, targets, **kwargs | {"steps": 1})
+        report["warmup_seconds"] = time.perf_counter() - start
+    record = curve_steps(steps) if record_steps is None else tuple(record_steps)
+    start = time.perf_counter()
+    result = reconstruction.reconstruct(gen, targets, progress=progress, record_steps=record, **kwargs)
+    seconds = time.perf_counter() - start
+    report |= {
+        "mean_loss": result.mean_loss,
+        "per_sample_loss": [float(v) for v in result.per_sample_loss],
+        "loss_curve": {str(k): v for k, v in result.loss_curve().items()},
+        "samples": len(targets),
+        "steps": steps,
+        "batch_size": batch_size,
+        "seconds": seconds,
+        "sample_steps_per_s": len(targets) * steps / seconds if seconds > 0 else None,
+        "compile_included": not benchmark,
+        "device": sharding.device_description(),
+        "model": model.to_dict(),
+    }
+    return report, result
+
+
+def write_outputs(out, report: dict, result, targets, *, pairs: bool = False) -> pathlib.Path:
+    """``out/report.json`` (written last, atomically), ``codes.npy``, ``pairs.png`` (the first 64 target |
+    reconstruction pairs) and, with ``pairs``, one pair image per sample under ``out/pairs/``."""
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / "codes.npy", result.codes)
+    visualize.save_grid(visualize.pairs(targets[:GRID_PAIRS], result.reconstructions[:GRID_PAIRS]), out / "pairs.png")
+    if pairs:
+        digits = len(str(len(targets) - 1))
+        for i, pair in enumerate(visualize.pairs(targets, result.reconstructions)):
+            visualize.save_png(pair, out / "pairs" / f"{i:0{digits}d}.png")
+    tmp = out / "report.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, out / "report.json")
+    return out / "report.json"
+
+
+def paired_difference(losses_a, losses_b, *, confidence: float = 0.95, resamples: int = 10_000, seed: int = 0) -> dict:
+    """Model A against model B on the same final-test targets: the mean per-sample difference ``A - B`` of
+    their reconstruction losses, and ``mean(A) / mean(B) - 1`` ("A is 10.5% lower than B" is -0.105), each
+    with a percentile bootstrap interval at ``confidence`` over ``resamples`` resamplings of the targets.
+
+    Pairing removes the variation between targets that both models share, so the interval is that of the
+    models' difference alone.
+    """
+    a, b = np.asarray(losses_a, np.float64), np.asarray(losses_b, np.float64)
+    if a.ndim != 1 or a.shape != b.shape or len(a) < 2:
+        raise DataError(
+            f"a paired comparison needs per-sample losses of two models on the same targets, got shapes "
+            f"{a.shape} and {b.shape}"
+        )
+    if not 0 < confidence < 1:
+        raise ConfigError(f"confidence must lie in (0, 1), got {confidence}")
+    rng = np.random.default_rng(seed)
+    mean_a, mean_b = np.empty(resamples), np.empty(resamples)
+    for start in range(0, resamples, 1000):  # 1000 resamples at a time bound the index array's memory
+        index = rng.integers(0, len(a), (min(1000, resamples - start), len(a)))
+        mean_a[start : start + len(index)] = a[index].mean(axis=1)
+        mean_b[start : start + len(index)] = b[index].mean(axis=1)
+    tails = [(1 - confidence) / 2, (1 + confidence) / 2]
+    difference = np.quantile(mean_a - mean_b, tails)
+    relative = np.quantile(mean_a / mean_b - 1, tails)
+    return {
+        "mean_difference": float(np.mean(a - b)),
+        "difference_interval": [float(v) for v in difference],
+        "relative_difference": float(a.mean() / b.mean() - 1),
+        "relative_interval": [float(v) for v in relative],
+        "samples": len(a),
+        "confidence": confidence,
+        "resamples": resamples,
+    }
