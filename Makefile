@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # torch==2.13.0 is the CPU build on this project's machines; it is only used by the tests that compare
-# against the authors' PyTorch networks.
-TEST_EXTRAS := torch==2.13.0
+# against the authors' PyTorch networks and pytorch-fid. torchvision 0.28.0 is the release built for torch 2.13.0
+# (pytorch-fid builds its Inception from torchvision's); pinned beside it so that pip keeps this torch.
+TEST_EXTRAS := torch==2.13.0 torchvision==0.28.0
 
 .PHONY: venv demo test chromium format bench clean
 

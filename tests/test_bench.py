@@ -97,3 +97,9 @@ def test_layer_rows(capsys):
         assert all(r["torch_ms"] > 0 for r in out)
     else:
         assert all(r["torch_ms"] is None for r in out)
+
+
+def test_fid_rows(capsys):
+    (row,) = rows(capsys, "--what=fid", "--size", "16", "--batch", "1")
+    assert row["batch"] == 1 and row["features_per_s"] > 0 and row["end_to_end_features_per_s"] > 0
+    assert 10.5 < row["gflops_per_image"] < 12  # Inception v3 at 299x299: about 5.7 G multiply-adds per image

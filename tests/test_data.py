@@ -1,8 +1,15 @@
 """Data pipeline: sources, crops, cache and split (paper §5.1), batch iterator, sharding."""
 
+import colorsys
+import errno
 import importlib.util
 import io
 import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
 import zipfile
 from pathlib import Path
 
@@ -12,9 +19,10 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from wngan_jax import data, sharding
-from wngan_jax.data import prepare, transforms
+from wngan_jax import data, files, sharding
+from wngan_jax.data import cache, prepare, transforms
 from wngan_jax.data.__main__ import main as cli
+from wngan_jax.errors import CacheDirError, ConfigError, DataError
 
 
 def source_index(ds):
@@ -138,6 +146,137 @@ def test_folder_default_crop_resizes_shorter_side_then_center_crops():
     np.testing.assert_array_equal(up, np.broadcast_to(np.array([5, 6, 7], np.uint8), (64, 64, 3)))
 
 
+# --- colour modes: every mode PIL opens, against numpy on the raw samples -----------------------
+
+RAW = np.array([[[0, 64, 255], [200, 10, 128], [255, 255, 0]], [[30, 90, 150], [255, 0, 0], [128, 128, 128]]], np.uint8)
+ALPHA = np.array([[255, 0, 128], [64, 255, 200]], np.uint8)
+WIDE = np.array([[0, 1000, 65535], [257, 40000, 12345]], np.uint16)
+FLOATS = np.array([[0.0, 0.25, 1.0], [-0.5, 0.7, 3.0]], np.float32)
+
+
+def on_white(color, alpha):
+    """Straight alpha composited on white, in float64."""
+    a = alpha[..., None] / 255.0
+    return color * a + 255.0 * (1 - a)
+
+
+def reopened(img, fmt, **options):
+    buffer = io.BytesIO()
+    img.save(buffer, fmt, **options)
+    buffer.seek(0)
+    return Image.open(buffer)
+
+
+def gray3(gray):
+    return np.repeat(np.asarray(gray, np.float64)[..., None], 3, axis=-1)
+
+
+def mode_cases():
+    """(name, image, expected RGB as float64 from the raw samples) for every mode PIL opens."""
+    palette = np.array([[0, 0, 0], [255, 0, 0], [10, 200, 30], [90, 90, 250]], np.uint8)
+    index = np.array([[0, 1, 2], [3, 2, 1]], np.uint8)
+    p_image = Image.fromarray(index, "P")
+    p_image.putpalette(palette.ravel().tolist())
+    p_transparent = p_image.copy()
+    p_transparent.info["transparency"] = 2
+    premultiplied = np.rint(RAW * (ALPHA[..., None] / 255.0)).astype(np.uint8)
+    cmyk = np.concatenate([RAW, ALPHA[..., None]], axis=-1)
+    in_gamut = RAW // 4 + 96  # YCbCr whose RGB needs no clipping: its luma is then Y itself
+    y, cb, cr = (in_gamut[..., i].astype(np.float64) for i in range(3))
+    ycbcr = np.stack(
+        [y + 1.402 * (cr - 128), y - 0.344136 * (cb - 128) - 0.714136 * (cr - 128), y + 1.772 * (cb - 128)]
+    )
+    hsv = np.array([[colorsys.hsv_to_rgb(*(RAW[i, j] / 255.0)) for j in range(3)] for i in range(2)]) * 255
+    rgb_trns = RAW.copy()
+    rgb_trns[0, 1] = rgb_trns[1, 2] = (7, 8, 9)
+    wide_trns = reopened(Image.fromarray(WIDE), "PNG", transparency=1000)
+    yield "1", reopened(Image.fromarray(RAW[..., 0] > 100), "PNG"), gray3(np.where(RAW[..., 0] > 100, 255, 0))
+    yield "L", reopened(Image.fromarray(RAW[..., 1]), "PNG"), gray3(RAW[..., 1])
+    yield (
+        "L+tRNS",
+        reopened(Image.fromarray(RAW[..., 1]), "PNG", transparency=128),
+        gray3(np.where(RAW[..., 1] == 128, 255, RAW[..., 1])),
+    )
+    yield (
+        "LA",
+        reopened(Image.fromarray(np.stack([RAW[..., 0], ALPHA], -1), "LA"), "PNG"),
+        gray3(on_white(RAW[..., :1], ALPHA)[..., 0]),
+    )
+    la = np.stack([premultiplied[..., 0], ALPHA], -1)
+    yield "La", Image.frombytes("La", (3, 2), la.tobytes()), gray3(premultiplied[..., 0] + 255.0 - ALPHA)
+    yield "P", reopened(p_image, "PNG"), palette[index].astype(np.float64)
+    yield "P+transparency", reopened(p_transparent, "PNG"), np.where((index == 2)[..., None], 255.0, palette[index])
+    pa = Image.merge("PA", (p_image, Image.fromarray(ALPHA)))
+    yield "PA", pa, on_white(palette[index], ALPHA)
+    for mode in ("I;16", "I;16B"):
+        raw = WIDE.astype(">u2" if mode.endswith("B") else "<u2")
+        yield mode, Image.frombytes(mode, (3, 2), raw.tobytes()), gray3(np.floor(WIDE / 257 + 0.5))
+    yield "I;16 PNG+tRNS", wide_trns, gray3(np.where(WIDE == 1000, 255, np.floor(WIDE / 257 + 0.5)))
+    pgm = b"P5 3 2 65535\n" + WIDE.astype(">u2").tobytes()
+    yield "I (16-bit PGM)", Image.open(io.BytesIO(pgm)), gray3(np.floor(WIDE / 257 + 0.5))
+    signed = np.array([[-5, 0, 70000], [65535, 2570, 100000]], np.int32)
+    yield (
+        "I (32-bit TIFF)",
+        reopened(Image.fromarray(signed), "TIFF"),
+        gray3(np.clip(np.floor(signed / 257 + 0.5), 0, 255)),
+    )
+    yield (
+        "F (float TIFF)",
+        reopened(Image.fromarray(FLOATS), "TIFF"),
+        gray3(np.clip(np.floor(FLOATS.astype(np.float64) * 255 + 0.5), 0, 255)),
+    )
+    yield "RGB", reopened(Image.fromarray(RAW), "PNG"), RAW.astype(np.float64)
+    yield (
+        "RGB+tRNS",
+        reopened(Image.fromarray(rgb_trns), "PNG", transparency=(7, 8, 9)),
+        np.where((rgb_trns == (7, 8, 9)).all(-1, keepdims=True), 255.0, rgb_trns),
+    )
+    yield "RGBA", reopened(Image.fromarray(np.concatenate([RAW, ALPHA[..., None]], -1)), "PNG"), on_white(RAW, ALPHA)
+    yield (
+        "RGBa",
+        Image.frombytes("RGBa", (3, 2), np.concatenate([premultiplied, ALPHA[..., None]], -1).tobytes()),
+        (premultiplied + 255.0 - ALPHA[..., None]),
+    )
+    yield "RGBX", Image.frombytes("RGBX", (3, 2), cmyk.tobytes()), RAW.astype(np.float64)
+    yield (
+        "CMYK",
+        reopened(Image.frombytes("CMYK", (3, 2), cmyk.tobytes()), "TIFF"),
+        (255.0 * (1 - RAW / 255.0) * (1 - ALPHA[..., None] / 255.0)),
+    )
+    yield "YCbCr", Image.frombytes("YCbCr", (3, 2), in_gamut.tobytes()), np.moveaxis(ycbcr, 0, -1)
+    yield "HSV", Image.frombytes("HSV", (3, 2), RAW.tobytes()), hsv
+
+
+@pytest.mark.parametrize("name, image, expected", list(mode_cases()), ids=[c[0] for c in mode_cases()])
+def test_every_mode_is_decoded_to_0_255(name, image, expected):
+    assert image.mode == name.split()[0].split("+")[0]
+    rgb = transforms.preprocess(image, (2, 3), crop=0, channels=3)
+    assert rgb.dtype == np.uint8 and rgb.shape == (2, 3, 3)
+    tolerance = (
+        0.5
+        if name.startswith(("1", "L+", "L ", "I", "F", "P ", "P+", "RGB+", "RGBX")) or name in ("L", "P", "RGB")
+        else 1.5
+    )
+    np.testing.assert_allclose(rgb, expected, atol=tolerance)
+    luma = expected @ np.array([0.299, 0.587, 0.114])  # ITU-R 601-2, as PIL's documentation gives it
+    gray = transforms.preprocess(image, (2, 3), crop=0, channels=1)
+    assert gray.shape == (2, 3, 1)
+    np.testing.assert_allclose(gray[..., 0], luma, atol=tolerance + 1)
+
+
+def test_cielab_goes_to_srgb():
+    color = pytest.importorskip("skimage.color")
+    lab = np.array([[[100.0, 0, 0], [50.0, 0, 0], [0.0, 0, 0], [53.0, 40, -30]]])
+    encoded = np.stack([np.rint(lab[..., 0] * 255 / 100), lab[..., 1] % 256, lab[..., 2] % 256], -1)
+    image = Image.frombytes("LAB", (4, 1), encoded.astype(np.uint8).tobytes())
+    rgb = transforms.preprocess(image, (1, 4), crop=0, channels=3).astype(np.float64)
+    # Grays are the same under either white point; a colour within the D50/D65 adaptation difference.
+    np.testing.assert_allclose(rgb[0, :3], np.rint(color.lab2rgb(lab)[0, :3] * 255), atol=1)
+    np.testing.assert_allclose(rgb[0, 3], color.lab2rgb(lab)[0, 3] * 255, atol=6)
+    gray = transforms.preprocess(image, (1, 4), crop=0, channels=1)[0, :, 0]
+    np.testing.assert_allclose(gray, rgb[0] @ np.array([0.299, 0.587, 0.114]), atol=1)
+
+
 def encoded(array, fmt):
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format=fmt)
@@ -229,13 +368,183 @@ def test_stale_cache_is_rebuilt(tmp_path):
     assert sorted(source_index(rebuilt)) == list(range(7))
 
 
+# --- failed, killed and damaged cache builds ---------------------------------------------------
+
+DYING_BUILD = textwrap.dedent(
+    """
+    import os, signal, sys
+    from wngan_jax.data import cache, transforms
+    preprocess, seen = transforms.preprocess, []
+    def dying(*args):
+        seen.append(1)
+        if len(seen) == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return preprocess(*args)
+    transforms.preprocess = dying
+    cache.load(sys.argv[1], 8, cache_dir=sys.argv[2], final_test=2, running_test=1, progress=False)
+    """
+)
+CACHE_FILES = ["images.npy", "meta.json", "split.npy"]
+
+
+def cache_files(ds):
+    return sorted(p.name for p in Path(ds.info["cache_dir"]).iterdir())
+
+
+def test_killed_build_leaves_temp_files_the_next_build_removes(tmp_path, caplog):
+    root = make_folder(tmp_path / "images")
+    spec, cache_root = f"folder:{root}", tmp_path / "cache"
+    killed = subprocess.run([sys.executable, "-c", DYING_BUILD, spec, str(cache_root)], cwd=os.getcwd())
+    assert killed.returncode == -9
+    (directory,) = cache_root.iterdir()
+    assert any(files.is_temp(p) for p in directory.iterdir()) and (directory / cache.BUILD_LOCK).exists()
+    ds = data.load(spec, 8, cache_dir=cache_root, final_test=2, running_test=1, progress=False)
+    assert cache_files(ds) == CACHE_FILES and "left by a cache build that was stopped" in caplog.text
+
+
+def test_second_build_waits_for_the_first(tmp_path, caplog):
+    root = make_folder(tmp_path / "images")
+    kwargs = dict(cache_dir=tmp_path / "cache", final_test=2, running_test=1, progress=False)
+    directory = Path(data.load(f"folder:{root}", 8, **kwargs).info["cache_dir"])
+    (directory / "meta.json").unlink()
+    script = "import sys, time; from wngan_jax import locks; lock = locks.FileLock(sys.argv[1]); lock.acquire()\n"
+    script += "print('held', flush=True); time.sleep(1); lock.release()"
+    holder = subprocess.Popen([sys.executable, "-c", script, str(directory / cache.BUILD_LOCK)], stdout=subprocess.PIPE)
+    assert holder.stdout.readline() == b"held\n"
+    ds = data.load(f"folder:{root}", 8, **kwargs)
+    assert holder.wait() == 0 and f"waiting for process {holder.pid}" in caplog.text
+    assert cache_files(ds) == CACHE_FILES
+
+
+def test_failed_build_removes_its_temp_file(tmp_path, monkeypatch):
+    root = make_folder(tmp_path / "images")
+    preprocess, seen = transforms.preprocess, []
+
+    def failing(*args):
+        seen.append(1)
+        if len(seen) == 3:
+            raise RuntimeError("a bug")
+        return preprocess(*args)
+
+    monkeypatch.setattr(transforms, "preprocess", failing)
+    with pytest.raises(RuntimeError, match="a bug"):
+        data.load(f"folder:{root}", 8, cache_dir=tmp_path / "cache", final_test=2, running_test=1, progress=False)
+    (directory,) = (tmp_path / "cache").iterdir()
+    assert list(directory.iterdir()) == []
+
+
+def test_full_disk_is_reported_before_decoding(tmp_path, monkeypatch):
+    root = make_folder(tmp_path / "images")
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(CacheDirError, match=r"cannot reserve 0\.00 GB for .*images\.\w+\.tmp\.npy \(No space") as err:
+        data.load(f"folder:{root}", 8, cache_dir=tmp_path / "cache", final_test=2, running_test=1, progress=False)
+    assert "\n" not in str(err.value)
+    (directory,) = (tmp_path / "cache").iterdir()
+    assert list(directory.iterdir()) == []
+
+
+def test_full_disk_at_the_last_write_leaves_an_unused_cache_the_next_load_rebuilds(tmp_path, monkeypatch):
+    root = make_folder(tmp_path / "images")
+    kwargs = dict(cache_dir=tmp_path / "cache", final_test=2, running_test=1, progress=False)
+    real_write = os.write
+
+    def full_at_meta(fd, data):
+        if "meta." in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "write", full_at_meta)
+        with pytest.raises(CacheDirError, match="cannot write the data cache in .*No space left"):
+            data.load(f"folder:{root}", 8, **kwargs)
+    (directory,) = (tmp_path / "cache").iterdir()
+    assert sorted(p.name for p in directory.iterdir()) == ["images.npy", "split.npy"]  # no meta.json: not used
+    assert cache_files(data.load(f"folder:{root}", 8, **kwargs)) == CACHE_FILES
+
+
+def test_images_over_the_decompression_bomb_limit_are_skipped(tmp_path, monkeypatch):
+    root = make_folder(tmp_path / "images")  # 40x30 images: 1200 pixels
+    Image.new("RGB", (50, 40)).save(root / "large.png")  # over the limit: PIL warns
+    Image.new("RGB", (60, 60)).save(root / "huge.png")  # over twice the limit: PIL refuses
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1500)
+    with pytest.warns(UserWarning, match=r"(?s)skipped 2 unreadable.*huge\.png \(DecompressionBombError.*large\.png"):
+        ds = data.load(f"folder:{root}", 8, cache_dir=tmp_path / "cache", final_test=2, running_test=1, progress=False)
+    assert ds.info["count"] == 6
+
+
+@pytest.mark.parametrize("damage", ["truncated images.npy", "truncated split.npy", "broken meta.json"])
+def test_damaged_cache_is_rebuilt_with_a_warning_naming_the_file(tmp_path, caplog, damage):
+    root = make_folder(tmp_path / "images")
+    kwargs = dict(cache_dir=tmp_path / "cache", final_test=2, running_test=1, progress=False)
+    ds = data.load(f"folder:{root}", 8, **kwargs)
+    rows = all_rows(ds).copy()
+    name = damage.split()[1]
+    path = Path(ds.info["cache_dir"]) / name
+    if name == "meta.json":
+        path.write_text('{"params": ')
+    else:
+        os.truncate(path, path.stat().st_size - 10)
+    with caplog.at_level(logging.WARNING):
+        again = data.load(f"folder:{root}", 8, **kwargs)
+    assert f"rebuilding the data cache in {path.parent}: {path}" in caplog.text
+    np.testing.assert_array_equal(all_rows(again), rows)
+    assert cache_files(again) == CACHE_FILES
+
+
 # --- errors -------------------------------------------------------------------------------------
+
+
+def test_damaged_lmdb_and_lsun_zip_are_one_line_errors_naming_the_file(tmp_path, capsys):
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "data.mdb").write_bytes(b"not an lmdb file" * 512)
+    with pytest.raises(DataError, match=rf"{garbage / 'data.mdb'} is not a readable LMDB database"):
+        data.open_source(f"lmdb:{garbage}")
+    assert cli(["info", f"lmdb:{garbage}"]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
+
+    database = tmp_path / "cut" / "bedroom_train_lmdb"
+    make_lmdb(database, [np.zeros((64, 64, 3), np.uint8)] * 20)
+    (database / "data.mdb").write_bytes((database / "data.mdb").read_bytes()[:8192])
+    with pytest.raises(DataError, match=r"data\.mdb is cut off"):
+        data.open_source(f"lmdb:{database}")
+
+    manual, out = tmp_path / "manual", tmp_path / "prepared"
+    manual.mkdir()
+    with zipfile.ZipFile(manual / "bedroom_train_lmdb.zip", "w") as zf:
+        zf.writestr("README.txt", "no database here")
+    with pytest.raises(DataError, match=r"bedroom_train_lmdb\.zip holds 0 LMDB databases .* README\.txt"):
+        prepare.prepare("lsun/bedroom", str(manual), str(out))
+    assert list((out / "lsun").iterdir()) == []  # no .extracting left behind
+    (manual / "bedroom_train_lmdb.zip").write_bytes(b"PK garbage")
+    with pytest.raises(DataError, match="not a readable zip archive"):
+        prepare.prepare("lsun/bedroom", str(manual), str(out))
+    with zipfile.ZipFile(manual / "bedroom_train_lmdb.zip", "w") as zf:  # another folder name is fine
+        zf.write(garbage / "data.mdb", "some_other_name/data.mdb")
+    assert prepare.prepare("lsun/bedroom", str(manual), str(out)) == [f"lmdb:{out / 'lsun' / 'bedroom_train_lmdb'}"]
+    assert sorted(p.name for p in (out / "lsun").iterdir()) == ["bedroom_train_lmdb"]
+
+
+def test_unwritable_cache_dir_is_a_one_line_error(tmp_path, monkeypatch):
+    def unwritable(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "cache"))
+
+    monkeypatch.setattr(cache.tempfile, "NamedTemporaryFile", unwritable)
+    with pytest.raises(CacheDirError, match=r"cannot write the data cache in .*Permission denied.*WNGAN_CACHE") as err:
+        data.load("digits", 8, cache_dir=tmp_path / "cache", final_test=200, running_test=100)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="--data"):
+        data.open_source("mnist")
 
 
 def test_clear_errors(tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    with pytest.raises(data.CacheDirError, match="cache_dir=.*WNGAN_CACHE"):
+    with pytest.raises(CacheDirError, match="cache_dir=.*WNGAN_CACHE"):
         data.load("digits", 8, cache_dir=blocker / "cache", final_test=200, running_test=100)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         data.load(f"folder:{tmp_path / 'missing'}", 8, cache_dir=tmp_path)

@@ -87,6 +87,7 @@ def test_the_record_is_truncated_on_resume(tmp_path):
     writer = record.RecordWriter(tmp_path, np.zeros((2, 3), np.float32))
     for it in (100, 200, 300):
         writer.write(it, np.full((2, 4, 4, 1), it / 300.0))
+    (tmp_path / "record" / "iter_0000400.0123456789abcdef0123456789abcdef.tmp.npy").write_bytes(b"cut")  # killed
     writer.truncate_after(200)
     iterations, images = record.read(tmp_path)
     assert iterations == [100, 200] and images[1].max() == round(200 / 300 * 255)

@@ -129,6 +129,16 @@ def define_data_flags(fv: flags.FlagValues, *, data_default: str | None = None) 
     )
 
 
+def define_inception_weights(fv: flags.FlagValues) -> None:
+    """``--inception_weights``, for every command that computes FID, KID or precision/recall (docs/metrics.md)."""
+    flags.DEFINE_string(
+        "inception_weights",
+        None,
+        "pytorch-fid's pt_inception-2015-12-05-6726825d.pth, or its .npz export (default $WNGAN_INCEPTION_WEIGHTS)",
+        flag_values=fv,
+    )
+
+
 def define_distributed_flags(fv: flags.FlagValues) -> None:
     """Multi-host flags (``jax.distributed``); on a TPU pod slice JAX finds the processes itself."""
     flags.DEFINE_string("coordinator_address", None, "multi-host: host:port of process 0", flag_values=fv)

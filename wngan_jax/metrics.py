@@ -1,11 +1,24 @@
-"""Training logs: JSON lines (``metrics.jsonl``) and TensorBoard event files (``tensorboard/``: scalars, and
-the sample grids and running-test reconstruction pairs as images)."""
+"""Training logs: JSON lines (``metrics.jsonl``) and TensorBoard event files (``tensorboard/``: scalars, and the
+sample grids and running-test reconstruction pairs as images).
+
+``metrics.jsonl`` holds one JSON record per line, each with its ``iteration``. Rows are appended whole or
+not at all (``files.append``: a full disk leaves no half row), and the file is only ever rewritten by
+replacing it (``files.write_atomic``), so no crash and no full disk loses a row that was written before.
+A process killed in the middle of an append can still leave a cut-off last line: readers drop it with a
+warning that names the file and the line; a bad line anywhere else is an error naming both.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import pathlib
+import warnings
+
+from wngan_jax import files
+from wngan_jax.errors import WorkdirConflict
+
+METRICS_FILE = "metrics.jsonl"
 
 
 def _plain(value):
@@ -13,11 +26,46 @@ def _plain(value):
     return value if math.isfinite(value) else str(value)
 
 
+def _records(path: pathlib.Path) -> tuple[list[tuple[str, dict]], bool]:
+    """``([(line, record), ...], whole)`` of a metrics file; ``whole`` is false when its last line was cut off
+    (dropped) or lacks its newline."""
+    if not path.exists():
+        return [], True
+    text = path.read_text(errors="replace")
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            valid = isinstance(record, dict) and isinstance(record.get("iteration"), int)
+        except ValueError:
+            valid = False
+        if valid:
+            rows.append((line, record))
+        elif number == len(lines):
+            warnings.warn(
+                f"{path}, line {number}, is cut off (the process writing it was stopped, or the disk was full); "
+                "ignoring that line",
+                stacklevel=3,
+            )
+            return rows, False
+        else:
+            raise WorkdirConflict(
+                f"{path}, line {number}, is not a metrics record ({line[:60]!r}); only a last line can be cut "
+                "off by a crash. Repair or delete that line."
+            )
+    return rows, not text or text.endswith("\n")
+
+
 class MetricsWriter:
     """Writes scalars to ``RUN/metrics.jsonl`` and TensorBoard; only process 0 writes."""
 
     def __init__(self, run_dir, *, enabled: bool = True):
-        self.path = pathlib.Path(run_dir) / "metrics.jsonl"
+        self.path = pathlib.Path(run_dir) / METRICS_FILE
         self.enabled = enabled
         self._tb = None
         if enabled:
@@ -26,22 +74,24 @@ class MetricsWriter:
             self._tb = SummaryWriter(str(pathlib.Path(run_dir) / "tensorboard"))
 
     def truncate_after(self, iteration: int) -> None:
-        """Drop records past ``iteration``: on resume they describe work that the checkpoint does not hold."""
-        if not (self.enabled and self.path.exists()):
+        """Drop records past ``iteration`` (and a cut-off last line): on resume they describe work that the
+        checkpoint does not hold. The file is replaced in one rename, so a crash or a full disk during the
+        rewrite leaves it as it was; the temporary file of a rewrite that was killed is removed here."""
+        if not self.enabled:
             return
-        kept = [
-            line
-            for line in self.path.read_text().splitlines()
-            if line.strip() and json.loads(line)["iteration"] <= iteration
-        ]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        for path in self.path.parent.glob(f"{self.path.stem}.*"):
+            if files.is_temp(path):
+                path.unlink(missing_ok=True)
+        rows, whole = _records(self.path)
+        kept = [line for line, record in rows if record["iteration"] <= iteration]
+        if not whole or len(kept) < len(rows):
+            files.write_atomic(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, iteration: int, scalars: dict) -> None:
         if not self.enabled:
             return
         record = {"iteration": int(iteration)} | {k: _plain(v) for k, v in scalars.items()}
-        with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        files.append(self.path, json.dumps(record) + "\n")
         for name, value in scalars.items():
             self._tb.add_scalar(name, float(value), int(iteration))
 
@@ -58,9 +108,7 @@ class MetricsWriter:
 def read_metrics(run_dir, key: str) -> tuple[list[int], list[float]]:
     """(iterations, values) of one scalar from a run's ``metrics.jsonl``."""
     xs, ys = [], []
-    path = pathlib.Path(run_dir) / "metrics.jsonl"
-    for line in path.read_text().splitlines() if path.exists() else []:
-        record = json.loads(line)
+    for _, record in _records(pathlib.Path(run_dir) / METRICS_FILE)[0]:
         if key in record:
             xs.append(record["iteration"])
             ys.append(float(record[key]))

@@ -7,17 +7,19 @@ loss of diversity before it)::
     RUN/record/codes.npy              (record_codes, code_size) float32, the same for every run with one seed
     RUN/record/iter_<iteration>.npy   (record_codes, H, W, C) uint8 samples of those codes at that iteration
 
-One ``.npy`` per record, written to a temporary name and renamed, so a killed run never leaves a broken
-record; a 16x16 digit record is 4 KiB, a 160x160 RGB one 1.2 MiB. The sample grids (``RUN/samples/``) keep
+One ``.npy`` per record, written whole or not at all (``files.write_atomic``), so a killed run never leaves a
+broken record; a 16x16 digit record is 4 KiB, a 160x160 RGB one 1.2 MiB. The sample grids (``RUN/samples/``) keep
 their own interval and codes.
 """
 
 from __future__ import annotations
 
+import io
 import pathlib
 
 import numpy as np
 
+from wngan_jax import files
 from wngan_jax.visualize import to_uint8
 
 DIR = "record"
@@ -65,11 +67,11 @@ def read(run_dir) -> tuple[list[int], np.ndarray | None]:
 def _files(directory: pathlib.Path) -> list[tuple[int, pathlib.Path]]:
     if not directory.is_dir():
         return []
-    return sorted((int(p.stem[len("iter_") :]), p) for p in directory.glob("iter_*.npy"))
+    paths = (p for p in directory.glob("iter_*.npy") if not files.is_temp(p))  # not a killed write's leftover
+    return sorted((int(p.stem[len("iter_") :]), p) for p in paths)
 
 
 def _save(path: pathlib.Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        np.save(f, array)
-    tmp.replace(path)
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    files.write_atomic(path, buffer.getvalue())

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from wngan_jax import checkpoint as ckpt_lib
-from wngan_jax import data, evaluation, reconstruction, sharding, visualize
+from wngan_jax import data, evaluation, locks, reconstruction, sharding, visualize
 from wngan_jax import record as record_lib
 from wngan_jax.config import TrainConfig
 from wngan_jax.errors import DataError, TrainingDiverged, WorkdirConflict
@@ -68,7 +68,11 @@ def check_workdir(config: TrainConfig, workdir: pathlib.Path, overwrite: bool) -
             "Use another --workdir, or pass --overwrite to discard that run."
         )
     if diff and jax.process_index() == 0:
-        shutil.rmtree(workdir)
+        for child in workdir.iterdir():  # all but the lock this process holds (``locks.hold_run``)
+            if child.is_dir():
+                shutil.rmtree(child)
+            elif child.name != locks.LOCK_FILE:
+                child.unlink()
 
 
 def write_workdir(config: TrainConfig, workdir: pathlib.Path) -> None:
@@ -338,5 +342,8 @@ def _postfix(scalars: dict, meta: CheckpointMeta) -> dict:
 
 
 def train_and_evaluate(config: TrainConfig, workdir, *, overwrite: bool = False) -> dict:
-    """Train (or resume) one run in ``workdir`` and return its summary (best iteration/loss, final tests)."""
-    return Trainer(config, workdir, overwrite=overwrite).run()
+    """Train (or resume) one run in ``workdir`` and return its summary (best iteration/loss, final tests).
+
+    The run directory is locked for the whole call: a second process started on it is refused."""
+    with locks.hold_run(workdir, enabled=jax.process_index() == 0):
+        return Trainer(config, workdir, overwrite=overwrite).run()

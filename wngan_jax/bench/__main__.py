@@ -1,4 +1,5 @@
-"""``python -m wngan_jax.bench --what=train|authors|ablations|reconstruct|data|layers|all [--image_size N] [--json]``.
+"""``python -m wngan_jax.bench --what=train|authors|ablations|reconstruct|data|layers|fid|all [--image_size N]
+[--json]``.
 
 Prints one line per measurement, or one JSON object per line with ``--json``; every figure is a median over
 repeated runs after warm-up, and speeds are compared with a large matmul measured in the same process.
@@ -16,10 +17,10 @@ import sys
 from absl import flags
 
 from wngan_jax import cli, sharding
-from wngan_jax.bench import ablations, authors, data, layers, reconstruct, train
+from wngan_jax.bench import ablations, authors, data, fid, layers, reconstruct, train
 from wngan_jax.bench.common import matmul_gflops
 
-WHAT = ("train", "authors", "ablations", "reconstruct", "data", "layers")
+WHAT = ("train", "authors", "ablations", "reconstruct", "data", "layers", "fid")
 
 
 def define(fv: flags.FlagValues) -> None:
@@ -101,6 +102,9 @@ def _run(what: str, args) -> list[dict]:
         )
     if what == "data":
         return data.run(sizes=tuple(args.image_size or (64, 160)), batch=args.batch_size, as_json=args.json)
+    if what == "fid":
+        sizes = tuple(args.image_size or (32, 64))
+        return fid.run(sizes=sizes, batch=args.batch_size, dtype=args.dtype, repeats=args.repeats, as_json=args.json)
     return layers.run(size=(args.image_size or [64])[0], batch=args.batch_size, as_json=args.json, repeats=args.repeats)
 
 

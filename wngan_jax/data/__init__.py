@@ -8,13 +8,12 @@
 See docs/data.md for getting CelebA, CIFAR-10 and LSUN.
 """
 
-from wngan_jax.data.cache import CacheDirError, Dataset, default_cache_root, load
+from wngan_jax.data.cache import Dataset, default_cache_root, load
 from wngan_jax.data.iterator import BatchIterator
 from wngan_jax.data.sources import open_source
 
 __all__ = [
     "BatchIterator",
-    "CacheDirError",
     "Dataset",
     "default_cache_root",
     "load",

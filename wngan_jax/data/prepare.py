@@ -9,10 +9,11 @@ directly through the ``lmdb:`` spec.
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from wngan_jax.errors import ConfigError, MissingDataError, MissingDependency
+from wngan_jax.errors import ConfigError, DataError, MissingDataError, MissingDependency
 
 TFDS_RAW_FILES = {
     "celeb_a": (
@@ -62,7 +63,11 @@ def prepare(name: str, manual_dir: str, data_dir: str) -> list[str]:
 
 
 def _prepare_lsun(category: str, manual: Path, out: Path) -> list[str]:
-    """Extracts ``<category>_train_lmdb.zip`` (and ``_val_`` when present) into ``out/lsun/``."""
+    """Extracts ``<category>_train_lmdb.zip`` (and ``_val_`` when present) into ``out/lsun/``.
+
+    Each archive is extracted into a hidden ``.<name>.extracting`` directory that is renamed into place when
+    complete and removed when anything fails (one left by a killed extraction is removed first).
+    """
     train_zip = f"{category}_train_lmdb.zip"
     _require(manual, (train_zip,), f"lsun/{category}")
     specs = []
@@ -76,9 +81,28 @@ def _prepare_lsun(category: str, manual: Path, out: Path) -> list[str]:
             print(f"extracting {archive} into {target}")
             target.mkdir(parents=True, exist_ok=True)
             tmp = target / f".{database.name}.extracting"
-            with zipfile.ZipFile(archive) as zf:
-                zf.extractall(tmp)
-            (tmp / database.name).rename(database)
-            tmp.rmdir()
+            shutil.rmtree(tmp, ignore_errors=True)
+            try:
+                _extract_lmdb(archive, tmp, database.name).rename(database)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
         specs.append(f"lmdb:{database}")
     return specs
+
+
+def _extract_lmdb(archive: Path, tmp: Path, name: str) -> Path:
+    """Extracts ``archive`` into ``tmp``; returns the extracted directory holding its one ``data.mdb``."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            names = zf.namelist()
+            found = [PurePosixPath(n) for n in names if PurePosixPath(n).name == "data.mdb"]
+            if len(found) != 1:
+                listing = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+                raise DataError(
+                    f"{archive} holds {len(found)} LMDB databases (data.mdb files), expected one, as in "
+                    f"{name}/data.mdb; its entries: {listing or 'none'}. Download it again."
+                )
+            zf.extractall(tmp)
+    except zipfile.BadZipFile as err:
+        raise DataError(f"{archive} is not a readable zip archive ({err}). Download it again.") from err
+    return tmp / found[0].parent

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from wngan_jax.errors import ConfigError, MissingDataError, MissingDependency
+from wngan_jax.errors import ConfigError, DataError, MissingDataError, MissingDependency
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 TFDS_DEFAULT_SPLITS = {"celeb_a": "train+validation+test", "cifar10": "train+test"}
@@ -200,15 +200,31 @@ class LmdbSource(Source):
                 "lsun/bedroom --manual_dir <dir with the zip> --data_dir <out>`) and pass "
                 "'lmdb:<out>/bedroom_train_lmdb'."
             )
-        self._env = lmdb.open(str(self.root), readonly=True, lock=False, readahead=False, subdir=True)
+        database = self.root / "data.mdb"
+        redo = "Extract it again from its zip (see docs/data.md)."
+        try:
+            self._env = lmdb.open(str(self.root), readonly=True, lock=False, readahead=False, subdir=True)
+            pages = (self._env.info()["last_pgno"] + 1) * self._env.stat()["psize"]
+            self._entries = self._env.stat()["entries"]
+        except lmdb.Error as err:
+            raise DataError(f"{database} is not a readable LMDB database ({err}). {redo}") from err
+        if database.stat().st_size < pages:  # reading past its end would kill the process (SIGBUS)
+            raise DataError(
+                f"{database} is cut off: {database.stat().st_size} bytes where the database needs {pages}. {redo}"
+            )
 
     def __len__(self) -> int:
-        return self._env.stat()["entries"]
+        return self._entries
 
     def items(self) -> Iterator[tuple[str, bytes]]:
-        with self._env.begin(write=False) as txn:
-            for key, value in txn.cursor():
-                yield key.decode(errors="replace"), value
+        import lmdb
+
+        try:
+            with self._env.begin(write=False) as txn:
+                for key, value in txn.cursor():
+                    yield key.decode(errors="replace"), value
+        except lmdb.Error as err:
+            raise DataError(f"{self.root / 'data.mdb'} is corrupt ({err}). Extract it again from its zip.") from err
 
     def decode(self, raw: bytes) -> Image.Image:
         with Image.open(io.BytesIO(raw)) as img:
@@ -274,4 +290,4 @@ def open_source(spec: str, data_dir: str | None = None) -> Source:
         return _digits()
     if spec == "lfw_subset":
         return _lfw_subset()
-    raise ConfigError(f"unknown data spec {spec!r}: {SPEC_HELP}")
+    raise ConfigError(f"unknown data spec {spec!r} (--data): {SPEC_HELP}")

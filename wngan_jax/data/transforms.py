@@ -2,8 +2,14 @@
 
 Every image goes through ``preprocess``:
 
-1. colour mode: grayscale, palette, CMYK, ... become RGB (or L when ``channels == 1``); transparent
-   images are composited on a white background first;
+1. colour mode: every mode PIL opens becomes 8-bit RGB (or L when ``channels == 1``), 0 black and
+   255 white (``to_mode``). Transparent images (an alpha band, premultiplied or not, or a transparent
+   colour or palette entry) are composited on a white background. 16-bit grayscale (``I;16*``, and ``I``,
+   which PIL uses for 16-bit PNG, PGM and TIFF samples) is scaled by 255/65535, values outside
+   [0, 65535] clipped; float grayscale (``F``) is read as [0, 1] (the convention of float TIFFs), scaled
+   by 255 and clipped. CIELAB goes to sRGB through PIL's colour management (D50 Lab, as in ICC
+   profiles); palette, CMYK, YCbCr (JPEG's full range) and HSV use PIL's conversions. RGB becomes L
+   with ITU-R 601-2 luma, ``L = 0.299 R + 0.587 G + 0.114 B``;
 2. optional centre crop to a ``crop x crop`` square. An image whose shorter side is smaller than
    ``crop`` is first resized up (bicubic) so that its shorter side equals ``crop``;
 3. "cover" resize to the target ``(H, W)``: scale (bicubic, antialiased when shrinking) so the image
@@ -20,14 +26,39 @@ import numpy as np
 from PIL import Image
 
 RESAMPLE = Image.Resampling.BICUBIC
+WIDE_GRAY = {"I;16": 65535, "I;16L": 65535, "I;16B": 65535, "I;16N": 65535, "I": 65535, "F": 1}
+
+
+def _gray8(img: Image.Image) -> Image.Image:
+    """16-bit integer or float grayscale as 8-bit L (LA when a gray value is marked transparent)."""
+    samples = np.asarray(img)
+    gray = np.clip(np.rint(samples.astype(np.float64) * (255 / WIDE_GRAY[img.mode])), 0, 255).astype(np.uint8)
+    transparent = img.info.get("transparency")
+    if isinstance(transparent, int):  # the tRNS gray value of a 16-bit PNG
+        alpha = np.where(samples == transparent, 0, 255).astype(np.uint8)
+        return Image.fromarray(np.stack([gray, alpha], axis=-1))  # uint8 (H, W, 2): LA
+    return Image.fromarray(gray)
+
+
+def _lab_to_rgb(img: Image.Image) -> Image.Image:
+    from PIL import ImageCms
+
+    lab, srgb = ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB")
+    return ImageCms.applyTransform(img, ImageCms.buildTransform(lab, srgb, "LAB", "RGB"))
 
 
 def to_mode(img: Image.Image, channels: int) -> Image.Image:
-    """Converts ``img`` to RGB (``channels=3``) or L (``channels=1``), flattening alpha on white."""
+    """Converts ``img`` to 8-bit RGB (``channels=3``) or L (``channels=1``), flattening transparency on white."""
     mode = "RGB" if channels == 3 else "L"
-    if img.mode == mode:
+    if img.mode == mode and not img.has_transparency_data:
         return img
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+    if img.mode in WIDE_GRAY:
+        img = _gray8(img)
+    elif img.mode == "LAB":
+        img = _lab_to_rgb(img)
+    elif img.mode == "La":  # PIL converts premultiplied gray to RGBA only through LA
+        img = img.convert("LA")
+    if img.has_transparency_data:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, rgba)

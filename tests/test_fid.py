@@ -1,0 +1,166 @@
+"""FID, KID and precision/recall against pytorch-fid, torch-fidelity and prdc, and by hand; batching, the
+reference cache and ``sample_metrics``."""
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from wngan_jax import data, fid, inception
+from wngan_jax.errors import ConfigError, DataError
+
+NEEDS = "needs {} (pip install 'wngan_jax[dev]')"
+
+
+def _features(seed, n=60, d=16, shift=0.0):
+    rng = np.random.default_rng(seed)
+    mix = rng.normal(size=(d, d)) / np.sqrt(d)
+    return (rng.normal(size=(n, d)) @ mix + shift).astype(np.float32)
+
+
+def test_frechet_distance_equals_pytorch_fid(torchvision):
+    fid_score = pytest.importorskip("pytorch_fid.fid_score", reason=NEEDS.format("pytorch-fid"))
+    for n in (60, 10):  # full-rank and singular covariances
+        a, b = _features(0, n), _features(1, n, shift=0.3)
+        (mu_a, s_a), (mu_b, s_b) = fid.statistics(a), fid.statistics(b)
+        theirs = fid_score.calculate_frechet_distance(mu_a, s_a, mu_b, s_b)
+        assert fid.frechet_distance(a, b) == pytest.approx(theirs, rel=1e-6, abs=1e-9)
+        assert fid.frechet_distance((mu_a, s_a), fid.Reference(b)) == pytest.approx(theirs, rel=1e-6, abs=1e-9)
+    assert fid.frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
+
+
+def test_frechet_distance_by_hand():
+    """N(0, diag(1, 4)) vs N((3, 0), diag(4, 1)): 9 + (1 + 4 - 4) + (4 + 1 - 4) = 11."""
+    mu_a, mu_b = np.zeros(2), np.array([3.0, 0.0])
+    assert fid.frechet_distance((mu_a, np.diag([1.0, 4.0])), (mu_b, np.diag([4.0, 1.0]))) == pytest.approx(11)
+    # Two points +-(1, 2): mean 0, covariance (N - 1 denominator) 2 (1, 2)(1, 2)^T.
+    a = np.array([[1.0, 2.0], [-1.0, -2.0]])
+    mu, sigma = fid.statistics(a)
+    np.testing.assert_allclose(mu, 0)
+    np.testing.assert_allclose(sigma, [[2, 4], [4, 8]])
+
+
+def test_kid_equals_torch_fidelity(torchvision):
+    torch = pytest.importorskip("torch", reason=NEEDS.format("torch"))
+    metric_kid = pytest.importorskip(
+        "torch_fidelity.metric_kid", reason="needs torch-fidelity (pip install 'wngan_jax[dev]')"
+    )
+    a, b = _features(2, 50), _features(3, 40, shift=0.2)
+    theirs = metric_kid.kid_features_to_metric(
+        torch.from_numpy(a.astype(np.float64)),
+        torch.from_numpy(b.astype(np.float64)),
+        kid_subsets=7,
+        kid_subset_size=30,
+    )
+    mean, std = fid.kernel_inception_distance(a, b, subsets=7, subset_size=30)
+    assert mean == pytest.approx(theirs[metric_kid.KEY_METRIC_KID_MEAN], rel=1e-9)
+    assert std == pytest.approx(theirs[metric_kid.KEY_METRIC_KID_STD], rel=1e-9)
+
+
+def test_kid_by_hand():
+    """Linear kernel, X = (0, 2), Y = (1, 1): off-diagonal means 0 and 1, cross mean 1: MMD^2 = 0 + 1 - 2."""
+    x, y = np.array([[0.0], [2.0]]), np.array([[1.0], [1.0]])
+    mean, std = fid.kernel_inception_distance(x, y, subsets=3, subset_size=2, degree=1, gamma=1.0, coef0=0.0)
+    assert (mean, std) == (pytest.approx(-1.0), pytest.approx(0.0))
+    with pytest.warns(UserWarning, match="subsets of 2 instead of 1000"):
+        fid.kernel_inception_distance(x, y, subsets=1)
+
+
+def test_precision_recall_equals_prdc():
+    prdc = pytest.importorskip("prdc", reason=NEEDS.format("prdc"))
+    real, fake = _features(4, 80), _features(5, 50, shift=0.4)
+    theirs = prdc.compute_prdc(real, fake, nearest_k=3)
+    assert fid.precision_recall(real, fake, nearest_k=3) == (
+        pytest.approx(theirs["precision"]),
+        pytest.approx(theirs["recall"]),
+    )
+
+
+def test_precision_recall_by_hand():
+    """Reference 0, 1, 2, 3 (k = 1: every radius 1); generated 0.5 (inside) and 10 (outside): precision 1/2.
+    The generated radii are 9.5, so every reference point is covered: recall 1."""
+    real, fake = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([[0.5], [10.0]])
+    assert fid.precision_recall(real, fake, nearest_k=1) == (0.5, 1.0)
+    with pytest.raises(DataError, match="nearest_k=3"):
+        fid.precision_recall(real, fake)
+
+
+@pytest.fixture(scope="module")
+def weights():
+    """Random Inception weights: the numbers mean nothing, the shapes and code paths are the real ones."""
+    return inception.random_weights()
+
+
+def test_inception_features_batches(weights):
+    """An array in batches of 4 (5 images: 2 batches, the last padded) equals the same images given as batches
+    (one compiled shape, 4 devices); bfloat16 is close."""
+    images = np.random.default_rng(0).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    a = fid.inception_features(images, weights, batch_size=4)
+    b = fid.inception_features([images[:4], images[4:]], weights)
+    assert a.shape == (5, 2048) and a.dtype == np.float32 and np.abs(a).max() > 0
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(a).max())
+    half = fid.inception_features(images[:4], weights, dtype=jnp.bfloat16)
+    assert half.dtype == np.float32 and np.abs(half - a[:4]).max() < 0.03 * np.abs(a).max()
+    with pytest.raises(DataError, match="1 or 3 channels"):
+        fid.inception_features(np.zeros((2, 8, 8, 4), np.uint8), weights)
+
+
+def test_reference_cache_and_sample_metrics(tmp_path, weights, monkeypatch):
+    """Reference features are computed once per (fingerprint, count, weights) and read back; sample_metrics
+    reports what the metric functions compute on the same features."""
+    calls = []
+
+    def fake_features(images, w, batch_size=None, dtype=jnp.float32):
+        calls.append(len(images))
+        flat = np.asarray(images, np.float32).reshape(len(images), -1)
+        return np.concatenate([flat, flat**2], axis=1)
+
+    monkeypatch.setattr(fid, "inception_features", fake_features)
+    rng = np.random.default_rng(1)
+    real, fake = rng.uniform(0, 1, (40, 2, 2, 1)), rng.uniform(0.2, 1, (30, 2, 2, 1))
+    with pytest.warns(UserWarning, match="40 images, fewer than 2048"):
+        ref = fid.reference(real, weights, cache_dir=tmp_path, fingerprint="abc")
+    with pytest.warns(UserWarning):
+        again = fid.reference(real, weights, cache_dir=tmp_path, fingerprint="abc")
+    (cached,) = tmp_path.glob("inception-*-40-random-0.npz")
+    assert calls == [40]
+    np.testing.assert_array_equal(again.features, ref.features)
+    cached.write_bytes(b"truncated")
+    with pytest.warns(UserWarning):
+        again = fid.reference(real, weights, cache_dir=tmp_path, fingerprint="abc")
+    assert calls == [40, 40] and np.load(cached)["features"].shape == ref.features.shape
+
+    with pytest.warns(UserWarning):
+        out = fid.sample_metrics(fake, ref, weights, kid_subsets=5, kid_subset_size=20)
+    f = fake_features(fake, weights)
+    assert out["fid"] == pytest.approx(fid.frechet_distance(f, ref.features))
+    assert (out["kid"], out["kid_std"]) == fid.kernel_inception_distance(f, ref.features, subsets=5, subset_size=20)
+    assert (out["precision"], out["recall"]) == fid.precision_recall(ref.features, f)
+    assert out["num_generated"] == 30 and out["num_reference"] == 40
+    assert set(fid.sample_metrics(fake, ref, weights, metrics=("pr",))) == {
+        "precision",
+        "recall",
+        "num_generated",
+        "num_reference",
+    }
+    with pytest.raises(ConfigError, match="--metrics: unknown is"):
+        fid.sample_metrics(fake, ref, weights, metrics=("is",))
+
+
+def test_dataset_reference(tmp_path, monkeypatch):
+    """The first ``num`` training rows, cached in the data cache's directory; another split is another entry."""
+    calls = []
+    monkeypatch.setattr(fid, "inception_features", lambda images, *a, **k: calls.append(images) or _features(0, 30))
+    rows = np.arange(50, dtype=np.uint8).reshape(50, 1, 1, 1)
+    info = dict(source="folder:x", fingerprint={"count": 50}, size=(1, 1), channels=1, crop=0, split_seed=0)
+    info |= dict(final_test=10, cache_dir=str(tmp_path))
+    ds = data.Dataset(train=rows[10:], final_test=rows[:10], running_test=rows[:2], info=info)
+    with pytest.warns(UserWarning, match="fewer than 2048"):
+        fid.dataset_reference(ds, inception.random_weights(), num=30)
+        fid.dataset_reference(ds, inception.random_weights(), num=30)
+        fid.dataset_reference(
+            dataclasses.replace(ds, info=info | {"final_test": 12}), inception.random_weights(), num=30
+        )
+    assert len(calls) == 2 and len(list(tmp_path.glob("inception-*.npz"))) == 2
+    np.testing.assert_array_equal(calls[0], rows[10:40])

@@ -1,0 +1,86 @@
+"""Writing run and cache files so that a crash or a full disk never leaves a half-written one.
+
+* ``write_atomic`` writes a whole file under a temporary name beside it, flushes it to the disk and renames
+  it over the old one: readers see the old file or the new one, never a mixture, and a failed write (a full
+  disk, ``ENOSPC``) leaves the old file untouched and removes the temporary one.
+* ``append`` adds a line or nothing: when the write fails part way, the file is cut back to its old length.
+* Temporary names are ``<stem>.<random>.tmp<suffix>`` (``temp_path``; ``is_temp`` recognises them), so the
+  leftovers of a killed process can be found and removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import uuid
+from pathlib import Path
+
+_TEMP = re.compile(r"\.[0-9a-f]{32}\.tmp(\.[^.]*)?$")
+
+
+def temp_path(path: Path) -> Path:
+    """A unique temporary name beside ``path``: ``images.npy`` -> ``images.<32 hex>.tmp.npy``."""
+    return path.with_name(f"{path.stem}.{uuid.uuid4().hex}.tmp{path.suffix}")
+
+
+def is_temp(path: Path) -> bool:
+    """Whether ``path`` is named like a ``temp_path``."""
+    return _TEMP.search(path.name) is not None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def fsync_dir(directory: Path) -> None:
+    """Makes a rename or a new file in ``directory`` durable (a no-op where directories cannot be opened)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def removed_on_error(path: Path):
+    """Removes ``path`` when the block raises (anything, ``KeyboardInterrupt`` included), then re-raises."""
+    try:
+        yield path
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Replaces ``path`` with ``data`` in one rename, after the new content is on the disk."""
+    path = Path(path)
+    data = data.encode() if isinstance(data, str) else data
+    with removed_on_error(temp_path(path)) as tmp:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def append(path: Path, data: bytes | str) -> None:
+    """Appends ``data`` to ``path`` completely or not at all, and flushes it to the disk."""
+    data = data.encode() if isinstance(data, str) else data
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        end = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        except BaseException:
+            os.ftruncate(fd, end)
+            raise
+    finally:
+        os.close(fd)
