@@ -71,7 +71,13 @@ class Instance:
 
     @property
     def final_loss(self) -> float | None:
+        """The final test of the best generator (paper Table 2)."""
         return self.final.get("mean_loss")
+
+    @property
+    def last_final_loss(self) -> float | None:
+        """The final test of the last generator (paper Tables 6-7), when the run's final test made one."""
+        return self.final.get("last", {}).get("mean_loss")
 
 
 def find_runs(paths) -> list[pathlib.Path]:
@@ -176,6 +182,7 @@ def instance_rows(instances: list[Instance]) -> list[dict]:
                     best_loss=_num(i.best[1]),
                     final_loss=_num(i.final_loss),
                     last_iteration=_iteration(i.iterations[-1] if i.iterations else None),
+                    last_final_loss=_num(i.last_final_loss),
                     collapse=_iteration(i.collapse.iteration) if i.collapse else "-",
                 )
             )
@@ -191,7 +198,16 @@ def _steps(instances: list[Instance]) -> tuple[str, str]:
 
 
 SUMMARY_COLUMNS = ("model", "instances", "best_loss", "best_iteration", "final_loss", "collapsed")
-INSTANCE_COLUMNS = ("model", "seed", "best_iteration", "best_loss", "final_loss", "last_iteration", "collapse")
+INSTANCE_COLUMNS = (
+    "model",
+    "seed",
+    "best_iteration",
+    "best_loss",
+    "final_loss",
+    "last_iteration",
+    "last_final_loss",
+    "collapse",
+)
 
 
 def _headings(instances) -> dict:
@@ -205,6 +221,7 @@ def _headings(instances) -> dict:
         final_loss=final_head[0].upper() + final_head[1:],
         collapsed="Collapsed",
         last_iteration="Trained to",
+        last_final_loss="Last generator's final loss",
         collapse="Collapse at",
     )
 

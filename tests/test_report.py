@@ -32,7 +32,8 @@ def make_run(root, model, seed, losses, final):
     (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     if final is not None:
         (run / "final_test").mkdir()
-        (run / "final_test" / "report.json").write_text(json.dumps({"mean_loss": final, "steps": 500}))
+        last = {"mean_loss": 2 * final}  # the last generator's final test (paper Tables 6-7)
+        (run / "final_test" / "report.json").write_text(json.dumps({"mean_loss": final, "steps": 500, "last": last}))
     return run
 
 
@@ -74,6 +75,7 @@ def test_summary_and_instance_tables(study):
         best_loss="0.020000",
         final_loss="0.021000",
         last_iteration="1,400",
+        last_final_loss="0.042000",
         collapse="1,000",
     )
     assert [per_instance[("wn", s)]["collapse"] for s in range(3)] == ["-", "-", "-"]
@@ -92,7 +94,8 @@ def test_report_pages_and_markdown(study, tmp_path):
     tables = (tmp_path / "out" / "tables.md").read_text()
     assert "| Model | Instances | Best 50-step loss | Iteration | Final 500-step loss | Collapsed |" in tables
     assert f"| vanilla | 2 | {ms([0.02, 0.021])} | {ms([600, 800], '{:,.0f}')} | {ms([0.021, 0.02])} | 1/2 |" in tables
-    assert "| vanilla | 0 | 600 | 0.020000 | 0.021000 | 1,400 | 1,000 |" in tables
+    assert "| vanilla | 0 | 600 | 0.020000 | 0.021000 | 1,400 | 0.042000 | 1,000 |" in tables
+    assert "| bn | 0 | 1,000 | 0.029000 | - | 1,400 | - | - |" in tables
     page = index.read_text()
     assert page.count("<img ") == 1  # only the curves: these runs have no checkpoints and no record
     # Figs. 2, 3-4, the collapse samples, the diversity and the interpolation say why they are missing.
