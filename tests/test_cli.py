@@ -109,6 +109,15 @@ def test_errors_are_one_line_with_exit_codes(tmp_path, capsys):
     # Mutually exclusive and required flags.
     assert sample.main(["--checkpoint", str(tmp_path), "--out", "x.npy"]) == 2
     assert "codes" in capsys.readouterr().err
+    # An image extension PIL cannot write is refused before the .npy is written; a missing input names its flag.
+    out = tmp_path / "images.npy"
+    assert sample.main(["--checkpoint", str(tmp_path), "--num", "2", "--out", str(out), "--grid", "g.xyz"]) == 1
+    assert "--grid=g.xyz: unknown image extension" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(errors.MissingDataError, match="--codes=absent.npy: no such file"):
+        cli.load_npy("absent.npy", "--codes")
+    (tmp_path / "text.npy").write_text("not an array")
+    with pytest.raises(errors.DataError, match="--targets=.*text.npy is not a readable .npy array"):
+        cli.load_npy(tmp_path / "text.npy", "--targets")
     # --help prints the flags and exits 0.
     assert eval_cli.main(["--help"]) == 0
     assert "--record_steps" in capsys.readouterr().out

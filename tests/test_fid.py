@@ -164,3 +164,52 @@ def test_dataset_reference(tmp_path, monkeypatch):
         )
     assert len(calls) == 2 and len(list(tmp_path.glob("inception-*.npz"))) == 2
     np.testing.assert_array_equal(calls[0], rows[10:40])
+
+
+def test_eval_command_and_training_report_fid(tmp_path, weights, capsys):
+    """``eval --metrics recon,fid,kid,pr`` writes every metric into report.json; training with --fid_every logs
+    FID to metrics.jsonl; both read the weights from an .npz export (random weights: no download)."""
+    import json
+
+    from wngan_jax import eval as eval_cli
+    from wngan_jax import train
+    from wngan_jax.config import digits
+
+    path = inception.export_npz(weights, tmp_path / "inception.npz")
+    config = digits().replace(
+        nfeature=8,
+        code_size=16,
+        batch_size=8,
+        iterations=4,
+        test_every=2,
+        test_steps=2,
+        sample_every=4,
+        log_every=2,
+        final_test=20,
+        running_test=10,
+        final_test_samples=0,
+        fid_every=2,
+        fid_samples=6,
+        fid_reference=8,
+        inception_weights=str(path),
+        cache_dir=str(tmp_path / "cache"),
+        progress_bar=False,
+    )
+    train.train_and_evaluate(config, tmp_path / "run")
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows if "fid" in r] == [2, 4] and all(r["fid"] > 0 for r in rows if "fid" in r)
+
+    common = ["--checkpoint", str(tmp_path / "run"), "--data=digits", f"--cache_dir={tmp_path / 'cache'}"]
+    argv = [*common, "--samples=20", "--steps=2", "--fid_samples=6", "--fid_reference=8", "--out", str(tmp_path / "e")]
+    assert eval_cli.main([*argv, "--metrics=recon,fid,kid,pr", f"--inception_weights={path}"]) == 0
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    quality = report["sample_quality"]
+    assert quality["fid"] > 0 and quality["num_generated"] == 6 and quality["num_reference"] == 8
+    assert 0 <= quality["precision"] <= 1 and 0 <= quality["recall"] <= 1 and "kid" in quality
+    assert report["mean_loss"] > 0 and report["samples"] == 20
+    capsys.readouterr()
+    assert eval_cli.main([*argv, "--metrics=fid", f"--inception_weights={tmp_path / 'absent.pth'}"]) == 1
+    assert "pt_inception-2015-12-05-6726825d.pth" in capsys.readouterr().err
+    assert eval_cli.main(["--checkpoint", str(tmp_path / "run"), "--targets=x.npy", "--out=o", "--metrics=fid"]) == 1
+    assert "pass --data" in capsys.readouterr().err
+    assert eval_cli.main([*argv, "--metrics=fdi"]) == 1 and "unknown fdi" in capsys.readouterr().err

@@ -143,10 +143,10 @@ def test_full_disk_during_the_resume_rewrite_loses_no_row(tmp_path, monkeypatch)
     with monkeypatch.context() as patch:
         full_disk_at(patch, "metrics.")
         with pytest.raises(OSError, match="No space"):
-            writer.truncate_after(3)
+            writer.resume_at(3)
     assert (tmp_path / metrics.METRICS_FILE).read_text() == rows(5)
     assert sorted(p.name for p in tmp_path.iterdir()) == [metrics.METRICS_FILE, "tensorboard"]  # no temp file
-    writer.truncate_after(3)
+    writer.resume_at(3)
     writer.close()
     assert (tmp_path / metrics.METRICS_FILE).read_text() == rows(3)
 
@@ -158,7 +158,7 @@ def test_cut_off_last_line_is_reported_and_dropped_on_read_and_resume(tmp_path):
         assert metrics.read_metrics(tmp_path, "d_loss") == ([1, 2, 3], [0.5, 1.0, 1.5])
     writer = metrics.MetricsWriter(tmp_path)
     with pytest.warns(UserWarning, match="line 4, is cut off"):
-        writer.truncate_after(10)
+        writer.resume_at(10)
     writer.write(4, {"d_loss": 2.0})
     writer.close()
     assert path.read_text() == rows(4)
@@ -168,7 +168,7 @@ def test_last_row_without_its_newline_is_completed_before_appending(tmp_path):
     path = tmp_path / metrics.METRICS_FILE
     path.write_text(rows(2).rstrip("\n"))
     writer = metrics.MetricsWriter(tmp_path)
-    writer.truncate_after(10)
+    writer.resume_at(10)
     writer.write(3, {"d_loss": 1.5})
     writer.close()
     assert path.read_text() == rows(3)
@@ -190,7 +190,7 @@ def test_process_killed_while_writing_metrics_loses_no_row(tmp_path, point):
         writer = metrics.MetricsWriter(sys.argv[1])
         real_write = os.write
         {KILLED_AT[point]}
-        writer.write(6, {{"d_loss": 3.0}}) if "append" in {point!r} else writer.truncate_after(2)
+        writer.write(6, {{"d_loss": 3.0}}) if "append" in {point!r} else writer.resume_at(2)
         """
     )
     assert subprocess.run([sys.executable, "-c", script, str(tmp_path)]).returncode == -signal.SIGKILL
@@ -198,9 +198,9 @@ def test_process_killed_while_writing_metrics_loses_no_row(tmp_path, point):
     writer = metrics.MetricsWriter(tmp_path)
     if point == "the append":
         with pytest.warns(UserWarning, match="line 6, is cut off"):
-            writer.truncate_after(5)
+            writer.resume_at(5)
     else:
-        writer.truncate_after(2)
+        writer.resume_at(2)
     writer.close()
     assert (tmp_path / metrics.METRICS_FILE).read_text() == rows(5 if point == "the append" else 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == [metrics.METRICS_FILE, "tensorboard"]
@@ -213,7 +213,7 @@ def test_bad_line_before_the_end_is_an_error_naming_file_and_line(tmp_path):
         metrics.read_metrics(tmp_path, "d_loss")
     writer = metrics.MetricsWriter(tmp_path)
     with pytest.raises(WorkdirConflict, match="line 2"):
-        writer.truncate_after(10)
+        writer.resume_at(10)
     writer.close()
 
 

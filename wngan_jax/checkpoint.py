@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import pathlib
+import shutil
 from typing import Any
 
 import jax
@@ -88,13 +89,28 @@ class Checkpoints:
         items = dict(models=ocp.args.StandardSave(models), meta=ocp.args.JsonSave(meta))
         if train is not None:
             items["train"] = ocp.args.StandardSave(train)
-        self._managers["last"].save(step, args=ocp.args.Composite(**items), force=True)
+        self._write("last", step, items)
         if best:
-            self._managers["best"].save(
-                step,
-                args=ocp.args.Composite(models=ocp.args.StandardSave(models), meta=ocp.args.JsonSave(meta)),
-                force=True,
-            )
+            self.save_best(step, models, meta)
+
+    def save_best(self, step: int, models, meta: dict) -> None:
+        """Write the ``best`` checkpoint (models and meta; it replaces the previous best)."""
+        self._write("best", step, dict(models=ocp.args.StandardSave(models), meta=ocp.args.JsonSave(meta)))
+
+    def _write(self, name: str, step: int, items: dict) -> None:
+        """One orbax save; a failed one (a full disk, most often) leaves no temporary directory and is one
+        ``CheckpointError`` line: the checkpoints saved before it stay as they were."""
+        manager = self._managers[name]
+        try:
+            manager.save(step, args=ocp.args.Composite(**items), force=True)
+        except Exception as e:  # orbax and TensorStore raise many types for a failed write
+            for tmp in manager.directory.glob("*.orbax-checkpoint-tmp*"):
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise CheckpointError(
+                f"could not write the {name} checkpoint of iteration {step} in {manager.directory} "
+                f"({_first_line(e)}); free space there and run the same command again to resume from the last "
+                "checkpoint"
+            ) from e
 
     def resolve(self, which: str | int = "best") -> tuple[str, int]:
         """``'best'``, ``'last'`` or an iteration -> (manager name, step); clear errors when absent."""
@@ -138,7 +154,7 @@ class Checkpoints:
             restored = self._managers[name].restore(step, args=ocp.args.Composite(**items))
         except Exception as e:  # orbax raises many types for unreadable or mismatched trees
             raise CheckpointError(
-                f"could not read the {name} checkpoint at iteration {step} in {self.run_dir}: {e}"
+                f"could not read the {name} checkpoint at iteration {step} in {self.run_dir}: {_first_line(e)}"
             ) from e
         out = dict(restored.items()) | {"step": step, "which": name}
         return out
@@ -148,7 +164,7 @@ class Checkpoints:
             metadata = self._managers[name].item_metadata(step)[item]
         except Exception as e:  # unreadable metadata: report it like an unreadable checkpoint
             raise CheckpointError(
-                f"could not read the {name} checkpoint at iteration {step} in {self.run_dir}: {e}"
+                f"could not read the {name} checkpoint at iteration {step} in {self.run_dir}: {_first_line(e)}"
             ) from e
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata)
@@ -196,3 +212,9 @@ def load_generator(run_dir, which: str | int = "best"):
     variables = restored["models"]["generator"]
     check_variables(config, "generator", variables)
     return config, variables, restored["step"]
+
+
+def _first_line(error: BaseException, limit: int = 300) -> str:
+    """The first line of an error's message, shortened: TensorStore appends hundreds of lines of context."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text if len(text) <= limit else text[:limit] + " ..."

@@ -21,7 +21,19 @@ DTYPES = ("float32", "bfloat16")
 # Model fields a user sets; ``critic`` follows from the loss.
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name != "critic")
 # Fields that may differ when a run is resumed: they change how far or how verbosely it runs, not its maths.
-RESUMABLE_CHANGES = ("iterations", "log_every", "progress_bar", "final_test_samples", "final_test_steps")
+RESUMABLE_CHANGES = (
+    "iterations",
+    "log_every",
+    "progress_bar",
+    "final_test_samples",
+    "final_test_steps",
+    "fid_every",
+    "fid_samples",
+    "fid_reference",
+)
+# Where things are, not what they are: a moved dataset or cache resumes its runs (the data is compared by its
+# content, ``wngan_jax.train.check_same_data``).
+LOCATION_FIELDS = ("data_dir", "cache_dir", "inception_weights")
 # Spellings of earlier releases, read from old config.json files.
 RENAMED_FIELDS = {"progress": "progress_bar", "max_nan_restarts": "max_rollbacks"}
 
@@ -61,6 +73,11 @@ class TrainConfig:
     final_test_steps: int = 2000
     max_rollbacks: int = 3
     progress_bar: bool = True
+    # FID of generated samples during training (off by default; docs/metrics.md).
+    fid_every: int = 0
+    fid_samples: int = 2000
+    fid_reference: int = 10_000
+    inception_weights: str = ""
 
     def __post_init__(self):
         model = self.model if isinstance(self.model, ModelConfig) else ModelConfig.from_dict(self.model)
@@ -98,9 +115,19 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name} must be positive, got {getattr(self, name)}")
-        for name in ("final_test_samples", "final_test_steps", "max_rollbacks", "split_seed", "seed", "record_codes"):
+        for name in (
+            "final_test_samples",
+            "final_test_steps",
+            "max_rollbacks",
+            "split_seed",
+            "seed",
+            "fid_every",
+            "record_codes",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name} must not be negative, got {getattr(self, name)}")
+        if self.fid_every and (self.fid_samples <= 0 or self.fid_reference <= 0):
+            raise ConfigError("--fid_samples and --fid_reference must be positive when --fid_every is set")
         if self.running_test > self.final_test:
             raise ConfigError(
                 f"--running_test ({self.running_test}) must not exceed --final_test ({self.final_test}): "
@@ -140,7 +167,7 @@ class TrainConfig:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
-    def differences(self, other: TrainConfig, ignore=RESUMABLE_CHANGES) -> dict:
+    def differences(self, other: TrainConfig, ignore=RESUMABLE_CHANGES + LOCATION_FIELDS) -> dict:
         """``{field: (self's value, other's value)}`` for the fields that differ, model fields as ``model.X``."""
         a, b = _flat(self.to_dict()), _flat(other.to_dict())
         keys = sorted(a.keys() | b.keys())

@@ -9,6 +9,8 @@ docs/authors.md §3), ``--targets`` any ``(N, H, W, C)`` images (uint8, or float
 ``OUT/report.json`` (loss, per-sample losses, the loss against reconstruction steps, timing),
 ``OUT/codes.npy``, ``OUT/pairs.png`` and, with ``--pairs``, one pair image per sample under ``OUT/pairs/``
 as the authors' final test does. ``--benchmark`` compiles first, so the timing excludes compilation.
+``--metrics recon,fid,kid,pr`` adds FID, KID and precision/recall of ``--fid_samples`` generated images
+against ``--data``'s training images (needs pytorch-fid's Inception weights, docs/metrics.md).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import sys
 
 from absl import flags
 
-from wngan_jax import checkpoint, cli, evaluation, reconstruction
+from wngan_jax import checkpoint, cli, evaluation, fid, reconstruction
+from wngan_jax.errors import ConfigError
 
 
 def define(fv: flags.FlagValues) -> None:
@@ -26,6 +29,16 @@ def define(fv: flags.FlagValues) -> None:
     cli.define_data_flags(fv)
     flags.DEFINE_string("targets", None, ".npy file of images (N, H, W, C), uint8 or float in [0, 1]", flag_values=fv)
     flags.mark_flags_as_mutual_exclusive(["data", "targets"], required=True, flag_values=fv)
+    flags.DEFINE_list(
+        "metrics",
+        ["recon"],
+        "recon (the reconstruction loss, paper §4) and/or fid, kid, pr (against --data's training images; "
+        "docs/metrics.md)",
+        flag_values=fv,
+    )
+    cli.define_inception_weights(fv)
+    flags.DEFINE_integer("fid_samples", 10_000, "fid/kid/pr: images generated from random codes", flag_values=fv)
+    flags.DEFINE_integer("fid_reference", 10_000, "fid/kid/pr: training images of --data compared with", flag_values=fv)
     flags.DEFINE_integer("samples", 2000, "number of test images (paper: 2000)", flag_values=fv)
     flags.DEFINE_integer("steps", 2000, "RMSProp steps per code (paper: 2000)", flag_values=fv)
     flags.DEFINE_integer(
@@ -44,49 +57,51 @@ def define(fv: flags.FlagValues) -> None:
     flags.DEFINE_bool("benchmark", False, "compile first, then time the reconstruction", flag_values=fv)
 
 
-def evaluate_checkpoint(
-    run_dir, targets, *, which="best", out, targets_name: str = "", pairs: bool = False, **kwargs
-) -> dict:
-    """Load a checkpoint's generator, reconstruct ``targets`` (``evaluation.evaluate``'s ``kwargs``), write
-    ``out`` and return the report."""
-    model, variables, iteration = checkpoint.load_generator(run_dir, which)
-    report, result = evaluation.evaluate(model, variables, targets, **kwargs)
-    report |= {
-        "checkpoint": str(pathlib.Path(run_dir).absolute()),
-        "which": str(which),
-        "iteration": iteration,
-        "targets": targets_name,
-    }
-    evaluation.write_outputs(out, report, result, targets, pairs=pairs)
-    return report
-
-
 def body(fv: flags.FlagValues, args: list[str]) -> int:
     cli.no_arguments(args)
-    if fv.targets:
-        targets, name = evaluation.load_targets(fv.targets, fv.samples), fv.targets
-    else:
-        model = checkpoint.read_model_config(fv.checkpoint)
-        targets = evaluation.load_final_test(fv.data, model, fv.samples, data_dir=fv.data_dir, cache_dir=fv.cache_dir)
-        name = f"data:{fv.data}"
-    report = evaluate_checkpoint(
-        fv.checkpoint,
-        targets,
-        which=fv.which,
-        out=fv.out,
-        targets_name=name,
-        pairs=fv.pairs,
-        steps=fv.steps,
-        batch_size=fv.batch_size,
-        chunk_size=fv.chunk_size,
-        record_steps=fv.record_steps,
-        benchmark=fv.benchmark,
-    )
-    print(
-        f"reconstruction loss {report['mean_loss']:.6f} ({report['samples']} samples, {report['steps']} "
-        f"steps, {report['seconds']:.1f} s, {report['sample_steps_per_s']:.0f} sample-steps/s on "
-        f"{report['device']}); wrote {fv.out}"
-    )
+    quality = fid.check_metrics([m for m in fv.metrics if m != "recon"])
+    if quality and not fv.data:
+        raise ConfigError(f"--metrics {','.join(quality)} compares with the training images of --data; pass --data")
+    model, variables, iteration = checkpoint.load_generator(fv.checkpoint, fv.which)
+    report = {"checkpoint": str(pathlib.Path(fv.checkpoint).absolute()), "which": fv.which, "iteration": iteration}
+    dataset = None
+    if fv.data:
+        dataset = evaluation.load_dataset(fv.data, model, fv.samples, data_dir=fv.data_dir, cache_dir=fv.cache_dir)
+    if "recon" in fv.metrics:
+        if fv.targets:
+            targets, name = evaluation.load_targets(fv.targets, fv.samples), fv.targets
+        else:
+            targets, name = evaluation.first(dataset.final_test, fv.samples, fv.data), f"data:{fv.data}"
+        recon, result = evaluation.evaluate(
+            model,
+            variables,
+            targets,
+            steps=fv.steps,
+            batch_size=fv.batch_size,
+            chunk_size=fv.chunk_size,
+            record_steps=fv.record_steps,
+            benchmark=fv.benchmark,
+        )
+        report = recon | report | {"targets": name}
+        evaluation.write_outputs(fv.out, report, result, targets, pairs=fv.pairs)
+        print(
+            f"reconstruction loss {report['mean_loss']:.6f} ({report['samples']} samples, {report['steps']} "
+            f"steps, {report['seconds']:.1f} s, {report['sample_steps_per_s']:.0f} sample-steps/s on "
+            f"{report['device']})"
+        )
+    if quality:
+        report["sample_quality"] = evaluation.sample_quality(
+            model,
+            variables,
+            dataset,
+            quality,
+            weights=fv.inception_weights,
+            samples=fv.fid_samples,
+            reference_size=fv.fid_reference,
+        )
+        evaluation.write_report(fv.out, report)
+        print(", ".join(f"{k} {v:.4g}" for k, v in report["sample_quality"].items() if isinstance(v, float)))
+    print(f"wrote {fv.out}")
     return 0
 
 

@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-from wngan_jax import data, reconstruction, sharding, visualize
-from wngan_jax.errors import ConfigError, DataError
+from wngan_jax import cli, data, fid, inception, reconstruction, sample, sharding, visualize
+from wngan_jax.errors import CheckpointError, ConfigError, DataError
 from wngan_jax.models import ModelConfig
 
 GRID_PAIRS = 64
@@ -31,7 +31,7 @@ def curve_steps(steps: int) -> tuple[int, ...]:
 
 def load_targets(path, samples: int) -> np.ndarray:
     """The first ``samples`` images of a ``.npy`` file: ``(N, H, W, C)`` uint8, or float in [0, 1]."""
-    images = np.load(path, mmap_mode="r")
+    images = cli.load_npy(path, "--targets", mmap_mode="r")
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
         raise DataError(
             f"{path} holds an array of shape {images.shape}; --targets needs images of shape "
@@ -42,9 +42,10 @@ def load_targets(path, samples: int) -> np.ndarray:
     return first(images, samples, str(path))
 
 
-def load_final_test(spec: str, model: ModelConfig, samples: int, *, data_dir=None, cache_dir=None) -> np.ndarray:
-    """The first ``samples`` images of the dataset's final test set, at the generator's size and channels."""
-    ds = data.load(
+def load_dataset(spec: str, model: ModelConfig, samples: int, *, data_dir=None, cache_dir=None):
+    """The dataset ``spec`` at the generator's size and channels, split with ``samples`` final-test images
+    (the first ``samples`` of the split permutation, the rows every run on this data tests on)."""
+    return data.load(
         spec,
         model.image_size,
         channels=model.channels,
@@ -53,7 +54,6 @@ def load_final_test(spec: str, model: ModelConfig, samples: int, *, data_dir=Non
         final_test=samples,
         running_test=min(samples, 200),
     )
-    return first(ds.final_test, samples, spec)
 
 
 def first(images, samples: int, name: str) -> np.ndarray:
@@ -112,6 +112,11 @@ def evaluate(
     record = curve_steps(steps) if record_steps is None else tuple(record_steps)
     start = time.perf_counter()
     result = reconstruction.reconstruct(gen, targets, progress=progress, record_steps=record, **kwargs)
+    if not np.isfinite(result.mean_loss):
+        raise CheckpointError(
+            "the reconstruction loss is not finite: the generator's variables hold NaN or inf (a diverged or "
+            "damaged checkpoint)"
+        )
     seconds = time.perf_counter() - start
     report |= {
         "mean_loss": result.mean_loss,
@@ -129,6 +134,39 @@ def evaluate(
     return report, result
 
 
+def sample_quality(
+    model: ModelConfig,
+    variables,
+    dataset,
+    metrics=("fid",),
+    *,
+    weights=None,
+    samples: int = 10_000,
+    reference_size: int = 10_000,
+    seed: int = 0,
+) -> dict:
+    """FID, KID and/or precision/recall (``metrics`` of ``fid.METRICS``) of ``samples`` images generated from
+    standard normal codes (``seed``) against the first ``reference_size`` training images of ``dataset`` (a
+    ``data.load`` result; their features are cached beside it). ``weights``: pytorch-fid's Inception weights
+    (``inception.load_weights``' argument; docs/metrics.md). A JSON-ready dict (``fid.sample_metrics``)."""
+    metrics = fid.check_metrics(metrics)
+    weights = inception.load_weights(weights) if not isinstance(weights, inception.InceptionWeights) else weights
+    reference = fid.dataset_reference(dataset, weights, num=reference_size)
+    codes = sample.normal_codes(samples, model.code_size, seed)
+    images = sample.generate_batches(model, variables, codes)
+    return fid.sample_metrics(images, reference, weights, metrics) | {"seed": seed}
+
+
+def write_report(out, report: dict) -> pathlib.Path:
+    """``out/report.json``, written atomically (a reader never sees half a report)."""
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "report.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, out / "report.json")
+    return out / "report.json"
+
+
 def write_outputs(out, report: dict, result, targets, *, pairs: bool = False) -> pathlib.Path:
     """``out/report.json`` (written last, atomically), ``codes.npy``, ``pairs.png`` (the first 64 target |
     reconstruction pairs) and, with ``pairs``, one pair image per sample under ``out/pairs/``."""
@@ -140,10 +178,7 @@ def write_outputs(out, report: dict, result, targets, *, pairs: bool = False) ->
         digits = len(str(len(targets) - 1))
         for i, pair in enumerate(visualize.pairs(targets, result.reconstructions)):
             visualize.save_png(pair, out / "pairs" / f"{i:0{digits}d}.png")
-    tmp = out / "report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, out / "report.json")
-    return out / "report.json"
+    return write_report(out, report)
 
 
 def paired_difference(losses_a, losses_b, *, confidence: float = 0.95, resamples: int = 10_000, seed: int = 0) -> dict:

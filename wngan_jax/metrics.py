@@ -73,10 +73,12 @@ class MetricsWriter:
 
             self._tb = SummaryWriter(str(pathlib.Path(run_dir) / "tensorboard"))
 
-    def truncate_after(self, iteration: int) -> None:
+    def resume_at(self, iteration: int, row: dict | None = None) -> None:
         """Drop records past ``iteration`` (and a cut-off last line): on resume they describe work that the
-        checkpoint does not hold. The file is replaced in one rename, so a crash or a full disk during the
-        rewrite leaves it as it was; the temporary file of a rewrite that was killed is removed here."""
+        checkpoint does not hold. ``row``, the record of ``iteration`` that the checkpoint carries, is put back
+        when a crash between the checkpoint and its record lost it. The file is replaced in one rename, so a
+        crash or a full disk during the rewrite leaves it as it was; the temporary file of a rewrite that was
+        killed is removed here."""
         if not self.enabled:
             return
         for path in self.path.parent.glob(f"{self.path.stem}.*"):
@@ -84,7 +86,11 @@ class MetricsWriter:
                 path.unlink(missing_ok=True)
         rows, whole = _records(self.path)
         kept = [line for line, record in rows if record["iteration"] <= iteration]
-        if not whole or len(kept) < len(rows):
+        changed = not whole or len(kept) < len(rows)
+        if row is not None and not any(record["iteration"] == iteration for _, record in rows):
+            kept.append(json.dumps({"iteration": int(iteration)} | {k: _plain(v) for k, v in row.items()}))
+            changed = True
+        if changed:
             files.write_atomic(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, iteration: int, scalars: dict) -> None:
@@ -105,10 +111,15 @@ class MetricsWriter:
             self._tb.close()
 
 
+def records(run_dir) -> list[dict]:
+    """Every record of a run's ``metrics.jsonl`` (a cut-off last line dropped with a warning)."""
+    return [record for _, record in _records(pathlib.Path(run_dir) / METRICS_FILE)[0]]
+
+
 def read_metrics(run_dir, key: str) -> tuple[list[int], list[float]]:
     """(iterations, values) of one scalar from a run's ``metrics.jsonl``."""
     xs, ys = [], []
-    for _, record in _records(pathlib.Path(run_dir) / METRICS_FILE)[0]:
+    for record in records(run_dir):
         if key in record:
             xs.append(record["iteration"])
             ys.append(float(record[key]))

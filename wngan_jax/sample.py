@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pathlib
 import sys
+from collections.abc import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +21,7 @@ import numpy as np
 from absl import flags
 
 from wngan_jax import checkpoint, cli, visualize
-from wngan_jax.errors import ConfigError, DataError
+from wngan_jax.errors import CheckpointError, ConfigError, DataError
 from wngan_jax.models import ModelConfig
 
 
@@ -33,28 +34,40 @@ def normal_codes(num: int, code_size: int, seed: int = 0) -> np.ndarray:
 
 def load_codes(path, code_size: int) -> np.ndarray:
     """Codes ``(N, code_size)`` from a ``.npy`` file, checked against the generator's code size."""
-    codes = np.load(path)
+    codes = cli.load_npy(path, "--codes")
     if codes.ndim != 2 or codes.shape[1] != code_size or codes.shape[0] == 0:
         raise DataError(
             f"{path} holds an array of shape {codes.shape}; this generator needs codes of shape (N, {code_size})"
         )
+    if not np.issubdtype(codes.dtype, np.number) or not np.isfinite(codes).all():
+        raise DataError(f"{path} holds non-numeric, NaN or infinite codes; codes must be finite numbers")
     return codes.astype(np.float32)
 
 
-def generate(config: ModelConfig, variables, codes, batch_size: int = 64) -> np.ndarray:
-    """Images ``(N, H, W, C)`` in [0, 1] for ``codes``, in batches of one compiled shape (last one padded)."""
+def generate_batches(config: ModelConfig, variables, codes, batch_size: int = 64) -> Iterator[np.ndarray]:
+    """Images ``(n, H, W, C)`` in [0, 1] for ``codes``, batch after batch, in one compiled shape (the last batch
+    padded, then cut), so that a large set never has to fit in memory at once."""
     if batch_size < 1:
         raise ConfigError(f"--batch_size must be positive, got {batch_size}")
     codes = np.asarray(codes, np.float32)
     model = config.generator()
     apply = jax.jit(lambda v, z: model.apply(v, z, train=False))
     batch = min(batch_size, len(codes))
-    out = []
     for start in range(0, len(codes), batch):
         chunk = codes[start : start + batch]
         padded = np.pad(chunk, ((0, batch - len(chunk)), (0, 0)))
-        out.append(np.asarray(apply(variables, jnp.asarray(padded)))[: len(chunk)])
-    return np.concatenate(out)
+        images = np.asarray(apply(variables, jnp.asarray(padded)))[: len(chunk)]
+        if not np.isfinite(images).all():
+            raise CheckpointError(
+                "the generator made non-finite images: its variables hold NaN or inf (a diverged or damaged "
+                "checkpoint); use another --which"
+            )
+        yield images
+
+
+def generate(config: ModelConfig, variables, codes, batch_size: int = 64) -> np.ndarray:
+    """Images ``(N, H, W, C)`` in [0, 1] for ``codes`` (``generate_batches``, concatenated)."""
+    return np.concatenate(list(generate_batches(config, variables, codes, batch_size)))
 
 
 def define(fv: flags.FlagValues) -> None:

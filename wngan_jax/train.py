@@ -22,14 +22,16 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from wngan_jax import checkpoint as ckpt_lib
-from wngan_jax import data, evaluation, locks, reconstruction, sharding, visualize
+from wngan_jax import data, evaluation, fid, files, inception, locks, reconstruction, sample, sharding, visualize
+from wngan_jax import metrics as metrics_lib
 from wngan_jax import record as record_lib
-from wngan_jax.config import TrainConfig
+from wngan_jax.config import LOCATION_FIELDS, RESUMABLE_CHANGES, TrainConfig
 from wngan_jax.errors import DataError, TrainingDiverged, WorkdirConflict
 from wngan_jax.metrics import MetricsWriter
 from wngan_jax.train_step import init_state, make_train_step, run_key
 
 CONFIG_FILE = "config.json"
+DATA_FILE = "data.json"
 FIXED_CODES_FILE = "fixed_codes.npy"
 FINAL_TEST_DIR = "final_test"
 TENSORBOARD_PAIRS = 16  # running-test (target | reconstruction) pairs shown in TensorBoard
@@ -45,6 +47,7 @@ class CheckpointMeta:
     last_test_loss: float | None = None
     rollbacks: int = 0  # non-finite losses rolled back to a checkpoint so far (each changes the random stream)
     data: dict | None = None  # BatchIterator.state() of the next batch
+    row: dict | None = None  # the metrics record of this iteration, put back if a crash lost it
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -55,34 +58,68 @@ class CheckpointMeta:
         return cls(**{f.name: meta[f.name] for f in dataclasses.fields(cls) if f.name in meta})
 
 
-def check_workdir(config: TrainConfig, workdir: pathlib.Path, overwrite: bool) -> None:
-    """Refuse a ``workdir`` that holds a run with another config (discard it when ``overwrite``)."""
+def _clear(workdir: pathlib.Path) -> None:
+    """Empty ``workdir`` but for the lock this process holds (``locks.hold_run``)."""
+    for child in workdir.iterdir():
+        if child.is_dir():
+            shutil.rmtree(child)
+        elif child.name != locks.LOCK_FILE:
+            child.unlink()
+
+
+def check_workdir(config: TrainConfig, workdir: pathlib.Path, overwrite: bool) -> bool:
+    """Refuse a ``workdir`` that holds a run with another config (discard it when ``overwrite``).
+
+    Where the data and cache live (``LOCATION_FIELDS``) is not part of a run's identity, nor is the data spec:
+    returns whether the spec differs, so that the data can be compared by content once it is loaded
+    (``check_same_data``)."""
     path = workdir / CONFIG_FILE
     if not path.exists():
-        return
-    diff = TrainConfig.from_dict(json.loads(path.read_text())).differences(config)
+        return False
+    diff = TrainConfig.from_dict(json.loads(path.read_text())).differences(
+        config, ignore=RESUMABLE_CHANGES + LOCATION_FIELDS + ("data",)
+    )
     if diff and not overwrite:
         lines = "\n".join(f"  {k}: {a!r} in the workdir, {b!r} now" for k, (a, b) in sorted(diff.items()))
         raise WorkdirConflict(
             f"{workdir} holds a run with a different config:\n{lines}\n"
             "Use another --workdir, or pass --overwrite to discard that run."
         )
-    if diff and jax.process_index() == 0:
-        for child in workdir.iterdir():  # all but the lock this process holds (``locks.hold_run``)
-            if child.is_dir():
-                shutil.rmtree(child)
-            elif child.name != locks.LOCK_FILE:
-                child.unlink()
+    if diff:
+        if jax.process_index() == 0:
+            _clear(workdir)
+        return False
+    return TrainConfig.from_dict(json.loads(path.read_text())).data != config.data
 
 
-def write_workdir(config: TrainConfig, workdir: pathlib.Path) -> None:
-    """The run's config and model config, written atomically (process 0 only)."""
+def check_same_data(config: TrainConfig, workdir: pathlib.Path, info: dict, overwrite: bool) -> None:
+    """A run whose data spec changed resumes only on the same images (``content_sha256`` of the cache):
+    moved folders, lmdb files and TFDS directories are recognised; other data is refused."""
+    path = workdir / DATA_FILE
+    recorded = json.loads(path.read_text()) if path.exists() else {}
+    if recorded.get("content_sha256") and recorded["content_sha256"] == info.get("content_sha256"):
+        logging.warning(
+            "%s: the data moved from %s to %s (same images); resuming", workdir, recorded["spec"], config.data
+        )
+        return
+    if not overwrite:
+        raise WorkdirConflict(
+            f"{workdir} holds a run on --data={recorded.get('spec', '?')}, and --data={config.data} holds other "
+            "images (their SHA-256 differs, or the run predates that record). Use another --workdir, or pass "
+            "--overwrite to discard that run."
+        )
+    if jax.process_index() == 0:
+        _clear(workdir)
+
+
+def write_workdir(config: TrainConfig, workdir: pathlib.Path, info: dict) -> None:
+    """The run's config, model config and data identity, written atomically (process 0 only)."""
     if jax.process_index() != 0:
         return
     workdir.mkdir(parents=True, exist_ok=True)
-    tmp = workdir / (CONFIG_FILE + ".tmp")
-    tmp.write_text(config.to_json())
-    tmp.replace(workdir / CONFIG_FILE)
+    files.write_atomic(workdir / CONFIG_FILE, config.to_json())
+    record = {"spec": config.data, "content_sha256": info.get("content_sha256"), "count": info.get("count")}
+    files.write_atomic(workdir / DATA_FILE, json.dumps(record, indent=2) + "\n")
     ckpt_lib.write_model_config(workdir, config.model)
 
 
@@ -107,7 +144,7 @@ class Trainer:
         self.config = config
         self.workdir = pathlib.Path(workdir).absolute()
         self.is_main = jax.process_index() == 0
-        check_workdir(config, self.workdir, overwrite)
+        data_changed = check_workdir(config, self.workdir, overwrite)
         model = config.model
         self.dataset = data.load(
             config.data,
@@ -125,7 +162,12 @@ class Trainer:
                 f"{config.data} has {len(self.dataset.train)} training images, fewer than one "
                 f"batch of {config.batch_size}"
             )
-        write_workdir(config, self.workdir)  # only once the data is there: a failed start leaves nothing
+        if data_changed:
+            check_same_data(config, self.workdir, self.dataset.info, overwrite)
+        self._check_history(overwrite)
+        write_workdir(
+            config, self.workdir, self.dataset.info
+        )  # only once the data is there: a failed start leaves nothing
         self.mesh = sharding.make_mesh()
         self.step_fn = make_train_step(config, self.mesh)
         self.checkpoints = ckpt_lib.Checkpoints(self.workdir, keep_period=config.keep_every)
@@ -135,6 +177,9 @@ class Trainer:
         self.record = record_lib.RecordWriter(self.workdir, codes, enabled=self.is_main and config.record_codes > 0)
         self.generator = model.generator()
         self._sample = jax.jit(lambda v, z: self.generator.apply(v, z, train=False))
+        if config.fid_every:  # the weights and the reference features once, before the first iteration
+            self.inception = inception.load_weights(config.inception_weights or None)
+            self.fid_reference = fid.dataset_reference(self.dataset, self.inception, num=config.fid_reference)
         self.meta = CheckpointMeta()
         self._best_generator = None  # host copy of the best generator's variables once this run has seen it
         self._restore_or_init()
@@ -165,11 +210,43 @@ class Trainer:
             self.meta.rollbacks = max(rollbacks, self.meta.rollbacks)
             step = sharding.replicate(jnp.asarray(self.meta.iteration, jnp.int32), self.mesh)
             self.state = dict(restored["models"]) | dict(restored["train"]) | {"step": step}
+            self._complete_best(restored["models"])
         self.batches = data.BatchIterator(
             self.dataset.train, self.config.batch_size, seed=self.config.seed, state=self.meta.data
         )
-        self.metrics.truncate_after(self.meta.iteration)
+        self.metrics.resume_at(self.meta.iteration, self.meta.row)
         self.record.truncate_after(self.meta.iteration)
+
+    def _complete_best(self, models) -> None:
+        """A crash between the ``last`` and the ``best`` save of a new best leaves ``best`` one generator behind
+        the meta that ``last`` holds; ``last`` has that generator (same iteration), so it is saved as ``best``."""
+        best = self.meta.best_iteration
+        if best == self.meta.iteration and best not in self.checkpoints.steps("best"):
+            logging.warning("%s: completing the best checkpoint of iteration %d from the last one", self.workdir, best)
+            self.checkpoints.save_best(best, models, self.meta.to_dict())
+
+    def _check_history(self, overwrite: bool) -> None:
+        """A run directory with history (a best checkpoint, running-test records, a final test) but no
+        ``last`` checkpoint to resume from is an error, not a silent restart that would replace that history."""
+        last = self.workdir / "checkpoints" / "last"
+        if last.is_dir() and any(p.name.isdigit() for p in last.iterdir()):
+            return
+        best = self.workdir / "checkpoints" / "best"
+        history = [str(p.relative_to(self.workdir)) for p in best.glob("[0-9]*")] if best.is_dir() else []
+        if any("test_loss" in r for r in metrics_lib.records(self.workdir)):
+            history.append("metrics.jsonl with running-test losses")
+        if (self.workdir / FINAL_TEST_DIR).is_dir():
+            history.append(FINAL_TEST_DIR)
+        if not history:
+            return
+        if not overwrite:
+            raise WorkdirConflict(
+                f"{self.workdir} holds a run's history ({', '.join(sorted(history))}) but no checkpoint in "
+                f"{last} to resume from. Restore that checkpoint, use another --workdir, or pass --overwrite to "
+                "start this run over (discarding that history)."
+            )
+        if self.is_main:
+            _clear(self.workdir)
 
     def _save(self, best: bool) -> None:
         self.meta.data = self.batches.state()
@@ -214,6 +291,13 @@ class Trainer:
         self.metrics.image("running_test_pairs", pairs, self.meta.iteration)
         return float(result.mean_loss)
 
+    def sample_fid(self) -> float:
+        """FID of ``fid_samples`` images from fixed codes against the training images (docs/metrics.md)."""
+        cfg = self.config
+        codes = sample.normal_codes(cfg.fid_samples, cfg.model.code_size, cfg.seed)
+        images = sample.generate_batches(cfg.model, sharding.local_copy(self.state["generator"]), codes)
+        return fid.sample_metrics(images, self.fid_reference, self.inception, ("fid",))["fid"]
+
     def save_samples(self) -> None:
         generator = sharding.local_copy(self.state["generator"])
         images = np.asarray(jax.device_get(self._sample(generator, self.fixed_codes)))
@@ -243,8 +327,9 @@ class Trainer:
             test_now = it % cfg.test_every == 0 or it == cfg.iterations
             keep_now = it % cfg.keep_every == 0
             sample_now = it % cfg.sample_every == 0 or it == cfg.iterations
+            fid_now = cfg.fid_every > 0 and it % cfg.fid_every == 0
             record_now = cfg.record_codes > 0 and it % cfg.record_every == 0
-            if not (test_now or keep_now or sample_now or record_now or it % cfg.log_every == 0):
+            if not (test_now or keep_now or sample_now or fid_now or record_now or it % cfg.log_every == 0):
                 self.meta.iteration = it
                 continue
             fetched = jax.device_get(pending)  # the only host synchronisation: every log_every iterations
@@ -264,7 +349,10 @@ class Trainer:
             best = test_now and (self.meta.best_loss is None or loss < self.meta.best_loss)
             if best:
                 self.meta.best_loss, self.meta.best_iteration = loss, it
-            if test_now or keep_now:
+            if fid_now:
+                scalars["fid"] = self.sample_fid()
+            if test_now or keep_now:  # the checkpoint carries this iteration's record (``resume_at``)
+                self.meta.row = scalars
                 self._save(best)
                 self._rollbacks_at_checkpoint = self.meta.rollbacks
             if sample_now:

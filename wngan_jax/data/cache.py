@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import hashlib
 import itertools
 import json
 import logging
@@ -142,6 +143,7 @@ def load(
         "channels": channels,
         "count": count,
         "fingerprint": params["fingerprint"],
+        "content_sha256": meta.get("content_sha256"),  # absent in caches of earlier releases
         "skipped": meta["skipped"],
         "split_seed": split_seed,
         "final_test": final_test,
@@ -287,9 +289,18 @@ def _build(directory: Path, source: sources.Source, params: dict, progress: bool
             + ("\n  ..." if len(skipped) > SHOWN_SKIPPED else ""),
             stacklevel=4,
         )
-    meta = {"params": params, "count": count, "rows": total, "skipped": skipped}
+    digest = content_digest(np.load(directory / "images.npy", mmap_mode="r")[:count])
+    meta = {"params": params, "count": count, "rows": total, "skipped": skipped, "content_sha256": digest}
     files.write_atomic(directory / "meta.json", json.dumps(meta, indent=1))
     return meta
+
+
+def content_digest(images: np.ndarray, rows: int = 1024) -> str:
+    """SHA-256 of the decoded images in split order: what the data is, wherever its files are."""
+    digest = hashlib.sha256()
+    for start in range(0, len(images), rows):
+        digest.update(np.ascontiguousarray(images[start : start + rows]).tobytes())
+    return digest.hexdigest()
 
 
 def _fill(
