@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # (pytorch-fid builds its Inception from torchvision's); pinned beside it so that pip keeps this torch.
 TEST_EXTRAS := torch==2.13.0 torchvision==0.28.0
 
-.PHONY: venv demo test format bench clean
+.PHONY: venv demo test chromium format bench clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,13 @@ venv: $(VENV)/.installed
 demo: venv
 	$(PY) -m experiments.digits --demo
 
-test: venv
+# The report test opens a page in headless Chromium (Debian's package; browser downloads need a network).
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+		&& apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "note: chromium is missing and cannot be installed here (needs apt-get and root); its test will skip"
+
+test: venv chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -n 2 -q tests

@@ -1,7 +1,8 @@
 """``python -m experiments.digits --norm=wn --workdir=runs/digits_wn``: the embedded default, no download.
 
-``--demo`` trains the vanilla, BN and WN models one after the other and prints the paper's Table 2 for them
-with a plot of the running-test loss (paper Fig. 1): what ``make demo`` runs.
+``--demo`` trains the vanilla, BN and WN models one after the other (a study of one seed, under
+``runs/demo/<model>/seed_0``), writes the report of ``experiments.report`` to ``runs/demo/report/`` and prints
+the paper's Table 2 for them: what ``make demo`` runs.
 """
 
 from __future__ import annotations
@@ -11,31 +12,26 @@ import sys
 
 from absl import flags
 
-from experiments import common, report
+from experiments import common, report, study
 
 DEMO_MODELS = ("vanilla", "bn", "wn")
 
 
 def demo(fv: flags.FlagValues) -> None:
+    """A one-seed study of vanilla, BN and WN (``experiments.study``) and its report (``experiments.report``)."""
     root = pathlib.Path(fv.workdir or "runs/demo")
-    runs = []
-    for i, norm in enumerate(DEMO_MODELS):
-        print(
-            f"\n[{i + 1}/{len(DEMO_MODELS)}] training the {norm} model on the built-in digits "
-            "(scikit-learn, 1797 images)"
-        )
-        common.run_experiment(fv, "digits", str(root / norm), norm=norm)
-        runs.append(root / norm)
+    print(f"training the {', '.join(DEMO_MODELS)} models on the built-in digits (scikit-learn, 1797 images)")
+    base = common.config_from_flags(fv, "digits")
+    study.run_study(base, DEMO_MODELS, [0], root, overwrite=fv.overwrite, command="make demo")
+    index = report.write_report([root], root / "report")
     print("\nReconstruction loss of the best generator of each model (paper Table 2; lower is better):\n")
-    print(report.table(runs))
-    curves = report.plot(runs, root / "reconstruction_loss.png")
-    print(f"\nRunning-test loss against iterations (paper Fig. 1): {curves}")
-    print(f"Sample grids: {root}/<model>/samples/, checkpoints: {root}/<model>/checkpoints/")
+    print(report.summary_table([root]))
+    print(f"\nreport (tables, loss curves, samples, reconstructions): {index}")
 
 
 def define(fv: flags.FlagValues) -> None:
     flags.DEFINE_bool(
-        "demo", False, "train vanilla, bn and wn and compare them as the paper's Table 2 / Fig. 1", flag_values=fv
+        "demo", False, "train vanilla, bn and wn and write the report of their tables and figures", flag_values=fv
     )
 
 

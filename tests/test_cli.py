@@ -12,6 +12,7 @@ from test_data import make_folder, make_lmdb, records
 
 import experiments.digits
 import experiments.report
+import experiments.study
 from experiments import common
 from wngan_jax import cli, convert, errors, inception, sample
 from wngan_jax import eval as eval_cli
@@ -33,15 +34,16 @@ def _define_digits(fv):
 
 
 # Each command's flag definitions. Where each runs on fixtures: the presets below; digits in test_train.py
-# (killed and resumed) and test_experiments.py; report in test_experiments.py; eval in test_reconstruction.py;
-# sample and convert in test_convert.py; data here and in test_data.py; bench in test_bench.py; inception
-# (export) in test_fid.py.
+# (killed and resumed) and test_experiments.py; report in test_experiments.py and test_report.py; study in
+# test_study.py; eval in test_reconstruction.py; sample and convert in test_convert.py; data here and in
+# test_data.py; bench in test_bench.py; inception (export) in test_fid.py.
 COMMANDS = {
     "experiments.celeba": _define_preset,
     "experiments.cifar10": _define_preset,
     "experiments.lsun": _define_preset,
     "experiments.digits": _define_digits,
     "experiments.report": experiments.report.define,
+    "experiments.study": experiments.study.define,
     "wngan_jax.eval": eval_cli.define,
     "wngan_jax.sample": sample.define,
     "wngan_jax.convert": convert.define,

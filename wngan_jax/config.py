@@ -65,6 +65,8 @@ class TrainConfig:
     test_steps: int = 50
     sample_every: int = 500
     num_fixed_codes: int = 64
+    record_every: int = 100  # dense fixed-code record (wngan_jax/record.py); record_codes=0 turns it off
+    record_codes: int = 16
     keep_every: int = 20_000
     log_every: int = 50
     final_test_samples: int = 2000
@@ -104,6 +106,7 @@ class TrainConfig:
             "test_steps",
             "sample_every",
             "num_fixed_codes",
+            "record_every",
             "keep_every",
             "log_every",
             "final_test",
@@ -112,7 +115,15 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name} must be positive, got {getattr(self, name)}")
-        for name in ("final_test_samples", "final_test_steps", "max_rollbacks", "split_seed", "seed", "fid_every"):
+        for name in (
+            "final_test_samples",
+            "final_test_steps",
+            "max_rollbacks",
+            "split_seed",
+            "seed",
+            "fid_every",
+            "record_codes",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name} must not be negative, got {getattr(self, name)}")
         if self.fid_every and (self.fid_samples <= 0 or self.fid_reference <= 0):

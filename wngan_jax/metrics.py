@@ -1,4 +1,5 @@
-"""Training logs: JSON lines (``metrics.jsonl``) and TensorBoard event files (``tensorboard/``).
+"""Training logs: JSON lines (``metrics.jsonl``) and TensorBoard event files (``tensorboard/``: scalars, and the
+sample grids and running-test reconstruction pairs as images).
 
 ``metrics.jsonl`` holds one JSON record per line, each with its ``iteration``. Rows are appended whole or
 not at all (``files.append``: a full disk leaves no half row), and the file is only ever rewritten by
@@ -99,6 +100,11 @@ class MetricsWriter:
         files.append(self.path, json.dumps(record) + "\n")
         for name, value in scalars.items():
             self._tb.add_scalar(name, float(value), int(iteration))
+
+    def image(self, tag: str, image, iteration: int) -> None:
+        """A uint8 ``(H, W, 3)`` image (a sample grid, reconstruction pairs) in TensorBoard's images tab."""
+        if self.enabled:
+            self._tb.add_image(tag, image, int(iteration), dataformats="HWC")
 
     def close(self) -> None:
         if self._tb is not None:

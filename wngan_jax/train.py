@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from wngan_jax import checkpoint as ckpt_lib
 from wngan_jax import data, evaluation, fid, files, inception, locks, reconstruction, sample, sharding, visualize
 from wngan_jax import metrics as metrics_lib
+from wngan_jax import record as record_lib
 from wngan_jax.config import LOCATION_FIELDS, RESUMABLE_CHANGES, TrainConfig
 from wngan_jax.errors import DataError, TrainingDiverged, WorkdirConflict
 from wngan_jax.metrics import MetricsWriter
@@ -33,6 +34,7 @@ CONFIG_FILE = "config.json"
 DATA_FILE = "data.json"
 FIXED_CODES_FILE = "fixed_codes.npy"
 FINAL_TEST_DIR = "final_test"
+TENSORBOARD_PAIRS = 16  # running-test (target | reconstruction) pairs shown in TensorBoard
 
 
 @dataclasses.dataclass
@@ -171,6 +173,8 @@ class Trainer:
         self.checkpoints = ckpt_lib.Checkpoints(self.workdir, keep_period=config.keep_every)
         self.metrics = MetricsWriter(self.workdir, enabled=self.is_main)
         self.fixed_codes = _fixed_codes(config, self.workdir)
+        codes = record_lib.record_codes(config.record_codes, model.code_size, config.seed)
+        self.record = record_lib.RecordWriter(self.workdir, codes, enabled=self.is_main and config.record_codes > 0)
         self.generator = model.generator()
         self._sample = jax.jit(lambda v, z: self.generator.apply(v, z, train=False))
         if config.fid_every:  # the weights and the reference features once, before the first iteration
@@ -211,6 +215,7 @@ class Trainer:
             self.dataset.train, self.config.batch_size, seed=self.config.seed, state=self.meta.data
         )
         self.metrics.resume_at(self.meta.iteration, self.meta.row)
+        self.record.truncate_after(self.meta.iteration)
 
     def _complete_best(self, models) -> None:
         """A crash between the ``last`` and the ``best`` save of a new best leaves ``best`` one generator behind
@@ -279,7 +284,11 @@ class Trainer:
             steps=self.config.test_steps,
             authors_batch=self.config.batch_size,
             mesh=self.mesh,
+            return_reconstructions=True,
         )
+        n = TENSORBOARD_PAIRS
+        pairs = visualize.grid(visualize.pairs(self.dataset.running_test[:n], result.reconstructions[:n]))
+        self.metrics.image("running_test_pairs", pairs, self.meta.iteration)
         return float(result.mean_loss)
 
     def sample_fid(self) -> float:
@@ -293,7 +302,15 @@ class Trainer:
         generator = sharding.local_copy(self.state["generator"])
         images = np.asarray(jax.device_get(self._sample(generator, self.fixed_codes)))
         if self.is_main:
-            visualize.save_grid(images, self.workdir / "samples" / f"iter_{self.meta.iteration:07d}.png")
+            grid = visualize.grid(images)
+            visualize.save_png(grid, self.workdir / "samples" / f"iter_{self.meta.iteration:07d}.png")
+            self.metrics.image("samples", grid, self.meta.iteration)
+
+    def save_record(self) -> None:
+        """The dense fixed-code record (wngan_jax/record.py)."""
+        generator = sharding.local_copy(self.state["generator"])
+        images = np.asarray(jax.device_get(self._sample(generator, self.record.codes)))
+        self.record.write(self.meta.iteration, images)
 
     # Loop -----------------------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -311,7 +328,8 @@ class Trainer:
             keep_now = it % cfg.keep_every == 0
             sample_now = it % cfg.sample_every == 0 or it == cfg.iterations
             fid_now = cfg.fid_every > 0 and it % cfg.fid_every == 0
-            if not (test_now or keep_now or sample_now or fid_now or it % cfg.log_every == 0):
+            record_now = cfg.record_codes > 0 and it % cfg.record_every == 0
+            if not (test_now or keep_now or sample_now or fid_now or record_now or it % cfg.log_every == 0):
                 self.meta.iteration = it
                 continue
             fetched = jax.device_get(pending)  # the only host synchronisation: every log_every iterations
@@ -339,6 +357,8 @@ class Trainer:
                 self._rollbacks_at_checkpoint = self.meta.rollbacks
             if sample_now:
                 self.save_samples()
+            if record_now:
+                self.save_record()
             self.metrics.write(it, scalars)
             bar.update(it - bar.n)
             bar.set_postfix(_postfix(scalars, self.meta), refresh=False)

@@ -1,32 +1,44 @@
-"""Image grids, (target | reconstruction) pairs and loss curves as PNG files (paper Figs. 1-4, 12)."""
+"""Image grids, (target | reconstruction) pairs, labelled image tables and curves as PNG files (paper Figs. 1-5, 12)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pathlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
 
 from wngan_jax.errors import ConfigError
 
+# Images are enlarged (nearest neighbour, whole multiples) until their shorter side has at least this many
+# pixels, so that a 16x16 digit is readable in a grid, a report or TensorBoard.
+MIN_SIDE = 64
 
-def to_uint8(images) -> np.ndarray:
-    """Float images in [0, 1] (or uint8) ``(N, H, W, C)`` -> uint8, gray expanded to RGB."""
+
+def to_uint8(images, *, rgb: bool = True) -> np.ndarray:
+    """Float images in [0, 1] (or uint8) ``(N, H, W, C)`` -> uint8; gray expanded to RGB when ``rgb``."""
     images = np.asarray(images)
     if images.dtype != np.uint8:
         images = np.round(np.clip(images.astype(np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
     if images.ndim == 3:
         images = images[..., None]
-    if images.shape[-1] == 1:
+    if rgb and images.shape[-1] == 1:
         images = np.repeat(images, 3, axis=-1)
     return images
 
 
-def grid(images, columns: int | None = None, padding: int = 2) -> np.ndarray:
-    """Tile ``(N, H, W, C)`` images into one uint8 RGB image with a white border between tiles."""
-    images = to_uint8(images)
+def upscale(images: np.ndarray, min_side: int = MIN_SIDE) -> np.ndarray:
+    """``(..., H, W, C)`` repeated ``k`` times along H and W, ``k`` the smallest with ``k*min(H, W) >= min_side``."""
+    factor = max(1, -(-min_side // min(images.shape[-3], images.shape[-2])))
+    return np.repeat(np.repeat(images, factor, axis=-3), factor, axis=-2)
+
+
+def grid(images, columns: int | None = None, padding: int = 2, min_side: int = MIN_SIDE) -> np.ndarray:
+    """Tile ``(N, H, W, C)`` images into one uint8 RGB image with a white border between tiles; tiles are
+    enlarged by :func:`upscale` first (``min_side=0`` keeps them as they are)."""
+    images = upscale(to_uint8(images), min_side) if min_side else to_uint8(images)
     n, h, w, c = images.shape
     columns = columns or math.ceil(math.sqrt(n))
     rows = math.ceil(n / columns)
@@ -62,32 +74,97 @@ def save_grid(images, path, columns: int | None = None) -> pathlib.Path:
     return save_png(grid(images, columns), path)
 
 
-def plot_curves(
-    curves: Mapping[str, tuple[Sequence[float], Sequence[float]]],
-    path,
-    *,
-    xlabel: str = "iteration",
-    ylabel: str = "50-step reconstruction loss",
-    title: str | None = None,
+@dataclasses.dataclass(frozen=True)
+class Line:
+    """One curve of :func:`plot_lines`: ``group`` picks the colour (a model), ``label`` names the line (an
+    instance), ``marks`` are points drawn as crosses on it (collapses)."""
+
+    group: str
+    label: str
+    xs: Sequence[float]
+    ys: Sequence[float]
+    marks: Sequence[tuple[float, float]] = ()
+
+
+def plot_lines(
+    lines: Sequence[Line], path, xlabel: str = "iteration", ylabel: str = "", title: str | None = None
 ) -> pathlib.Path:
-    """One line per name from ``{name: (iterations, losses)}`` (paper Fig. 1)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for name, (xs, ys) in curves.items():
-        ax.plot(xs, ys, marker="o", markersize=3, label=name)
+    """One colour per group, one line style per line of the group, crosses at the marks (paper Figs. 1, 13-14)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    colours = {g: f"C{i}" for i, g in enumerate(dict.fromkeys(line.group for line in lines))}
+    styles = ("-", "--", ":", "-.")
+    seen: dict[str, int] = {}
+    for line in lines:
+        k = seen[line.group] = seen.get(line.group, -1) + 1
+        colour = colours[line.group]
+        ax.plot(line.xs, line.ys, styles[k % len(styles)], color=colour, marker="o", markersize=2, label=line.label)
+        if line.marks:
+            mx, my = zip(*line.marks)
+            ax.plot(mx, my, "x", color=colour, markersize=12, markeredgewidth=2.5)
+    if any(line.marks for line in lines):
+        ax.plot([], [], "x", color="black", markersize=10, markeredgewidth=2.5, label="collapse")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize="small", ncol=2 if len(lines) > 6 else 1)
+    return _save_figure(fig, path)
+
+
+def plot_image_table(
+    cells: Sequence[Sequence[np.ndarray]],
+    path,
+    *,
+    row_labels: Sequence[str] = (),
+    column_labels: Sequence[str] = (),
+    title: str | None = None,
+) -> pathlib.Path:
+    """A table of images (uint8 ``(H, W, 3)``, e.g. from :func:`grid`) with row and column labels, drawn
+    with nearest-neighbour pixels (paper Figs. 2-5, 9, 12)."""
+    plt = _pyplot()
+    rows, columns = len(cells), max(len(r) for r in cells)
+    h, w = max(c.shape[0] for r in cells for c in r), max(c.shape[1] for r in cells for c in r)
+    size = 1.0 / max(h, w)  # inches per pixel of the largest cell
+    fig, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(columns * w * size + 1.2, rows * h * size + 0.6 + 0.3 * bool(title)),
+        dpi=120,
+        squeeze=False,
+    )
+    for r in range(rows):
+        for c in range(columns):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c < len(cells[r]):
+                ax.imshow(cells[r][c], interpolation="nearest")
+            if r == 0 and c < len(column_labels):
+                ax.set_title(column_labels[c], fontsize="small")
+            if c == 0 and r < len(row_labels):
+                ax.set_ylabel(row_labels[r], fontsize="small")
+    if title:
+        fig.suptitle(title, fontsize="medium")
+    return _save_figure(fig, path)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_figure(fig, path) -> pathlib.Path:
     fig.tight_layout()
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
-    plt.close(fig)
+    _pyplot().close(fig)
     return path

@@ -1,0 +1,136 @@
+"""The report's tables against hand-made run directories: the numbers, not only the files."""
+
+import json
+import statistics
+
+import numpy as np
+import pytest
+
+from experiments import report
+from wngan_jax import record
+from wngan_jax.config import digits
+
+# (model, seed): running-test losses at iterations 200, 400, ...; final-test loss (None: no final test)
+RUNS = {
+    ("vanilla", 0): ([0.05, 0.03, 0.02, 0.025, 0.04, 0.05, 0.06], 0.021),  # collapses at 1000
+    ("vanilla", 1): ([0.05, 0.028, 0.022, 0.021, 0.021, 0.024, 0.025], 0.020),
+    ("bn", 0): ([0.06, 0.04, 0.035, 0.03, 0.029, 0.031, 0.03], None),
+    ("wn", 0): ([0.04, 0.02, 0.018, 0.017, 0.016, 0.0165, 0.016], 0.015),
+    ("wn", 1): ([0.04, 0.021, 0.019, 0.018, 0.017, 0.016, 0.015], 0.014),
+    ("wn", 2): ([0.04, 0.02, 0.017, 0.018, 0.018, 0.019, 0.02], 0.016),
+}
+
+
+def make_run(root, model, seed, losses, final):
+    run = root / model / f"seed_{seed}"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(digits().replace(norm=model, seed=seed).to_json())
+    lines = []
+    for k, loss in enumerate(losses):
+        it = 200 * (k + 1)
+        lines += [json.dumps({"iteration": it - 100, "d_loss": 1.0}), json.dumps({"iteration": it, "test_loss": loss})]
+    (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    if final is not None:
+        (run / "final_test").mkdir()
+        last = {"mean_loss": 2 * final}  # the last generator's final test (paper Tables 6-7)
+        (run / "final_test" / "report.json").write_text(json.dumps({"mean_loss": final, "steps": 500, "last": last}))
+    return run
+
+
+@pytest.fixture
+def study(tmp_path):
+    root = tmp_path / "study"
+    for (model, seed), (losses, final) in RUNS.items():
+        make_run(root, model, seed, losses, final)
+    return root
+
+
+def ms(values, fmt="{:.6f}"):
+    return f"{fmt.format(statistics.mean(values))} ± {fmt.format(statistics.stdev(values))}"
+
+
+def test_summary_and_instance_tables(study):
+    instances = [report.load_instance(r, factor=1.5, tests=3) for r in report.find_runs([study])]
+    rows = {r["model"]: r for r in report.summary_rows(instances)}
+    assert list(rows) == ["vanilla", "bn", "wn"]  # the paper's order, not the directory order
+    assert rows["vanilla"] == dict(
+        model="vanilla",
+        instances=2,
+        best_loss=ms([0.02, 0.021]),
+        best_iteration=ms([600, 800], "{:,.0f}"),  # the earliest of two equal losses
+        final_loss=ms([0.021, 0.020]),
+        collapsed="1/2",
+    )
+    assert rows["bn"] == dict(
+        model="bn", instances=1, best_loss="0.029000", best_iteration="1,000", final_loss="-", collapsed="0/1"
+    )
+    assert rows["wn"]["best_loss"] == ms([0.016, 0.015, 0.017])
+    assert rows["wn"]["best_iteration"] == ms([1000, 1400, 600], "{:,.0f}")
+    assert rows["wn"]["final_loss"] == ms([0.015, 0.014, 0.016]) and rows["wn"]["collapsed"] == "0/3"
+    per_instance = {(r["model"], r["seed"]): r for r in report.instance_rows(instances)}
+    assert per_instance[("vanilla", 0)] == dict(
+        model="vanilla",
+        seed=0,
+        best_iteration="600",
+        best_loss="0.020000",
+        final_loss="0.021000",
+        last_iteration="1,400",
+        last_final_loss="0.042000",
+        collapse="1,000",
+    )
+    assert [per_instance[("wn", s)]["collapse"] for s in range(3)] == ["-", "-", "-"]
+    # A looser rule (two tests above 1.1 x the best before them) finds more and earlier collapses:
+    # vanilla 0: 0.025 > 0.022; vanilla 1: 0.024 > 0.0231; wn 2: 0.019 > 0.0187 (best 0.017).
+    strict = [report.load_instance(r, factor=1.1, tests=2) for r in report.find_runs([study])]
+    assert {(i.model, i.seed): i.collapse.iteration for i in strict if i.collapse} == {
+        ("vanilla", 0): 800,
+        ("vanilla", 1): 1200,
+        ("wn", 2): 1200,
+    }
+
+
+def test_report_pages_and_markdown(study, tmp_path):
+    index = report.write_report([study], tmp_path / "out", markdown=tmp_path / "docs" / "results.md")
+    tables = (tmp_path / "out" / "tables.md").read_text()
+    assert "| Model | Instances | Best 50-step loss | Iteration | Final 500-step loss | Collapsed |" in tables
+    assert f"| vanilla | 2 | {ms([0.02, 0.021])} | {ms([600, 800], '{:,.0f}')} | {ms([0.021, 0.02])} | 1/2 |" in tables
+    assert "| vanilla | 0 | 600 | 0.020000 | 0.021000 | 1,400 | 0.042000 | 1,000 |" in tables
+    assert "| bn | 0 | 1,000 | 0.029000 | - | 1,400 | - | - |" in tables
+    page = index.read_text()
+    assert page.count("<img ") == 1  # only the curves: these runs have no checkpoints and no record
+    # Figs. 2, 3-4, the collapse samples, the diversity and the interpolation say why they are missing.
+    assert page.count("Not available") == 5 and "collapse at iteration 1,000" in page
+    assert (tmp_path / "out" / "fig1_running_test_loss.png").stat().st_size > 1000
+    results = (tmp_path / "docs" / "results.md").read_text()
+    assert tables in results and "trained to iterations 1,400" in results
+    assert "![Figs. 1, 13-14: running-test reconstruction loss](results/fig1_running_test_loss.png)" in results
+    assert (tmp_path / "docs" / "results" / "fig1_running_test_loss.png").is_file()
+
+
+def test_collapse_figure_and_diversity_from_a_record(study, tmp_path):
+    # vanilla seed 0 collapses at 1,000: give it a record every 100 iterations whose 3 codes become one image.
+    writer = record.RecordWriter(study / "vanilla" / "seed_0", np.zeros((3, 4), np.float32))
+    rng = np.random.default_rng(0)
+    for it in range(100, 1401, 100):
+        images = rng.integers(0, 256, (3, 8, 8, 1), dtype=np.uint8)
+        writer.write(it, images if it < 1000 else np.repeat(images[:1], 3, axis=0))
+    instance = report.load_instance(study / "vanilla" / "seed_0", factor=1.5, tests=3)
+    its, diversity = report.diversity_curve(instance)
+    assert its == list(range(100, 1401, 100)) and all(d > 0.2 for d in diversity[:9]) and max(diversity[9:]) == 0
+    index = report.write_report([study], tmp_path / "out")
+    page = index.read_text()
+    assert (tmp_path / "out" / "fig5_collapse_vanilla_seed0.png").is_file()
+    assert page.count("<img ") == 4  # curves, samples over time, the collapse, diversity
+    assert "3 fixed codes (rows)" in page
+
+
+def test_the_command_keeps_its_single_run_form(study, tmp_path, capsys):
+    runs = [study / "vanilla" / "seed_0", study / "wn" / "seed_0"]
+    assert report.main([*map(str, runs), f"--plot={tmp_path / 'fig1.png'}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["Model", "Iteration", "50-step", "loss", "500-step", "loss"]
+    assert lines[2].split() == ["vanilla", "600", "0.020000", "0.021000"]
+    assert lines[3].split() == ["wn", "1000", "0.016000", "0.015000"]
+    assert (tmp_path / "fig1.png").is_file()
+    assert report.main([str(tmp_path / "empty")]) == 1
+    assert "not a run directory" in capsys.readouterr().err

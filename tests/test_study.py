@@ -1,0 +1,144 @@
+"""The study runner (train, resume, skip), the fixed-code record, and the report of real runs in a browser."""
+
+import json
+import shutil
+import struct
+import subprocess
+
+import numpy as np
+import pytest
+
+from experiments import report, study
+from wngan_jax import record
+
+TINY = [
+    "--image_size=16",
+    "--nfeature=8",
+    "--code_size=16",
+    "--batch_size=16",
+    "--test_every=2",
+    "--sample_every=2",
+    "--log_every=2",
+    "--record_every=1",
+    "--test_steps=3",
+    "--final_test_samples=20",
+    "--final_test_steps=3",
+]
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    """A study of two models trained to 2 iterations, then continued to 4; its directory and flags."""
+    root = tmp_path_factory.mktemp("study")
+    argv = [*TINY, "--norms=vanilla,wn", "--seeds=0", f"--workdir={root}", f"--cache_dir={root / 'cache'}"]
+    for iterations in (2, 4):
+        assert study.main([*argv, f"--iterations={iterations}"]) == 0
+    return root, argv
+
+
+def test_study_trains_every_pair_then_resumes_then_skips(study_dir, capsys):
+    root, _ = study_dir
+    for norm in ("vanilla", "wn"):
+        run = root / norm / "seed_0"
+        lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert [r["iteration"] for r in lines if "test_loss" in r] == [2, 4]  # continued, not restarted
+        assert json.loads((run / "final_test" / "report.json").read_text())["iteration"] in (2, 4)
+        iterations, images = record.read(run)
+        assert iterations == [1, 2, 3, 4] and images.shape == (4, 16, 16, 16, 1) and images.dtype == np.uint8
+        codes = np.load(run / "record" / "codes.npy")
+        assert codes.shape == (16, 16) and np.array_equal(codes, record.record_codes(16, 16, 0))
+        images = tensorboard_images(run)
+        assert set(images) == {"samples", "running_test_pairs"}
+        assert images["samples"] == (8 * 66 + 2, 8 * 66 + 2)  # 64 codes, 16x16 enlarged 4x, 2-pixel borders
+    assert json.loads((root / "study.json").read_text())["norms"] == ["vanilla", "wn"]
+
+
+def test_study_skips_finished_runs_and_refuses_changed_ones(tmp_path, capsys, study_dir):
+    root, argv = study_dir
+    assert study.main([*argv, "--iterations=4"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("finished, skipped") == 2 and "experiments.report" in out
+    # A flag that changes the runs' maths is refused before anything trains.
+    assert study.main([*argv, "--iterations=4", "--lr=1"]) == 1
+    assert "different config" in capsys.readouterr().err
+    assert study.main(["--norm=wn", f"--workdir={tmp_path}"]) == 1
+    assert "--norms" in capsys.readouterr().err
+    assert study.main(["--norms=nonsense", f"--workdir={tmp_path}"]) == 1
+    assert not (tmp_path / "nonsense").exists()
+
+
+def tensorboard_images(run) -> dict:
+    """{tag: (height, width)} of the images in a run's TensorBoard event files."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    images = {}
+    for path in (run / "tensorboard").glob("events.*"):
+        data, pos = path.read_bytes(), 0
+        while pos < len(data):  # TFRecord: length (8 bytes), its CRC (4), the event, its CRC (4)
+            (length,) = struct.unpack("<Q", data[pos : pos + 8])
+            for value in Event.FromString(data[pos + 12 : pos + 12 + length]).summary.value:
+                if value.HasField("image"):
+                    images[value.tag] = (value.image.height, value.image.width)
+            pos += 16 + length
+    return images
+
+
+def test_the_record_is_truncated_on_resume(tmp_path):
+    writer = record.RecordWriter(tmp_path, np.zeros((2, 3), np.float32))
+    for it in (100, 200, 300):
+        writer.write(it, np.full((2, 4, 4, 1), it / 300.0))
+    (tmp_path / "record" / "iter_0000400.0123456789abcdef0123456789abcdef.tmp.npy").write_bytes(b"cut")  # killed
+    writer.truncate_after(200)
+    iterations, images = record.read(tmp_path)
+    assert iterations == [100, 200] and images[1].max() == round(200 / 300 * 255)
+    assert record.read(tmp_path / "nothing") == ([], None)
+
+
+def _images_loaded_in_chromium(index, tmp_path) -> str:
+    """``"loaded/total"`` images of ``index`` once the page's load event fired in headless Chromium."""
+    page = tmp_path / "check.html"
+    marker = (
+        "<script>addEventListener('load',()=>{const im=[...document.images];"
+        "document.body.dataset.images=im.filter(i=>i.complete&&i.naturalWidth>0).length+'/'+im.length;});</script>"
+    )
+    page.write_text(index.read_text().replace("</body>", marker + "</body>"))
+    dom = subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    start = dom.find('data-images="')
+    assert start >= 0, f"Chromium did not run the page's load handler:\n{dom[:500]}"
+    return dom[start + len('data-images="') :].split('"')[0]
+
+
+def test_report_of_real_runs_has_every_figure_and_opens_in_chromium(study_dir, tmp_path):
+    root, _ = study_dir
+    index = report.write_report([root], tmp_path / "report")
+    names = sorted(p.name for p in index.parent.glob("*.png"))
+    assert names == [
+        "fig1_running_test_loss.png",
+        "fig2_reconstructions.png",
+        "fig3_samples_over_time.png",
+        "fig_diversity.png",
+        "fig_interpolation.png",
+    ]
+    text = index.read_text()
+    assert text.count("<img ") == 5 and "No instance collapsed" in text and "experiments.study" in text
+    if shutil.which("chromium") is None:
+        pytest.skip("chromium is not installed (make test installs Debian's chromium where apt-get and root allow)")
+    assert _images_loaded_in_chromium(index, tmp_path) == "5/5"
+    # The check sees a broken image: the same page with one image that cannot load.
+    broken = tmp_path / "broken" / "index.html"
+    broken.parent.mkdir()
+    broken.write_text(text.replace("<h1>", "<img src='missing.png'><h1>"))
+    assert _images_loaded_in_chromium(broken, tmp_path) == "5/6"
