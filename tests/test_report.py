@@ -98,8 +98,9 @@ def test_report_pages_and_markdown(study, tmp_path):
     assert "| bn | 0 | 1,000 | 0.029000 | - | 1,400 | - | - |" in tables
     page = index.read_text()
     assert page.count("<img ") == 1  # only the curves: these runs have no checkpoints and no record
-    # Figs. 2, 3-4, the collapse samples, the diversity and the interpolation say why they are missing.
-    assert page.count("Not available") == 5 and "collapse at iteration 1,000" in page
+    # The loss against reconstruction steps, Figs. 2, 3-4, the collapse samples, the diversity and the
+    # interpolation say why they are missing.
+    assert page.count("Not available") == 6 and "collapse at iteration 1,000" in page
     assert (tmp_path / "out" / "fig1_running_test_loss.png").stat().st_size > 1000
     results = (tmp_path / "docs" / "results.md").read_text()
     assert tables in results and "trained to iterations 1,400" in results
@@ -134,3 +135,25 @@ def test_the_command_keeps_its_single_run_form(study, tmp_path, capsys):
     assert (tmp_path / "fig1.png").is_file()
     assert report.main([str(tmp_path / "empty")]) == 1
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_paired_comparison_and_loss_against_reconstruction_steps(tmp_path):
+    """WN's per-target losses are 0.9 x vanilla's on the same targets: "-10.0%" with a point interval; each
+    instance's loss after 50, 100 and 500 steps becomes the appendix C.3 figure."""
+    base = np.random.default_rng(0).uniform(0.01, 0.03, 40)
+    for model, scale in (("vanilla", 1.0), ("wn", 0.9)):
+        run = make_run(tmp_path / "study", model, 0, [0.05, 0.03], None)
+        per_sample = list(scale * base)
+        curve = {"50": 3 * scale * base.mean(), "100": 2 * scale * base.mean(), "500": scale * base.mean()}
+        (run / "final_test").mkdir()
+        final = {"mean_loss": float(np.mean(per_sample)), "steps": 500, "per_sample_loss": per_sample}
+        (run / "final_test" / "report.json").write_text(json.dumps(final | {"loss_curve": curve}))
+    instances = [report.load_instance(r, factor=1.5, tests=3) for r in report.find_runs([tmp_path / "study"])]
+    (row,) = report.paired_rows(instances)
+    assert row["model"] == "wn seed 0 vs vanilla seed 0" and row["samples"] == 40
+    assert row["relative"] == "-10.0% [-10.0%, -10.0%]"
+    assert row["difference"].startswith(f"{-0.1 * base.mean():+.6f} [")
+    index = report.write_report([tmp_path / "study"], tmp_path / "out")
+    assert "## Paired comparison" in (tmp_path / "out" / "tables.md").read_text()
+    assert (tmp_path / "out" / "fig_reconstruction_steps.png").stat().st_size > 1000
+    assert "Appendix C.3: final-test loss against reconstruction steps" in index.read_text()
