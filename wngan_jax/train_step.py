@@ -13,6 +13,8 @@ equals one device on the same batch.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -118,7 +120,28 @@ def make_train_step(
     same codes as an uninterrupted one. ``split_phases_below`` (``ops.conv_transpose``) and
     ``compiler_options`` (default: ``ops.compiler_options`` of the mesh's platform; ``None``: XLA's
     defaults) select how the same maths is compiled.
+
+    Steps are cached: runs whose configs differ only in what the step does not read (the seed, the data, the
+    schedule of tests and checkpoints: the seeds of a study, a resumed run) share one compiled step.
     """
+    platform = mesh.devices.flat[0].platform
+    if compiler_options == PLATFORM_DEFAULT:
+        compiler_options = ops.compiler_options(platform)
+    step_config = TrainConfig(  # the fields the step reads; the others at their defaults
+        model=config.model,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        rmsprop_decay=config.rmsprop_decay,
+        rmsprop_eps=config.rmsprop_eps,
+        loss=config.loss,
+        dtype=config.dtype,
+    )
+    options = tuple(sorted(compiler_options.items())) if compiler_options is not None else None
+    return _jitted_step(step_config, mesh, split_phases_below, options)
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted_step(config: TrainConfig, mesh: Mesh, split_phases_below: float, compiler_options):
     model = config.model
     dtype = _dtype(config)
     G = model.generator(dtype, split_phases_below=split_phases_below)
@@ -173,16 +196,13 @@ def make_train_step(
 
     # Donating the state saves a copy of it on accelerators; on XLA:CPU it makes XLA copy parameters that are
     # read after their update is scheduled, and measured 6% slower (docs/benchmarks.md), so CPU keeps both.
-    platform = mesh.devices.flat[0].platform
-    donate = () if platform == "cpu" else (0,)
-    if compiler_options == PLATFORM_DEFAULT:
-        compiler_options = ops.compiler_options(platform)
+    donate = () if mesh.devices.flat[0].platform == "cpu" else (0,)
     return jax.jit(
         step,
         in_shardings=(replicated, batch_sharding, replicated),
         out_shardings=(replicated, replicated),
         donate_argnums=donate,
-        compiler_options=compiler_options,
+        compiler_options=dict(compiler_options) if compiler_options is not None else None,
     )
 
 
