@@ -140,13 +140,6 @@ def test_nonsense_flags_are_refused_before_anything_is_written(tmp_path, capsys)
         assert not workdir.exists()
 
 
-def test_user_error_family():
-    for cls in (errors.ConfigError, errors.DataError):
-        assert issubclass(cls, ValueError) and issubclass(cls, errors.UserError)
-    assert issubclass(errors.MissingDataError, FileNotFoundError)
-    assert issubclass(errors.MissingDependency, ImportError)
-
-
 def test_data_info_command(tmp_path, capsys):
     argv = ["info", "--data=digits", "--image_size=16", "--channels=1", f"--cache_dir={tmp_path}"]
     assert data_cli.main([*argv, "--final_test=40", "--running_test=20"]) == 0

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
+from wngan_jax import files
 from wngan_jax.errors import CheckpointError
 from wngan_jax.models import ModelConfig
 
@@ -35,9 +36,7 @@ WHICH = ("best", "last")
 def write_model_config(run_dir, config: ModelConfig) -> None:
     run_dir = pathlib.Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / (MODEL_FILE + ".tmp")
-    tmp.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    tmp.replace(run_dir / MODEL_FILE)
+    files.write_atomic(run_dir / MODEL_FILE, json.dumps(config.to_dict(), indent=2) + "\n")
 
 
 def read_model_config(run_dir) -> ModelConfig:

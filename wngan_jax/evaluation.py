@@ -8,13 +8,12 @@ generators it holds; ``python -m wngan_jax.eval`` calls them on a checkpoint it 
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import time
 
 import numpy as np
 
-from wngan_jax import cli, data, fid, inception, reconstruction, sample, sharding, visualize
+from wngan_jax import cli, data, fid, files, inception, reconstruction, sample, sharding, visualize
 from wngan_jax.errors import CheckpointError, ConfigError, DataError
 from wngan_jax.models import ModelConfig
 
@@ -161,9 +160,7 @@ def write_report(out, report: dict) -> pathlib.Path:
     """``out/report.json``, written atomically (a reader never sees half a report)."""
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, out / "report.json")
+    files.write_atomic(out / "report.json", json.dumps(report, indent=2) + "\n")
     return out / "report.json"
 
 

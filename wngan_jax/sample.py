@@ -11,6 +11,7 @@ Codes are ``(N, code_size)`` float arrays; ``--num`` draws them from the standar
 
 from __future__ import annotations
 
+import functools
 import pathlib
 import sys
 from collections.abc import Iterator
@@ -44,14 +45,20 @@ def load_codes(path, code_size: int) -> np.ndarray:
     return codes.astype(np.float32)
 
 
+@functools.lru_cache(maxsize=8)
+def _inference(config: ModelConfig):
+    """The generator in inference mode, jitted once per model (FID during training calls it repeatedly)."""
+    model = config.generator()
+    return jax.jit(lambda v, z: model.apply(v, z, train=False))
+
+
 def generate_batches(config: ModelConfig, variables, codes, batch_size: int = 64) -> Iterator[np.ndarray]:
     """Images ``(n, H, W, C)`` in [0, 1] for ``codes``, batch after batch, in one compiled shape (the last batch
     padded, then cut), so that a large set never has to fit in memory at once."""
     if batch_size < 1:
         raise ConfigError(f"--batch_size must be positive, got {batch_size}")
     codes = np.asarray(codes, np.float32)
-    model = config.generator()
-    apply = jax.jit(lambda v, z: model.apply(v, z, train=False))
+    apply = _inference(config)
     batch = min(batch_size, len(codes))
     for start in range(0, len(codes), batch):
         chunk = codes[start : start + batch]
