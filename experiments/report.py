@@ -308,39 +308,6 @@ def collapse_rule(factor: float, tests: int) -> str:
     )
 
 
-def run_row(run_dir) -> dict:
-    """Model, best iteration, best running-test loss and final-test loss of one run directory."""
-    i = load_instance(run_dir, factor=diagnostics.COLLAPSE_FACTOR, tests=diagnostics.COLLAPSE_TESTS)
-    return dict(
-        model=i.model,
-        best_iteration=i.best[0],
-        best_loss=i.best[1],
-        final_loss=i.final_loss,
-        test_steps=i.config.test_steps,
-        final_steps=i.final.get("steps"),
-    )
-
-
-def table(run_dirs) -> str:
-    """Paper Table 2 for these runs, one row per run, as text."""
-    rows = [run_row(d) for d in run_dirs]
-    steps = rows[0]["test_steps"] if rows else 50
-    final_steps = next((r["final_steps"] for r in rows if r["final_steps"]), "final")
-    final_head = f"{final_steps:,}-step loss" if isinstance(final_steps, int) else "final loss"
-    head = f"{'Model':<10} {'Iteration':>10} {f'{steps}-step loss':>14} {final_head:>16}"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-
-        def fmt(v):
-            return "-" if v is None else f"{v:.6f}"
-
-        lines.append(
-            f"{r['model']:<10} {r['best_iteration'] if r['best_iteration'] is not None else '-':>10} "
-            f"{fmt(r['best_loss']):>14} {fmt(r['final_loss']):>16}"
-        )
-    return "\n".join(lines)
-
-
 def plot(run_dirs, path, *, factor: float = diagnostics.COLLAPSE_FACTOR, tests: int = diagnostics.COLLAPSE_TESTS):
     """Paper Figs. 1, 13-14: running-test loss against iterations, one colour per model, one line per run,
     crosses at collapses."""
@@ -708,7 +675,7 @@ def body(fv: flags.FlagValues, args: list[str]) -> int:
         print(summary_table(args, factor=fv.collapse_factor, tests=fv.collapse_tests))
         print(f"\nreport: {index}\ntables: {index.parent / 'tables.md'}")
         return 0
-    print(table(runs))
+    print(summary_table(runs, factor=fv.collapse_factor, tests=fv.collapse_tests))
     if fv.plot:
         print(f"plot: {plot(runs, fv.plot, factor=fv.collapse_factor, tests=fv.collapse_tests)}")
     return 0

@@ -26,9 +26,9 @@ def test_digits_runs_give_table_plot_grids_and_checkpoints(tmp_path):
         cache_dir=str(tmp_path / "cache"),
         progress_bar=False,
     )
-    runs = []
+    runs, summaries = [], {}
     for norm in ("vanilla", "wn"):
-        summary = train.train_and_evaluate(config.replace(norm=norm), tmp_path / norm)
+        summary = summaries[norm] = train.train_and_evaluate(config.replace(norm=norm), tmp_path / norm)
         assert summary["final_test"]["best"]["samples"] == 20 and summary["best_iteration"] in (2, 4)
         assert summary["final_test"]["last"]["iteration"] == 4
         final = json.loads((tmp_path / norm / "final_test" / "report.json").read_text())
@@ -40,13 +40,15 @@ def test_digits_runs_give_table_plot_grids_and_checkpoints(tmp_path):
             last = json.loads((tmp_path / norm / "final_test" / "last" / "report.json").read_text())
             assert last["mean_loss"] == final["last"]["mean_loss"] and len(last["per_sample_loss"]) == 20
         runs.append(tmp_path / norm)
-    text = report.table(runs).splitlines()
-    assert text[0].split() == ["Model", "Iteration", "3-step", "loss", "3-step", "loss"]  # running, final
-    rows = {line.split()[0]: line.split() for line in text[2:]}
+    text = report.summary_table(runs).splitlines()
+    assert text[0] == "| Model | Instances | Best 3-step loss | Iteration | Final 3-step loss | Collapsed |"
+    rows = {cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split("|")] for line in text[2:])}
     assert set(rows) == {"vanilla", "wn"}
     for name, run in zip(("vanilla", "wn"), runs):
-        iteration, best, final = rows[name][1:]
-        assert int(iteration) in (2, 4) and float(best) > 0 and float(final) > 0
+        _, count, best, iteration, final, _ = rows[name]
+        assert count == "1" and int(iteration) == summaries[name]["best_iteration"]
+        assert best == f"{summaries[name]['best_loss']:.6f}"
+        assert final == f"{summaries[name]['final_test']['best']['mean_loss']:.6f}"
         assert sorted(p.name for p in (run / "samples").iterdir()) == ["iter_0000002.png", "iter_0000004.png"]
         assert (run / "checkpoints" / "best").is_dir() and (run / "final_test" / "pairs.png").is_file()
         assert any((run / "tensorboard").iterdir())

@@ -129,9 +129,9 @@ def test_the_command_keeps_its_single_run_form(study, tmp_path, capsys):
     runs = [study / "vanilla" / "seed_0", study / "wn" / "seed_0"]
     assert report.main([*map(str, runs), f"--plot={tmp_path / 'fig1.png'}"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["Model", "Iteration", "50-step", "loss", "500-step", "loss"]
-    assert lines[2].split() == ["vanilla", "600", "0.020000", "0.021000"]
-    assert lines[3].split() == ["wn", "1000", "0.016000", "0.015000"]
+    assert lines[0] == "| Model | Instances | Best 50-step loss | Iteration | Final 500-step loss | Collapsed |"
+    assert lines[2] == "| vanilla | 1 | 0.020000 | 600 | 0.021000 | 1/1 |"
+    assert lines[3] == "| wn | 1 | 0.016000 | 1,000 | 0.015000 | 0/1 |"
     assert (tmp_path / "fig1.png").is_file()
     assert report.main([str(tmp_path / "empty")]) == 1
     assert "not a run directory" in capsys.readouterr().err
