@@ -386,7 +386,7 @@ def _has_final_codes(i: Instance) -> bool:
 
 
 def fig_reconstructions(instances, out: pathlib.Path) -> Figure:
-    from wngan_jax.sample import generate
+    from wngan_jax.generation import generate
 
     title = "Figs. 2, 12: the same final-test images reconstructed by each model"
     groups = {m: representative(g) for m, g in by_model(instances).items()}
@@ -505,7 +505,7 @@ def fig_diversity(instances, out: pathlib.Path) -> Figure:
 
 
 def fig_interpolation(instances, out: pathlib.Path) -> Figure:
-    from wngan_jax.sample import generate
+    from wngan_jax.generation import generate
 
     title = "Interpolation between the codes of two reconstructed test images (§2)"
     groups = {m: representative(g) for m, g in by_model(instances).items()}

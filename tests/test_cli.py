@@ -14,10 +14,12 @@ import experiments.digits
 import experiments.report
 import experiments.study
 from experiments import common
-from wngan_jax import cli, convert, errors, inception, sample
+from wngan_jax import cli, errors, files, sample
 from wngan_jax import eval as eval_cli
 from wngan_jax.bench import __main__ as bench_cli
+from wngan_jax.convert import __main__ as convert_cli
 from wngan_jax.data import __main__ as data_cli
+from wngan_jax.inception import __main__ as inception_cli
 
 ROOT = pathlib.Path(__file__).parents[1]
 DOCS = [ROOT / "README.md", ROOT / "BUILD.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -46,10 +48,10 @@ COMMANDS = {
     "experiments.study": experiments.study.define,
     "wngan_jax.eval": eval_cli.define,
     "wngan_jax.sample": sample.define,
-    "wngan_jax.convert": convert.define,
+    "wngan_jax.convert": convert_cli.define,
     "wngan_jax.data": data_cli.define,
     "wngan_jax.bench": bench_cli.define,
-    "wngan_jax.inception": inception.define,
+    "wngan_jax.inception": inception_cli.define,
 }
 
 
@@ -115,10 +117,10 @@ def test_errors_are_one_line_with_exit_codes(tmp_path, capsys):
     assert sample.main(["--checkpoint", str(tmp_path), "--num", "2", "--out", str(out), "--grid", "g.xyz"]) == 1
     assert "--grid=g.xyz: unknown image extension" in capsys.readouterr().err and not out.exists()
     with pytest.raises(errors.MissingDataError, match="--codes=absent.npy: no such file"):
-        cli.load_npy("absent.npy", "--codes")
+        files.load_npy("absent.npy", "--codes")
     (tmp_path / "text.npy").write_text("not an array")
     with pytest.raises(errors.DataError, match="--targets=.*text.npy is not a readable .npy array"):
-        cli.load_npy(tmp_path / "text.npy", "--targets")
+        files.load_npy(tmp_path / "text.npy", "--targets")
     # --help prints the flags and exits 0.
     assert eval_cli.main(["--help"]) == 0
     assert "--record_steps" in capsys.readouterr().out

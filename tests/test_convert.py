@@ -8,8 +8,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from wngan_jax import authors_torch as ref  # noqa: E402
-from wngan_jax import checkpoint, convert, sample  # noqa: E402
+from wngan_jax import checkpoint, convert, generation, sample  # noqa: E402
 from wngan_jax.checkpoint import CheckpointError  # noqa: E402
+from wngan_jax.convert import __main__ as convert_cli  # noqa: E402
 
 NF, CODE, BATCH = 8, 32, 4
 
@@ -151,13 +152,13 @@ def test_convert_and_sample_commands(tmp_path, capsys):
     out = tmp_path / "converted"
     common = ["--norm", "batch", "--image_size", "16x16", "--nfeature", str(NF), "--code_size", str(CODE)]
     assert (
-        convert.main(
+        convert_cli.main(
             ["--gen", str(tmp_path / "best_gen.pt"), "--dis", str(tmp_path / "best_dis.pt"), *common, "--out", str(out)]
         )
         == 0
     )
     assert "wrote" in capsys.readouterr().out
-    assert convert.main(["--gen", str(tmp_path / "best_gen.pt"), *common, "--out", str(out)]) == 1
+    assert convert_cli.main(["--gen", str(tmp_path / "best_gen.pt"), *common, "--out", str(out)]) == 1
     assert "already holds a checkpoint" in capsys.readouterr().err
 
     ckpt = checkpoint.Checkpoints(out, read_only=True)
@@ -204,7 +205,7 @@ def test_generator_only_checkpoint(tmp_path):
     g, _ = torch_nets("weight", 16)
     out = tmp_path / "gen_only"
     assert (
-        convert.main(
+        convert_cli.main(
             [
                 "--gen",
                 _save_npz(g, tmp_path / "g.npz"),
@@ -224,9 +225,11 @@ def test_generator_only_checkpoint(tmp_path):
     )
     config, variables, step = checkpoint.load_generator(out, "last")
     assert step == 0 and config.norm == "wn"
-    codes = sample.normal_codes(3, CODE, seed=7)
-    np.testing.assert_array_equal(codes, sample.normal_codes(3, CODE, seed=7))
-    np.testing.assert_allclose(sample.generate(config, variables, codes), torch_generate(g, codes), rtol=0, atol=1e-5)
+    codes = generation.normal_codes(3, CODE, seed=7)
+    np.testing.assert_array_equal(codes, generation.normal_codes(3, CODE, seed=7))
+    np.testing.assert_allclose(
+        generation.generate(config, variables, codes), torch_generate(g, codes), rtol=0, atol=1e-5
+    )
     assert (
         sample.main(
             ["--checkpoint", str(out), "--which", "0", "--num", "3", "--seed", "7", "--out", str(tmp_path / "x.npy")]

@@ -10,7 +10,7 @@ import pytest
 from test_data import make_folder
 from test_train import tiny
 
-from wngan_jax import checkpoint, errors, evaluation, sample, train
+from wngan_jax import checkpoint, errors, evaluation, generation, train
 from wngan_jax.checkpoint import Checkpoints
 from wngan_jax.metrics import MetricsWriter
 
@@ -118,10 +118,10 @@ def test_nan_codes_or_weights_are_errors_not_nan_images(tmp_path, cache_dir):
     codes[1, 0] = np.nan
     np.save(tmp_path / "codes.npy", codes)
     with pytest.raises(errors.DataError, match="NaN"):
-        sample.load_codes(tmp_path / "codes.npy", model.code_size)
+        generation.load_codes(tmp_path / "codes.npy", model.code_size)
     broken = jax.tree.map(lambda a: a * np.nan, variables)
     with pytest.raises(errors.CheckpointError, match="non-finite"):
-        sample.generate(model, broken, np.zeros((2, model.code_size)))
+        generation.generate(model, broken, np.zeros((2, model.code_size)))
     targets = np.zeros((2, *model.image_size, model.channels), np.uint8)
     with pytest.raises(errors.CheckpointError, match="not finite"):
         evaluation.evaluate(model, broken, targets, steps=1, progress=False)

@@ -13,6 +13,7 @@ import pytest
 
 from wngan_jax import inception
 from wngan_jax.errors import CheckpointError, MissingDataError
+from wngan_jax.inception import __main__ as inception_cli
 
 NEEDS = "needs {} (pip install 'wngan_jax[dev]')"
 
@@ -168,7 +169,7 @@ def test_export_round_trip(tmp_path, monkeypatch, capsys):
     torch.save(sd, tmp_path / "w.pth")
     out = tmp_path / "w.npz"
     with pytest.warns(UserWarning, match="not comparable with published FIDs"):
-        assert inception.main(["export", "--inception_weights", str(tmp_path / "w.pth"), "--out", str(out)]) == 0
+        assert inception_cli.main(["export", "--inception_weights", str(tmp_path / "w.pth"), "--out", str(out)]) == 0
     assert str(out) in capsys.readouterr().out
     monkeypatch.setenv(inception.WEIGHTS_ENV, str(out))
     monkeypatch.setitem(sys.modules, "torch", None)
@@ -177,10 +178,10 @@ def test_export_round_trip(tmp_path, monkeypatch, capsys):
     expected = inception.params_from_state_dict({k: v.numpy() for k, v in sd.items()})
     for a, b in zip(jax.tree.leaves(loaded.params), jax.tree.leaves(expected), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert inception.main(["export", "--out", str(out)]) == 0  # weights from the environment
-    assert inception.main(["convert", "--out", str(out)]) == 1
+    assert inception_cli.main(["export", "--out", str(out)]) == 0  # weights from the environment
+    assert inception_cli.main(["convert", "--out", str(out)]) == 1
     monkeypatch.delenv(inception.WEIGHTS_ENV)
-    assert inception.main(["export", "--out", str(out)]) == 1
+    assert inception_cli.main(["export", "--out", str(out)]) == 1
     assert "pt_inception-2015-12-05-6726825d.pth" in capsys.readouterr().err
 
 

@@ -14,16 +14,14 @@
 from __future__ import annotations
 
 import logging
-import pathlib
 import sys
 from collections.abc import Callable, Sequence
 
 import jax
-import numpy as np
 from absl import flags
 from absl import logging as absl_logging
 
-from wngan_jax.errors import ConfigError, DataError, MissingDataError, UserError
+from wngan_jax.errors import ConfigError, UserError
 from wngan_jax.models import image_hw
 
 # Old spelling -> flag, accepted with a deprecation note until the next release.
@@ -92,16 +90,6 @@ def no_arguments(args: list[str]) -> None:
     """Commands without positional arguments refuse stray words (often a flag missing its ``--``)."""
     if args:
         raise ConfigError(f"unexpected arguments {' '.join(args)}; flags start with --")
-
-
-def load_npy(path, flag: str, mmap_mode=None) -> np.ndarray:
-    """The array in a ``.npy`` file given with ``flag``; a missing or unreadable file is a one-line error."""
-    if not pathlib.Path(path).is_file():
-        raise MissingDataError(f"{flag}={path}: no such file")
-    try:
-        return np.load(path, mmap_mode=mmap_mode)  # never unpickles: object arrays are refused
-    except (OSError, ValueError, EOFError) as e:
-        raise DataError(f"{flag}={path} is not a readable .npy array: {e}") from e
 
 
 def define_image_size(fv: flags.FlagValues, default=None, help_text: str | None = None) -> None:

@@ -90,14 +90,10 @@ def body(fv: flags.FlagValues, args: list[str]) -> int:
             f"{report['device']})"
         )
     if quality:
+        extractor = fid.extractor(fv.inception_weights)
+        reference = fid.dataset_reference(dataset, extractor, num=fv.fid_reference)
         report["sample_quality"] = evaluation.sample_quality(
-            model,
-            variables,
-            dataset,
-            quality,
-            weights=fv.inception_weights,
-            samples=fv.fid_samples,
-            reference_size=fv.fid_reference,
+            model, variables, reference, extractor, quality, samples=fv.fid_samples
         )
         evaluation.write_report(fv.out, report)
         print(", ".join(f"{k} {v:.4g}" for k, v in report["sample_quality"].items() if isinstance(v, float)))

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from wngan_jax import cli, data, fid, files, inception, reconstruction, sample, sharding, visualize
+from wngan_jax import data, fid, files, generation, inception, reconstruction, sharding, visualize
 from wngan_jax.errors import CheckpointError, ConfigError, DataError
 from wngan_jax.models import ModelConfig
 
@@ -30,7 +30,7 @@ def curve_steps(steps: int) -> tuple[int, ...]:
 
 def load_targets(path, samples: int) -> np.ndarray:
     """The first ``samples`` images of a ``.npy`` file: ``(N, H, W, C)`` uint8, or float in [0, 1]."""
-    images = cli.load_npy(path, "--targets", mmap_mode="r")
+    images = files.load_npy(path, "--targets", mmap_mode="r")
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
         raise DataError(
             f"{path} holds an array of shape {images.shape}; --targets needs images of shape "
@@ -136,24 +136,21 @@ def evaluate(
 def sample_quality(
     model: ModelConfig,
     variables,
-    dataset,
+    reference: fid.Reference,
+    extractor: inception.Extractor,
     metrics=("fid",),
     *,
-    weights=None,
     samples: int = 10_000,
-    reference_size: int = 10_000,
     seed: int = 0,
 ) -> dict:
     """FID, KID and/or precision/recall (``metrics`` of ``fid.METRICS``) of ``samples`` images generated from
-    standard normal codes (``seed``) against the first ``reference_size`` training images of ``dataset`` (a
-    ``data.load`` result; their features are cached beside it). ``weights``: pytorch-fid's Inception weights
-    (``inception.load_weights``' argument; docs/metrics.md). A JSON-ready dict (``fid.sample_metrics``)."""
+    standard normal codes (``seed``) against ``reference`` (``fid.dataset_reference``: the training images),
+    through ``extractor`` (``fid.extractor``, built once by callers that measure repeatedly). The images stay
+    on the device between the generator and the Inception network. A JSON-ready dict (``fid.sample_metrics``)."""
     metrics = fid.check_metrics(metrics)
-    weights = inception.load_weights(weights) if not isinstance(weights, inception.InceptionWeights) else weights
-    reference = fid.dataset_reference(dataset, weights, num=reference_size)
-    codes = sample.normal_codes(samples, model.code_size, seed)
-    images = sample.generate_batches(model, variables, codes)
-    return fid.sample_metrics(images, reference, weights, metrics) | {"seed": seed}
+    codes = generation.normal_codes(samples, model.code_size, seed)
+    images = generation.generate_batches(model, variables, codes, on_device=True)
+    return fid.sample_metrics(images, reference, extractor, metrics) | {"seed": seed}
 
 
 def write_report(out, report: dict) -> pathlib.Path:

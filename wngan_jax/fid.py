@@ -37,20 +37,29 @@ MIN_FID_SAMPLES = 2048  # below the feature dimension the covariance is singular
 PER_DEVICE_BATCH = 32
 
 
-def _weights(weights) -> inception.InceptionWeights:
-    return weights if isinstance(weights, inception.InceptionWeights) else inception.load_weights(weights)
+def extractor(weights=None, dtype=jnp.float32) -> inception.Extractor:
+    """The Inception feature extractor for ``weights``: an :class:`~wngan_jax.inception.Extractor` (returned as
+    it is when its dtype matches), :class:`~wngan_jax.inception.InceptionWeights`, a path to pytorch-fid's
+    ``.pth`` or its ``.npz`` export, or None for ``$WNGAN_INCEPTION_WEIGHTS``. Building one uploads the
+    parameters to the devices: code that measures repeatedly (FID during training) builds it once."""
+    if isinstance(weights, inception.Extractor) and weights.dtype == jnp.dtype(dtype):
+        return weights
+    if isinstance(weights, inception.Extractor):
+        weights = weights.weights
+    if not isinstance(weights, inception.InceptionWeights):
+        weights = inception.load_weights(weights)
+    return weights.extractor(dtype)
 
 
 def inception_features(images, weights=None, batch_size: int | None = None, dtype=jnp.float32) -> np.ndarray:
     """The (N, 2048) float32 pool3 features of ``images``.
 
     ``images``: an NHWC array (uint8, or float in [0, 1]; 1 or 3 channels; any size) or an iterable of such
-    batches (e.g. generated on the fly). ``weights``: :class:`~wngan_jax.inception.InceptionWeights`, a path
-    to pytorch-fid's ``.pth`` or its ``.npz`` export, or None for ``$WNGAN_INCEPTION_WEIGHTS``. An array is
+    batches (e.g. generated on the fly, NumPy or device arrays). ``weights``: as for :func:`extractor`. An array is
     cut into batches of ``batch_size`` (default 32 per local device), the last padded, so that one shape is
     compiled; ``dtype=jnp.bfloat16`` trades accuracy for speed.
     """
-    extract = _weights(weights).extractor(dtype)
+    extract = extractor(weights, dtype)
     if hasattr(images, "shape"):  # an array (NumPy or JAX), not an iterable of batches
         array = inception.check_images(images)
         devices = extract.num_devices
@@ -226,19 +235,19 @@ def reference(
     fingerprint, the number of images and the weights' SHA-256, and read from there afterwards. Warns below
     2048 images.
     """
-    weights = _weights(weights)
+    extract = extractor(weights)
     n = len(images)
     _warn_few(n, "reference set")
     path = None
     if cache_dir is not None and fingerprint is not None:
         key = hashlib.sha256(fingerprint.encode()).hexdigest()[:16]
-        path = Path(cache_dir).expanduser() / f"inception-{key}-{n}-{weights.sha256[:16]}.npz"
+        path = Path(cache_dir).expanduser() / f"inception-{key}-{n}-{extract.weights.sha256[:16]}.npz"
         try:
             with np.load(path) as f:
                 return Reference(f["features"])
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):
             pass  # not there yet, or unreadable: computed and written again
-    features = inception_features(images, weights, batch_size)
+    features = inception_features(images, extract, batch_size)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
@@ -287,10 +296,10 @@ def sample_metrics(
     and ``recall``; ``num_generated`` and ``num_reference``. ``metrics`` is a subset of ``("fid", "kid",
     "pr")``."""
     metrics = check_metrics(metrics)
-    weights = _weights(weights)
+    extract = extractor(weights, dtype)
     if not isinstance(reference_set, Reference):
-        reference_set = reference(reference_set, weights, batch_size=batch_size)
-    fake = inception_features(generated, weights, batch_size, dtype)
+        reference_set = reference(reference_set, extract, batch_size=batch_size)
+    fake = inception_features(generated, extract, batch_size, dtype)
     out: dict = {"num_generated": len(fake), "num_reference": len(reference_set)}
     if "fid" in metrics:
         _warn_few(len(fake), "generated set")

@@ -1,4 +1,5 @@
-"""Writing run and cache files so that a crash or a full disk never leaves a half-written one.
+"""Run and cache files: written so that a crash or a full disk never leaves a half-written one, read so that
+a missing or damaged one is a one-line error.
 
 * ``write_atomic`` writes a whole file under a temporary name beside it, flushes it to the disk and renames
   it over the old one: readers see the old file or the new one, never a mixture, and a failed write (a full
@@ -6,6 +7,7 @@
 * ``append`` adds a line or nothing: when the write fails part way, the file is cut back to its old length.
 * Temporary names are ``<stem>.<random>.tmp<suffix>`` (``temp_path``; ``is_temp`` recognises them), so the
   leftovers of a killed process can be found and removed.
+* ``load_npy`` reads a user's ``.npy`` array (never unpickling), or says in one line what is wrong with it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ import os
 import re
 import uuid
 from pathlib import Path
+
+import numpy as np
+
+from wngan_jax.errors import DataError, MissingDataError
 
 _TEMP = re.compile(r"\.[0-9a-f]{32}\.tmp(\.[^.]*)?$")
 
@@ -84,3 +90,15 @@ def append(path: Path, data: bytes | str) -> None:
             raise
     finally:
         os.close(fd)
+
+
+def load_npy(path, what: str, mmap_mode=None) -> np.ndarray:
+    """The array in the ``.npy`` file ``path``; ``what`` names it in errors (a flag such as ``--codes``).
+
+    Never unpickles (object arrays are refused); a missing or unreadable file is a one-line ``UserError``."""
+    if not Path(path).is_file():
+        raise MissingDataError(f"{what}={path}: no such file")
+    try:
+        return np.load(path, mmap_mode=mmap_mode)
+    except (OSError, ValueError, EOFError) as e:
+        raise DataError(f"{what}={path} is not a readable .npy array: {e}") from e

@@ -22,7 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from wngan_jax import checkpoint as ckpt_lib
-from wngan_jax import data, evaluation, fid, files, inception, locks, reconstruction, sample, sharding, visualize
+from wngan_jax import data, evaluation, fid, files, generation, locks, reconstruction, sharding, visualize
 from wngan_jax import metrics as metrics_lib
 from wngan_jax import record as record_lib
 from wngan_jax.config import LOCATION_FIELDS, RESUMABLE_CHANGES, TrainConfig
@@ -176,9 +176,9 @@ class Trainer:
         codes = record_lib.record_codes(config.record_codes, model.code_size, config.seed)
         self.record = record_lib.RecordWriter(self.workdir, codes, enabled=self.is_main and config.record_codes > 0)
         self.generator = model.generator()
-        self._sample = jax.jit(lambda v, z: self.generator.apply(v, z, train=False))
-        if config.fid_every:  # the weights and the reference features once, before the first iteration
-            self.inception = inception.load_weights(config.inception_weights or None)
+        self._sample = generation.inference(model)
+        if config.fid_every:  # the Inception network and the reference features once, before the first iteration
+            self.inception = fid.extractor(config.inception_weights or None)
             self.fid_reference = fid.dataset_reference(self.dataset, self.inception, num=config.fid_reference)
         self.meta = CheckpointMeta()
         self._best_generator = None  # host copy of the best generator's variables once this run has seen it
@@ -294,9 +294,11 @@ class Trainer:
     def sample_fid(self) -> float:
         """FID of ``fid_samples`` images from fixed codes against the training images (docs/metrics.md)."""
         cfg = self.config
-        codes = sample.normal_codes(cfg.fid_samples, cfg.model.code_size, cfg.seed)
-        images = sample.generate_batches(cfg.model, sharding.local_copy(self.state["generator"]), codes)
-        return fid.sample_metrics(images, self.fid_reference, self.inception, ("fid",))["fid"]
+        generator = sharding.local_copy(self.state["generator"])
+        quality = evaluation.sample_quality(
+            cfg.model, generator, self.fid_reference, self.inception, ("fid",), samples=cfg.fid_samples, seed=cfg.seed
+        )
+        return quality["fid"]
 
     def save_samples(self) -> None:
         generator = sharding.local_copy(self.state["generator"])

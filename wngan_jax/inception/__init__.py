@@ -22,7 +22,6 @@ import dataclasses
 import functools
 import hashlib
 import os
-import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -31,10 +30,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import flags
 
-from wngan_jax import cli, sharding
-from wngan_jax.errors import CheckpointError, ConfigError, DataError, MissingDataError
+from wngan_jax import sharding
+from wngan_jax.errors import CheckpointError, DataError, MissingDataError
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{WEIGHTS_FILE}"
@@ -222,15 +220,17 @@ def prepare(images):
     return 2.0 * x - 1.0
 
 
-def check_images(images: np.ndarray, what: str = "images") -> np.ndarray:
-    """``images`` as an NHWC array that :func:`prepare` accepts: (N, H, W) grayscale gets a channel axis; any
-    other shape, or a channel count other than 1 or 3, is a :class:`DataError`."""
-    images = np.asarray(images)
+def check_images(images, what: str = "images"):
+    """``images`` as an NHWC array that :func:`prepare` accepts (a device array stays on its device):
+    (N, H, W) grayscale gets a channel axis; any other shape, or a channel count other than 1 or 3, is a
+    :class:`DataError`."""
+    if not isinstance(images, jax.Array):
+        images = np.asarray(images)
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4 or images.shape[-1] not in (1, 3):
         raise DataError(f"{what}: expected NHWC images with 1 or 3 channels, got shape {images.shape}")
-    if images.dtype != np.uint8 and not np.issubdtype(images.dtype, np.floating):
+    if images.dtype != np.uint8 and not jnp.issubdtype(images.dtype, jnp.floating):
         raise DataError(f"{what}: expected uint8 or float images in [0, 1], got dtype {images.dtype}")
     return images
 
@@ -259,6 +259,7 @@ class Extractor:
     the parameters are replicated once. Each batch shape compiles once."""
 
     def __init__(self, weights: InceptionWeights, dtype=jnp.float32, devices=None):
+        self.weights = weights
         self.mesh = sharding.make_mesh(devices or jax.local_devices())
         self.params = jax.device_put(weights.params, sharding.replicated(self.mesh))
         self.dtype = jnp.dtype(dtype)
@@ -267,12 +268,14 @@ class Extractor:
     def num_devices(self) -> int:
         return self.mesh.size
 
-    def dispatch(self, batch: np.ndarray) -> jax.Array:
-        """Start the features of ``batch`` without waiting for them: (rows padded to the devices, 2048)."""
+    def dispatch(self, batch) -> jax.Array:
+        """Start the features of ``batch`` (NumPy, or a device array that is never waited for) without waiting
+        for them: (rows padded to the devices, 2048)."""
         batch = check_images(batch)
         pad = -len(batch) % self.mesh.size
         if pad:
-            batch = np.concatenate([batch, np.zeros((pad,) + batch.shape[1:], batch.dtype)])
+            xp = jnp if isinstance(batch, jax.Array) else np
+            batch = xp.concatenate([batch, xp.zeros((pad,) + batch.shape[1:], batch.dtype)])
         x = jax.device_put(batch, sharding.batch_sharding(self.mesh))
         return _forward(self.params, x, dtype=self.dtype)
 
@@ -428,33 +431,3 @@ def export_npz(weights: InceptionWeights, out: str | os.PathLike) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, sha256=np.asarray(weights.sha256), **arrays)
     return out
-
-
-def define(fv: flags.FlagValues) -> None:
-    cli.define_inception_weights(fv)
-    flags.DEFINE_string("out", None, "the .npz to write", flag_values=fv)
-    flags.mark_flag_as_required("out", flag_values=fv)
-
-
-def body(fv: flags.FlagValues, args: list[str]) -> int:
-    if args != ["export"]:
-        raise ConfigError(f"expected the subcommand `export`, got {' '.join(args) or 'none'}")
-    out = export_npz(load_weights(fv.inception_weights), fv.out)
-    print(f"wrote {out}; pass --inception_weights {out} (no PyTorch needed)")
-    return 0
-
-
-def main(argv=None) -> int:
-    """``python -m wngan_jax.inception export --inception_weights PTH --out NPZ``."""
-    return cli.run(
-        "wngan_jax.inception",
-        "export --inception_weights pt_inception-2015-12-05-6726825d.pth --out inception.npz: convert pytorch-fid's "
-        "Inception weights once to an .npz that reads without PyTorch.",
-        define,
-        body,
-        argv,
-    )
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,7 +19,7 @@ mean-only-BN or alpha-clipping model (paper appendix C.2). The mapping (docs/aut
 * BN ``weight``/``bias`` are the params ``scale``/``bias``, ``running_mean``/``running_var`` the
   batch_stats ``mean``/``var``; ``num_batches_tracked`` is ignored.
 
-Command line (docs/convert.md)::
+Command line (``wngan_jax/convert/__main__.py``, docs/convert.md)::
 
     python -m wngan_jax.convert --gen best_gen.pt [--dis best_dis.pt] --norm weight --image_size 32 --out DIR
 """
@@ -29,15 +29,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-import sys
 from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import flags
 
-from wngan_jax import checkpoint, cli
+from wngan_jax import checkpoint, generation
 from wngan_jax.errors import CheckpointError, ConfigError, MissingDataError, MissingDependency
 from wngan_jax.models import AUTHOR_NAMES, ModelConfig, architecture, get_variant
 
@@ -260,9 +258,11 @@ class AuthorsNetwork:
 
     def __init__(self, config: ModelConfig, variables: dict, net: str):
         self.config, self.variables, self.net = config, variables, net
-        module = config.generator() if net == "generator" else config.discriminator()
-        squash = (lambda y: y) if net == "generator" else jax.nn.sigmoid
-        self._apply = jax.jit(lambda v, x: squash(module.apply(v, x, train=False)))
+        if net == "generator":
+            self._apply = generation.inference(config)
+        else:
+            discriminator = config.discriminator()
+            self._apply = jax.jit(lambda v, x: jax.nn.sigmoid(discriminator.apply(v, x, train=False)))
 
     def __call__(self, x) -> np.ndarray:
         return np.asarray(self._apply(self.variables, jnp.asarray(x, jnp.float32)))
@@ -274,61 +274,3 @@ def authors_network(
     """Load an authors' generator or discriminator (``.pt``, ``.npz`` or state dict) for inference."""
     config = authors_config(norm, image_size, nfeature=nfeature, code_size=code_size)
     return AuthorsNetwork(config, authors_to_variables(load_state(state), config, net), net)
-
-
-def define(fv: flags.FlagValues) -> None:
-    flags.DEFINE_string("gen", None, "generator state dict: *_gen.pt or .npz", flag_values=fv)
-    flags.DEFINE_string("dis", None, "discriminator state dict: *_dis.pt or .npz (optional)", flag_values=fv)
-    flags.DEFINE_string(
-        "norm",
-        None,
-        "the authors' --norm: none | batch | weight | weight-affine (or vanilla, bn, wn, affine_wn)",
-        flag_values=fv,
-    )
-    cli.define_image_size(fv)
-    flags.DEFINE_integer("nfeature", 64, "the authors' --nfeature", flag_values=fv)
-    flags.DEFINE_integer("code_size", 256, "the authors' --code_size", flag_values=fv)
-    flags.DEFINE_string("out", None, "new checkpoint directory to write", flag_values=fv)
-    for name in ("gen", "norm", "image_size", "out"):
-        flags.mark_flag_as_required(name, flag_values=fv)
-
-
-def body(fv: flags.FlagValues, args: list[str]) -> int:
-    cli.no_arguments(args)
-    out = pathlib.Path(fv.out)
-    if (out / checkpoint.MODEL_FILE).exists():
-        raise CheckpointError(f"{out} already holds a checkpoint; choose a new --out directory")
-    config = authors_config(fv.norm, fv.image_size, nfeature=fv.nfeature, code_size=fv.code_size)
-    sources = {"generator": fv.gen} | ({"discriminator": fv.dis} if fv.dis else {})
-    models = {net: authors_to_variables(load_state(path), config, net) for net, path in sources.items()}
-    checkpoint.save_models(
-        out,
-        config,
-        models,
-        step=0,
-        meta={
-            "converted_from": {net: str(pathlib.Path(p).absolute()) for net, p in sources.items()},
-            "authors_norm": fv.norm,
-        },
-    )
-    for net, variables in models.items():
-        count = sum(a.size for a in jax.tree_util.tree_leaves(variables.get("params", {})))
-        print(f"{net}: {sources[net]} -> {count:,} parameters")
-    print(f"wrote {out}: {config}")
-    print(f"sample with: python -m wngan_jax.sample --checkpoint {out} --num 64 --out samples.npy --grid samples.png")
-    return 0
-
-
-def main(argv=None) -> int:
-    return cli.run(
-        "wngan_jax.convert",
-        "Convert the authors' PyTorch generator (and discriminator) state dicts into a wngan_jax checkpoint "
-        "directory (docs/convert.md).",
-        define,
-        body,
-        argv,
-    )
-
-
-if __name__ == "__main__":
-    sys.exit(main())

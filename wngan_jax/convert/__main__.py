@@ -1,0 +1,75 @@
+"""``python -m wngan_jax.convert``: the authors' PyTorch state dicts -> a wngan_jax checkpoint directory.
+
+    python -m wngan_jax.convert --gen best_gen.pt [--dis best_dis.pt] --norm weight --image_size 32 --out DIR
+
+The mapping is ``wngan_jax.convert`` (docs/convert.md, docs/authors.md §6).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import jax
+from absl import flags
+
+from wngan_jax import checkpoint, cli, convert
+from wngan_jax.errors import CheckpointError
+
+
+def define(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("gen", None, "generator state dict: *_gen.pt or .npz", flag_values=fv)
+    flags.DEFINE_string("dis", None, "discriminator state dict: *_dis.pt or .npz (optional)", flag_values=fv)
+    flags.DEFINE_string(
+        "norm",
+        None,
+        "the authors' --norm: none | batch | weight | weight-affine (or vanilla, bn, wn, affine_wn)",
+        flag_values=fv,
+    )
+    cli.define_image_size(fv)
+    flags.DEFINE_integer("nfeature", 64, "the authors' --nfeature", flag_values=fv)
+    flags.DEFINE_integer("code_size", 256, "the authors' --code_size", flag_values=fv)
+    flags.DEFINE_string("out", None, "new checkpoint directory to write", flag_values=fv)
+    for name in ("gen", "norm", "image_size", "out"):
+        flags.mark_flag_as_required(name, flag_values=fv)
+
+
+def body(fv: flags.FlagValues, args: list[str]) -> int:
+    cli.no_arguments(args)
+    out = pathlib.Path(fv.out)
+    if (out / checkpoint.MODEL_FILE).exists():
+        raise CheckpointError(f"{out} already holds a checkpoint; choose a new --out directory")
+    config = convert.authors_config(fv.norm, fv.image_size, nfeature=fv.nfeature, code_size=fv.code_size)
+    sources = {"generator": fv.gen} | ({"discriminator": fv.dis} if fv.dis else {})
+    models = {net: convert.authors_to_variables(convert.load_state(path), config, net) for net, path in sources.items()}
+    checkpoint.save_models(
+        out,
+        config,
+        models,
+        step=0,
+        meta={
+            "converted_from": {net: str(pathlib.Path(p).absolute()) for net, p in sources.items()},
+            "authors_norm": fv.norm,
+        },
+    )
+    for net, variables in models.items():
+        count = sum(a.size for a in jax.tree_util.tree_leaves(variables.get("params", {})))
+        print(f"{net}: {sources[net]} -> {count:,} parameters")
+    print(f"wrote {out}: {config}")
+    print(f"sample with: python -m wngan_jax.sample --checkpoint {out} --num 64 --out samples.npy --grid samples.png")
+    return 0
+
+
+def main(argv=None) -> int:
+    return cli.run(
+        "wngan_jax.convert",
+        "Convert the authors' PyTorch generator (and discriminator) state dicts into a wngan_jax checkpoint "
+        "directory (docs/convert.md).",
+        define,
+        body,
+        argv,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
