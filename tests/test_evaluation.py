@@ -1,11 +1,17 @@
-"""The paired comparison of two models on the same final-test targets (a bootstrap over the targets)."""
+"""The final test: the paired comparison of two models on the same targets (a bootstrap over the targets),
+the timing of ``--benchmark``."""
 
+import contextlib
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.stats
 
-from wngan_jax import errors
-from wngan_jax.evaluation import curve_steps, paired_difference
+from wngan_jax import errors, reconstruction
+from wngan_jax.evaluation import curve_steps, evaluate, paired_difference
+from wngan_jax.models import ModelConfig
 
 
 def test_a_constant_ratio_gives_an_exact_relative_difference():
@@ -47,3 +53,42 @@ def test_curve_steps_end_at_the_final_step():
     assert curve_steps(2000) == (50, 100, 200, 500, 1000, 2000)
     assert curve_steps(50) == (50,)
     assert curve_steps(3) == (3,)
+
+
+@contextlib.contextmanager
+def counting_compilations():
+    """The number of XLA compilations inside the block (JAX's backend-compile event)."""
+    count = []
+
+    def listener(event, duration, **kwargs):
+        if event == jax._src.dispatch.BACKEND_COMPILE_EVENT:
+            count.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield count
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def test_benchmark_times_no_compilation(monkeypatch):
+    """``evaluate(benchmark=True)`` compiles every segment of the timed run beforehand: 12 steps with recorded
+    losses at 3 and 7 run segments of 3, 4 and 5 steps and two kinds of evaluation, none of which may compile
+    inside the timed ``reconstruct``."""
+    model = ModelConfig(norm="bn", image_size=8, channels=1, nfeature=4, code_size=6)
+    variables = model.generator().init(jax.random.key(0), jnp.zeros((1, 6)))
+    targets = np.random.default_rng(0).uniform(size=(5, 8, 8, 1)).astype(np.float32)
+    timed = []
+    reconstruct = reconstruction.reconstruct
+
+    def counted(*args, **kwargs):
+        with counting_compilations() as count:
+            result = reconstruct(*args, **kwargs)
+        timed.append(len(count))
+        return result
+
+    monkeypatch.setattr(reconstruction, "reconstruct", counted)
+    report, _ = evaluate(model, variables, targets, steps=12, record_steps=(3, 7), benchmark=True, progress=False)
+    assert timed == [0] and report["compile_included"] is False
+    evaluate(model, variables, targets, steps=13, record_steps=(6,), benchmark=False, progress=False)
+    assert timed[1] > 0  # the counter sees compilations: new segment lengths (5 + 1, 5 + 2) compile

@@ -46,7 +46,8 @@ def compare_with_reference(
     op, reference = (ops.conv_transpose, ops.reference_conv_transpose) if transpose else (ops.conv, ops.reference_conv)
 
     def custom(a, k, s, p):
-        return op(a, k, s, p, split_phases_below)
+        with ops.conv_form(split_phases_below):
+            return op(a, k, s, p)
 
     y_ref = jax.eval_shape(lambda a, k: reference(a, k, strides, padding), x, kernel)
     cotangent = rng.standard_normal(y_ref.shape).astype(np.float32)
@@ -244,9 +245,10 @@ def test_transposed_output_size(size, kernel, stride, padding, expected):
 def test_packed_and_split_phases_both_match(split, x_shape, kernel_shape, padding):
     """Both sub-pixel forms (one packed convolution, or one per phase) equal XLA's derivative."""
     below = 2.0 if split else 0.0
-    jaxpr = jax.make_jaxpr(lambda a, k: ops.conv_transpose(a, k, (2, 2), padding, below))(
-        jnp.zeros(x_shape), jnp.zeros(kernel_shape)
-    )
+    with ops.conv_form(below):
+        jaxpr = jax.make_jaxpr(lambda a, k: ops.conv_transpose(a, k, (2, 2), padding))(
+            jnp.zeros(x_shape), jnp.zeros(kernel_shape)
+        )
     assert str(jaxpr).count("conv_general_dilated") == (4 if split else 1)
     compare_with_reference(True, x_shape, kernel_shape, (2, 2), padding, seed=2, split_phases_below=below)
     compare_with_reference(

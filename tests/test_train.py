@@ -1,5 +1,6 @@
 """Training: the step's maths against hand computations, data parallelism, exact resume, NaN rollback."""
 
+import dataclasses
 import json
 
 import jax
@@ -8,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from wngan_jax import data, errors, train
+from wngan_jax import data, errors, ops, train, train_step
 from wngan_jax.checkpoint import Checkpoints
 from wngan_jax.config import TrainConfig
 from wngan_jax.models import VARIANTS, alpha_clipped_modules
@@ -250,3 +251,38 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, cache_dir):
     assert killed_at < 400 and summary["iteration"] == 400
     _, meta = _final_params(tmp_path / "run")
     assert meta["iteration"] == 400
+
+
+class _RecordingConfig:
+    """A TrainConfig that records which of its fields are read."""
+
+    def __init__(self, config):
+        self._config, self.read = config, set()
+
+    def __getattr__(self, name):
+        self.read.add(name)
+        return getattr(self._config, name)
+
+
+def test_the_step_reads_exactly_the_fields_of_its_key():
+    """The step is built and traced from a config that records what is read: every field read is in
+    ``StepConfig`` (the cache key), and every ``StepConfig`` field is read (none keeps steps apart needlessly)."""
+    config = tiny()
+    recording = _RecordingConfig(config)
+    mesh = make_mesh(jax.devices()[:1])
+    step = train_step._build_step(recording, mesh, ops.SPLIT_PHASES_BELOW, None)
+    state = jax.eval_shape(lambda: init_state(config, jax.random.key(0)))
+    batch = jax.ShapeDtypeStruct((config.batch_size, *config.model.image_size, config.model.channels), jnp.float32)
+    step.lower(state, batch, jax.ShapeDtypeStruct((2,), jnp.uint32))
+    declared = {f.name for f in dataclasses.fields(train_step.StepConfig)}
+    assert recording.read - declared == set(), "the step reads fields its cache key lacks"
+    assert recording.read == declared
+
+
+def test_configs_differing_outside_the_key_share_one_compiled_step():
+    mesh = make_mesh(jax.devices()[:1])
+    step = make_train_step(tiny(), mesh)
+    assert make_train_step(tiny(seed=5, iterations=9, test_every=2, data="digits"), mesh) is step
+    for change in (dict(lr=1e-3), dict(loss="lsgan"), dict(batch_size=4), dict(norm="bn")):
+        assert make_train_step(tiny(**change), mesh) is not step, change
+    assert make_train_step(tiny(), mesh, split_phases_below=0.0) is not step

@@ -120,7 +120,6 @@ class Conv(_WeightNormParams):
     use_bias: bool = True
     init_scale: float = 1.0
     dtype: Any = None
-    split_phases_below: float = ops.SPLIT_PHASES_BELOW  # see ops.conv_transpose
 
     @nn.compact
     def __call__(self, x):
@@ -145,9 +144,7 @@ class Conv(_WeightNormParams):
             self.init_scale,
             stride_factor,
             positions * self.features,
-            lambda w: op(
-                x.astype(dtype), w.astype(dtype), tuple(self.strides), tuple(self.padding), self.split_phases_below
-            ),
+            lambda w: op(x.astype(dtype), w.astype(dtype), tuple(self.strides), tuple(self.padding)),
         )
         return self.add_bias(y, self.norm, self.use_bias, self.features)
 

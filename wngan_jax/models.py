@@ -17,7 +17,6 @@ from typing import Any, Literal
 import flax.linen as nn
 import jax.numpy as jnp
 
-from wngan_jax import ops
 from wngan_jax.errors import ConfigError
 from wngan_jax.layers import BatchNorm, Conv, Dense, PReLU, WeightNorm
 
@@ -152,7 +151,6 @@ class Generator(nn.Module):
     nfeature: int = 64
     code_size: int = 256
     dtype: Any = None
-    split_phases_below: float = ops.SPLIT_PHASES_BELOW  # see ops.conv_transpose
 
     @nn.compact
     def __call__(self, z, train: bool = False):
@@ -178,7 +176,6 @@ class Generator(nn.Module):
                 level.padding,
                 transpose=True,
                 dtype=dtype,
-                split_phases_below=self.split_phases_below,
                 name=f"level_{i}_conv",
                 **_linear_kwargs(v.last_weight_norm if last else v.weight_norm),
             )(x)
@@ -206,7 +203,6 @@ class Discriminator(nn.Module):
     nfeature: int = 64
     critic: bool = False
     dtype: Any = None
-    split_phases_below: float = ops.SPLIT_PHASES_BELOW  # see ops.conv_transpose
 
     @nn.compact
     def __call__(self, x, train: bool = False):
@@ -227,7 +223,6 @@ class Discriminator(nn.Module):
                 (2, 2),
                 level.padding,
                 dtype=dtype,
-                split_phases_below=self.split_phases_below,
                 name=f"level_{i}_conv",
                 **_linear_kwargs(v.weight_norm),
             )(x)
@@ -240,7 +235,6 @@ class Discriminator(nn.Module):
             1,
             arch.top_hw,
             dtype=dtype,
-            split_phases_below=self.split_phases_below,
             name="final_conv",
             **_linear_kwargs(last_norm),
         )(x)
@@ -312,15 +306,11 @@ class ModelConfig:
         """What ``norm`` means: which layers, activation and batch statistics (paper Table 1, C.2)."""
         return get_variant(self.norm)
 
-    def generator(self, dtype=None, split_phases_below: float = ops.SPLIT_PHASES_BELOW) -> Generator:
-        return Generator(
-            self.norm, self.image_size, self.channels, self.nfeature, self.code_size, dtype, split_phases_below
-        )
+    def generator(self, dtype=None) -> Generator:
+        return Generator(self.norm, self.image_size, self.channels, self.nfeature, self.code_size, dtype)
 
-    def discriminator(self, dtype=None, split_phases_below: float = ops.SPLIT_PHASES_BELOW) -> Discriminator:
-        return Discriminator(
-            self.norm, self.image_size, self.channels, self.nfeature, self.critic, dtype, split_phases_below
-        )
+    def discriminator(self, dtype=None) -> Discriminator:
+        return Discriminator(self.norm, self.image_size, self.channels, self.nfeature, self.critic, dtype)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self) | {"image_size": list(self.image_size)}

@@ -9,6 +9,9 @@ convolution on the zeros that input dilation inserts. Here both directions avoid
   strided convolution and its kernel gradient the kernel gradient of that strided convolution.
 * ``conv`` (strided) runs forward as XLA's convolution; its input gradient is ``conv_transpose`` above.
 
+How a transposed convolution is laid out (packed or split phases) is chosen where a step is traced, with
+``conv_form(split_phases_below=...)``; the model code never carries it.
+
 ``compiler_options(platform)`` gives the XLA options the project's jitted steps compile with: on XLA:CPU
 the convolutions run on XLA's own (Eigen) kernels rather than YNNPACK's, which are slower at these shapes.
 
@@ -20,6 +23,8 @@ Padding is symmetric, ``(pad_h, pad_w)``, with PyTorch's meaning for both functi
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import logging
 
@@ -73,6 +78,20 @@ def transposed_output_size(size: int, kernel: int, stride: int, padding: int) ->
 # convolution per phase is faster on XLA:CPU: the iteration 1.09-1.11x (``--what=ablations``); at 16x16
 # inputs the split was slower. ``split_phases_below=0`` packs every input.
 SPLIT_PHASES_BELOW = 0.8
+_split_phases_below = contextvars.ContextVar("split_phases_below", default=SPLIT_PHASES_BELOW)
+
+
+@contextlib.contextmanager
+def conv_form(split_phases_below: float = SPLIT_PHASES_BELOW):
+    """Within this context, ``conv``/``conv_transpose`` traced run their transposed convolutions as one exact
+    convolution per phase where less than ``split_phases_below`` of the packed work is useful (0 packs every
+    input). Only the compiled form changes, never the result. Enter it inside the function being traced (a
+    jitted function's cache does not see the context): ``make_train_step(split_phases_below=...)`` does."""
+    token = _split_phases_below.set(float(split_phases_below))
+    try:
+        yield
+    finally:
+        _split_phases_below.reset(token)
 
 
 def _phases(size: int, out: int, kernel: int, stride: int, padding: int):
@@ -152,13 +171,16 @@ def _kernel_grad(inputs, kernel, strides, padding, cotangent):
     return pullback(cotangent)[0]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def conv(x, kernel, strides=(1, 1), padding=(0, 0), split_phases_below=SPLIT_PHASES_BELOW):
+def conv(x, kernel, strides=(1, 1), padding=(0, 0)):
     """Cross-correlation ``y = conv(x, kernel)`` with stride and symmetric zero padding (PyTorch ``Conv2d``).
 
-    ``split_phases_below`` selects the form of its input gradient (a transposed convolution, see
-    ``conv_transpose``); it never changes the result.
+    Its input gradient is a transposed convolution (``conv_transpose``, in the form ``conv_form`` selects).
     """
+    return _conv(x, kernel, tuple(strides), tuple(padding), _split_phases_below.get())
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv(x, kernel, strides, padding, split_phases_below):
     return _xla_conv(x, kernel, strides, padding)
 
 
@@ -172,16 +194,20 @@ def _conv_bwd(strides, padding, split_phases_below, residuals, dy):
     return dx, _kernel_grad(x, kernel, strides, padding, dy)
 
 
-conv.defvjp(_conv_fwd, _conv_bwd)
+_conv.defvjp(_conv_fwd, _conv_bwd)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def conv_transpose(x, kernel, strides=(1, 1), padding=(0, 0), split_phases_below=SPLIT_PHASES_BELOW):
+def conv_transpose(x, kernel, strides=(1, 1), padding=(0, 0)):
     """Transposed convolution (PyTorch ``ConvTranspose2d`` with ``output_padding=0``): the adjoint of ``conv``.
 
     Runs as one packed sub-pixel convolution, or one exact convolution per output phase where less than
-    ``split_phases_below`` of the packed work is useful (``SPLIT_PHASES_BELOW``; 0 packs every input).
+    ``split_phases_below`` of the packed work is useful (``conv_form``; default ``SPLIT_PHASES_BELOW``).
     """
+    return _conv_transpose(x, kernel, tuple(strides), tuple(padding), _split_phases_below.get())
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv_transpose(x, kernel, strides, padding, split_phases_below):
     out_hw = tuple(
         transposed_output_size(n, k, s, p) for n, k, s, p in zip(x.shape[1:3], kernel.shape[:2], strides, padding)
     )
@@ -189,7 +215,7 @@ def conv_transpose(x, kernel, strides=(1, 1), padding=(0, 0), split_phases_below
 
 
 def _conv_transpose_fwd(x, kernel, strides, padding, split_phases_below):
-    return conv_transpose(x, kernel, strides, padding, split_phases_below), (x, kernel)
+    return _conv_transpose(x, kernel, strides, padding, split_phases_below), (x, kernel)
 
 
 def _conv_transpose_bwd(strides, padding, split_phases_below, residuals, dy):
@@ -199,7 +225,7 @@ def _conv_transpose_bwd(strides, padding, split_phases_below, residuals, dy):
     return dx, _kernel_grad(dy, kernel, strides, padding, x)
 
 
-conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
+_conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
 
 
 def reference_conv_transpose(x, kernel, strides=(1, 1), padding=(0, 0)):

@@ -129,57 +129,33 @@ def reconstruct(
     ``segment_steps`` steps (default ``SEGMENT_STEPS``); the progress bar moves per segment and the result
     does not depend on it.
     """
-    targets = _check_targets(targets)
-    if steps < 0:
-        raise ConfigError(f"steps must be >= 0, got {steps}")
-    record_steps = sorted({int(k) for k in record_steps} | {steps})
-    if record_steps[0] < 0 or record_steps[-1] > steps:
-        raise ConfigError(f"record_steps must lie in [0, {steps}] (the number of steps), got {record_steps}")
-    gen = _as_pytree(generator)
-    code_size = code_size or getattr(getattr(gen, "module", None), "code_size", None)
-    if not code_size:
-        raise ConfigError(
-            "pass code_size= (the generator's code length), or build the generator function "
-            "with reconstruction.generator_fn(module, variables)"
-        )
-    mesh = mesh or sharding.local_mesh()
-    num = len(targets)
-    devices = mesh.shape["data"]
-    per_device = -(-num // devices)
-    chunk = _chunk_for_budget(gen, code_size, targets, memory_budget_bytes, mesh) if chunk_size is None else chunk_size
-    if chunk < 1:
-        raise ConfigError(f"chunk_size must be at least 1, got {chunk}")
-    chunks = -(-per_device // min(chunk, per_device))
-    chunk = -(-per_device // chunks)  # balance the chunks so that padding stays below one per chunk
-    rows = devices * chunk  # samples per chunk, over all devices
-    padded = chunks * rows
-    all_targets = np.concatenate([targets, np.zeros((padded - num, *targets.shape[1:]), targets.dtype)])
-    all_scales = np.pad(authors_loss_scale(num, authors_batch), (0, padded - num))
-    data = sharding.batch_sharding(mesh)
-    gen = jax.tree.map(lambda a: sharding.put(a, sharding.replicated(mesh)), gen)
-    init_state = _optimizer_init(_optimizer(lr, decay, eps), data)
-    run_steps, evaluate = _compiled_for(mesh.devices.flat[0].platform)
+    plan = _Plan.make(generator, targets, steps, record_steps, code_size, chunk_size, memory_budget_bytes, mesh)
+    hparams = (lr, decay, eps)
     segment = max(1, min(segment_steps or SEGMENT_STEPS, steps))
-    codes, images, at_steps = [], [], {k: [] for k in record_steps}
+    num, rows, chunks = len(plan.targets), plan.rows, plan.chunks
+    all_targets = np.concatenate(
+        [plan.targets, np.zeros((chunks * rows - num, *plan.targets.shape[1:]), plan.targets.dtype)]
+    )
+    all_scales = np.pad(authors_loss_scale(num, authors_batch), (0, chunks * rows - num))
+    init_state = _optimizer_init(_optimizer(*hparams), plan.data)
+    run_steps, evaluate = _compiled_for(plan.platform)
+    codes, images, at_steps = [], [], {k: [] for k in plan.record_steps}
     desc = f"reconstructing {num} samples" + (f" in {chunks} chunks" if chunks > 1 else "")
     with tqdm(total=steps * chunks, desc=desc, unit="step", disable=not progress) as bar:
         # Chunks run one after another from Python: a loop over them inside the computation would run its
         # body on one core (module docstring).
         for part in (slice(i * rows, (i + 1) * rows) for i in range(chunks)):
-            x, w = sharding.put(all_targets[part], data), sharding.put(all_scales[part], data)
-            z = sharding.put(np.zeros((rows, code_size), np.float32), data)
+            x, w = sharding.put(all_targets[part], plan.data), sharding.put(all_scales[part], plan.data)
+            z = sharding.put(np.zeros((rows, plan.code_size), np.float32), plan.data)
             carry = (z, init_state(z))
-            done = 0
-            for target in record_steps:  # segments end at every recorded step
-                while done < target:
-                    count = min(segment, target - done)
-                    carry = run_steps(gen, carry, x, w, num_steps=count, hparams=(lr, decay, eps), mesh=mesh)
-                    done += count
+            for target, counts in _segments(plan.record_steps, segment):  # segments end at every recorded step
+                for count in counts:
+                    carry = run_steps(plan.gen, carry, x, w, num_steps=count, hparams=hparams, mesh=plan.mesh)
                     if progress:
                         jax.block_until_ready(carry)
                         bar.update(count)
                 last = target == steps
-                loss, image = evaluate(gen, carry[0], x, mesh=mesh, images=return_reconstructions and last)
+                loss, image = evaluate(plan.gen, carry[0], x, mesh=plan.mesh, images=return_reconstructions and last)
                 at_steps[target].append(sharding.to_host(loss))
             codes.append(sharding.to_host(carry[0]))
             images.append(sharding.to_host(image) if return_reconstructions else None)
@@ -192,6 +168,106 @@ def reconstruct(
         reconstructions=np.concatenate(images)[:num] if return_reconstructions else None,
         losses_at_steps=losses_at_steps,
     )
+
+
+def warm_up(
+    generator: Callable,
+    targets,
+    *,
+    steps: int,
+    code_size: int | None = None,
+    lr: float = 0.01,
+    decay: float = 0.9,
+    eps: float = 1e-6,
+    chunk_size: int | None = None,
+    memory_budget_bytes: int | None = None,
+    mesh: Mesh | None = None,
+    segment_steps: int | None = None,
+    return_reconstructions: bool = False,
+    record_steps=(),
+) -> None:
+    """Compile every computation that ``reconstruct`` with the same arguments runs (each segment length, the
+    evaluation with and without images), running each once on one chunk, so that a timed ``reconstruct``
+    afterwards compiles nothing (``python -m wngan_jax.eval --benchmark``). Costs about one segment of each
+    length, not the reconstruction."""
+    plan = _Plan.make(generator, targets, steps, record_steps, code_size, chunk_size, memory_budget_bytes, mesh)
+    hparams = (lr, decay, eps)
+    segment = max(1, min(segment_steps or SEGMENT_STEPS, steps))
+    run_steps, evaluate = _compiled_for(plan.platform)
+    x = sharding.put(np.zeros((plan.rows, *plan.targets.shape[1:]), plan.targets.dtype), plan.data)
+    w = sharding.put(np.zeros(plan.rows, np.float32), plan.data)
+    init_state = _optimizer_init(_optimizer(*hparams), plan.data)
+
+    def codes():  # new ones for each call: run_steps donates its carry
+        return sharding.put(np.zeros((plan.rows, plan.code_size), np.float32), plan.data)
+
+    for count in sorted({c for _, counts in _segments(plan.record_steps, segment) for c in counts}):
+        z = codes()
+        jax.block_until_ready(
+            run_steps(plan.gen, (z, init_state(z)), x, w, num_steps=count, hparams=hparams, mesh=plan.mesh)
+        )
+    for images in {False, return_reconstructions}:
+        jax.block_until_ready(evaluate(plan.gen, codes(), x, mesh=plan.mesh, images=images))
+
+
+def _segments(record_steps, segment: int) -> list[tuple[int, list[int]]]:
+    """``[(recorded step, [segment lengths that reach it from the previous one])]``."""
+    out, done = [], 0
+    for target in record_steps:
+        counts = [min(segment, target - start) for start in range(done, target, segment)]
+        out.append((target, counts))
+        done = target
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What ``reconstruct`` and ``warm_up`` derive from their arguments: checked targets, the generator
+    replicated over the mesh, and the chunking (``chunks`` passes of ``rows`` samples over all devices)."""
+
+    targets: np.ndarray
+    gen: Any
+    code_size: int
+    mesh: Mesh
+    record_steps: list[int]
+    chunks: int
+    rows: int
+
+    @property
+    def data(self):
+        return sharding.batch_sharding(self.mesh)
+
+    @property
+    def platform(self) -> str:
+        return self.mesh.devices.flat[0].platform
+
+    @classmethod
+    def make(cls, generator, targets, steps, record_steps, code_size, chunk_size, memory_budget_bytes, mesh):
+        targets = _check_targets(targets)
+        if steps < 0:
+            raise ConfigError(f"steps must be >= 0, got {steps}")
+        record_steps = sorted({int(k) for k in record_steps} | {steps})
+        if record_steps[0] < 0 or record_steps[-1] > steps:
+            raise ConfigError(f"record_steps must lie in [0, {steps}] (the number of steps), got {record_steps}")
+        gen = _as_pytree(generator)
+        code_size = code_size or getattr(getattr(gen, "module", None), "code_size", None)
+        if not code_size:
+            raise ConfigError(
+                "pass code_size= (the generator's code length), or build the generator function "
+                "with reconstruction.generator_fn(module, variables)"
+            )
+        mesh = mesh or sharding.local_mesh()
+        devices = mesh.shape["data"]
+        per_device = -(-len(targets) // devices)
+        chunk = (
+            _chunk_for_budget(gen, code_size, targets, memory_budget_bytes, mesh) if chunk_size is None else chunk_size
+        )
+        if chunk < 1:
+            raise ConfigError(f"chunk_size must be at least 1, got {chunk}")
+        chunks = -(-per_device // min(chunk, per_device))
+        chunk = -(-per_device // chunks)  # balance the chunks so that padding stays below one per chunk
+        gen = jax.tree.map(lambda a: sharding.put(a, sharding.replicated(mesh)), gen)
+        return cls(targets, gen, code_size, mesh, record_steps, chunks, devices * chunk)
 
 
 class AuthorsLoop:

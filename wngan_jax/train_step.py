@@ -13,6 +13,7 @@ equals one device on the same batch.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -24,18 +25,38 @@ from wngan_jax import ops, sharding
 from wngan_jax.config import TrainConfig
 from wngan_jax.errors import ConfigError
 from wngan_jax.layers import clip_slopes
-from wngan_jax.models import alpha_clipped_modules
+from wngan_jax.models import ModelConfig, alpha_clipped_modules
 
 PLATFORM_DEFAULT = "platform default"  # make_train_step's compiler_options: ops.compiler_options(platform)
 TrainState = dict  # {"generator", "discriminator": flax variables; "g_opt", "d_opt": optax states; "step"}
 
 
-def rmsprop(config: TrainConfig) -> optax.GradientTransformation:
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    """The fields of a ``TrainConfig`` that the train step reads, declared once: the step is built from a
+    ``StepConfig`` alone, and compiled steps are cached under it, so runs whose configs differ only in other
+    fields (the seed, the data, the schedule of tests and checkpoints: the seeds of a study, a resumed run)
+    share one compiled step, and a field the step reads can never be left out of the cache key."""
+
+    model: ModelConfig
+    batch_size: int
+    lr: float
+    rmsprop_decay: float
+    rmsprop_eps: float
+    loss: str
+    dtype: str
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> StepConfig:
+        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls)})
+
+
+def rmsprop(config: TrainConfig | StepConfig) -> optax.GradientTransformation:
     """The authors' RMSProp: ``m = decay*m + (1-decay)*g^2; x -= lr * g / (sqrt(m) + eps)``, m starting at 0."""
     return optax.rmsprop(config.lr, decay=config.rmsprop_decay, eps=config.rmsprop_eps, eps_in_sqrt=False)
 
 
-def _dtype(config: TrainConfig):
+def _dtype(config: TrainConfig | StepConfig):
     return jnp.bfloat16 if config.dtype == "bfloat16" else None
 
 
@@ -91,7 +112,7 @@ def generator_loss(kind: str, fake_logits):
     return -jnp.mean(fake_logits)
 
 
-def iteration_codes(config: TrainConfig, key_data, step):
+def iteration_codes(config: TrainConfig | StepConfig, key_data, step):
     """``(d_codes, g_codes)``, each ``(batch_size, code_size)``: the codes iteration ``step`` draws.
 
     ``key_data`` is the run's base key as ``jax.random.key_data`` (``run_key``). The D step generates its
@@ -117,40 +138,34 @@ def make_train_step(
     ``real_batch`` is float32 ``(batch, H, W, C)`` in [0, 1], sharded over ``data``; ``key_data`` is the
     run's base key as ``jax.random.key_data`` (plain integers, so every process can provide it): the
     iteration's randomness is ``iteration_codes(config, key_data, state['step'])``, so a resumed run draws the
-    same codes as an uninterrupted one. ``split_phases_below`` (``ops.conv_transpose``) and
-    ``compiler_options`` (default: ``ops.compiler_options`` of the mesh's platform; ``None``: XLA's
-    defaults) select how the same maths is compiled.
+    same codes as an uninterrupted one.
 
-    Steps are cached: runs whose configs differ only in what the step does not read (the seed, the data, the
-    schedule of tests and checkpoints: the seeds of a study, a resumed run) share one compiled step.
+    How the same maths is compiled is chosen here, never in the model: ``split_phases_below`` (the form of
+    the transposed convolutions, ``ops.conv_form``) and ``compiler_options`` (default: ``ops.compiler_options``
+    of the mesh's platform; ``None``: XLA's defaults). Steps are cached under ``StepConfig.of(config)`` and
+    these choices.
     """
-    platform = mesh.devices.flat[0].platform
     if compiler_options == PLATFORM_DEFAULT:
-        compiler_options = ops.compiler_options(platform)
-    step_config = TrainConfig(  # the fields the step reads; the others at their defaults
-        model=config.model,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        rmsprop_decay=config.rmsprop_decay,
-        rmsprop_eps=config.rmsprop_eps,
-        loss=config.loss,
-        dtype=config.dtype,
-    )
+        compiler_options = ops.compiler_options(mesh.devices.flat[0].platform)
     options = tuple(sorted(compiler_options.items())) if compiler_options is not None else None
-    return _jitted_step(step_config, mesh, split_phases_below, options)
+    return _cached_step(StepConfig.of(config), mesh, float(split_phases_below), options)
 
 
-@functools.lru_cache(maxsize=16)
-def _jitted_step(config: TrainConfig, mesh: Mesh, split_phases_below: float, compiler_options):
+def _build_step(config: StepConfig, mesh: Mesh, split_phases_below: float, compiler_options: tuple | None):
+    """The jitted step of ``make_train_step``, built from ``config`` alone (uncached)."""
     model = config.model
     dtype = _dtype(config)
-    G = model.generator(dtype, split_phases_below=split_phases_below)
-    D = model.discriminator(dtype, split_phases_below=split_phases_below)
+    G = model.generator(dtype)
+    D = model.discriminator(dtype)
     opt = rmsprop(config)
     g_alpha_clipped = alpha_clipped_modules(model.norm, model.image_size, model.nfeature)
     batch_sharding, replicated = sharding.batch_sharding(mesh), sharding.replicated(mesh)
 
     def step(state: TrainState, real, key_data):
+        with ops.conv_form(split_phases_below):  # entered while the step is traced
+            return iteration(state, real, key_data)
+
+    def iteration(state: TrainState, real, key_data):
         d_codes, g_codes = (
             jax.lax.with_sharding_constraint(z, batch_sharding)
             for z in iteration_codes(config, key_data, state["step"])
@@ -204,6 +219,9 @@ def _jitted_step(config: TrainConfig, mesh: Mesh, split_phases_below: float, com
         donate_argnums=donate,
         compiler_options=dict(compiler_options) if compiler_options is not None else None,
     )
+
+
+_cached_step = functools.lru_cache(maxsize=16)(_build_step)
 
 
 def run_key(seed: int, rollbacks: int, mesh: Mesh):
