@@ -24,7 +24,7 @@ Tolerances are max-normalized errors ``max|a - b| / max|b|`` and depend on the p
 On a machine without an accelerator the "accelerator" is the CPU itself: the harness runs in every test
 run, at tiny sizes and with each computation compiled once, and its results must then agree exactly.
 With ``WNGAN_ACCELERATOR_RECORD=FILE`` every comparison is appended to FILE as a JSON line (check,
-quantity, precision, error, tolerance), which ``tools/accelerator_check.py`` tabulates.
+quantity, precision, error, tolerance), which ``tools/accelerator_check.py`` collects into its report.
 """
 
 from __future__ import annotations

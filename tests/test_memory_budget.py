@@ -1,5 +1,5 @@
 """The paper's 160x160 model fits one 80 GB GPU without flags: the reconstruction's chunk sizing on a GPU
-(``reconstruction._chunk_for_budget`` with a faked ``memory_stats()``) and the training step at batch 32.
+(``reconstruction.chunk_for_budget`` with a faked ``memory_stats()``) and the training step at batch 32.
 
 JAX's GPU allocator reserves ``XLA_PYTHON_CLIENT_MEM_FRACTION`` = 75% of the card for itself and reports it as
 ``bytes_limit`` (an H100 80GB has 81559 MiB: about 59.7 GiB).
@@ -22,7 +22,7 @@ IN_USE = 2 * 2**30  # parameters, optimizer states and whatever else the process
 
 
 class FakeGpu:
-    """A device as ``_chunk_for_budget`` sees it: a process index and the allocator's statistics."""
+    """A device as ``chunk_for_budget`` sees it: a process index and the allocator's statistics."""
 
     platform = "gpu"
     process_index = 0
@@ -71,7 +71,7 @@ def test_gpu_budget_is_half_the_free_device_memory(wn160):
     gen, per_sample = wn160
     mesh = types.SimpleNamespace(devices=np.asarray([FakeGpu()]))
     targets = np.zeros((1, 160, 160, 3), np.uint8)  # only the shape of a sample is read
-    chunk = reconstruction._chunk_for_budget(gen, 256, targets, None, mesh)
+    chunk = reconstruction.chunk_for_budget(gen, 256, targets, None, mesh)
     budget = (GPU_BYTES_LIMIT - IN_USE) // 2
     assert chunk == budget // per_sample
     assert chunk * per_sample <= budget < (chunk + 1) * per_sample

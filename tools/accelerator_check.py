@@ -8,9 +8,13 @@ Each part is a subprocess with its own time limit, so a crash or a hang costs on
 order of importance until the budget (default 290 s) is spent, and the report is rewritten after each:
 ``DIR/accelerator_check.json`` (every row), ``DIR/accelerator_check.md`` (tables), ``DIR/accelerator_check.log``
 (each part's output) and two images of the training run. Without an accelerator, or with ``--dry-run``,
-the parts run at tiny sizes (tests/test_accelerator_check.py): ``device``, ``correctness`` (one check of
-each kind), ``final_test``, ``digits`` and ``layers``; the other bench commands, of the same form as
-``layers``, are skipped there (tests/test_bench.py runs them). The parts (``--only`` takes their names):
+the parts run at tiny sizes: ``device``, ``correctness`` (one check of each kind), ``final_test``, ``digits``
+and ``layers``; the other bench commands, of the same form as ``layers``, are skipped there
+(tests/test_bench.py runs them).
+
+This file only runs the parts and writes the report. ``device`` and ``final_test`` are the commands of
+``tools/accelerator_parts.py``, the other parts the project's own commands, and ``tools/accelerator_report.py``
+renders the tables. The parts (``--only`` takes their names):
 
 * ``device``: platform, device kind, memory, versions; the peak matmul throughput (8192^3) in bfloat16,
   float32 at the default precision (TensorFloat-32 on NVIDIA GPUs) and float32 at ``highest``: the peaks
@@ -34,7 +38,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import functools
 import json
 import os
 import pathlib
@@ -46,14 +49,14 @@ import sys
 import tempfile
 import time
 
+from accelerator_report import markdown, part_rows
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BUDGET_S = 290  # the whole check, so that it and a rerun fit a 15-minute lease with the machine's starts
 DRY_RUN_BUDGET_S = 600
 MIN_PART_S = 15  # a part is skipped when less than this is left
 REPORT = "accelerator_check"
-
-# Module the training run imports that a bare GPU image may lack (tools/accelerator_check.sh --fetch-wheels).
-NEEDED_MODULES = ("tensorboardX",)
+PARTS = "tools/accelerator_parts.py"  # the measuring parts' command, relative to ROOT, where every part runs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,8 +119,6 @@ TINY = Sizes(
     dry=True,
     tests="highest and not bn",
 )
-FINAL_TEST = (2000, 2000)  # the paper's final test: samples x steps (§5.1)
-FINAL_TEST_MEASURED_STEPS = 10  # steps timed at the final test's chunking (after one compiling segment)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +153,7 @@ def parts(sizes: Sizes, work: pathlib.Path) -> list[Part]:
     norms = ["--norm=bn"] if sizes.dry else ["--norm=vanilla", "--norm=bn"]
     iteration = (sizes.bench_sizes, sizes.batch, sizes.repeats)
     return [
-        Part("device", "device, versions, peak matmul", 40, [__file__, "--part=device", f"--matmul={sizes.matmul}"]),
+        Part("device", "device, versions, peak matmul", 40, [PARTS, "device", f"--matmul={sizes.matmul}"]),
         Part(
             "correctness",
             "accelerator = CPU (pytest -m accelerator)",
@@ -178,7 +179,7 @@ def parts(sizes: Sizes, work: pathlib.Path) -> list[Part]:
             "final_test",
             "reconstruction throughput and the final test",
             60,
-            [__file__, "--part=final_test", *[f"--{k}={v}" for k, v in rec.items()]],
+            [PARTS, "final_test", *[f"--{k}={v}" for k, v in rec.items()]],
         ),
         Part(
             "digits",
@@ -320,10 +321,7 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--budget", type=float, help=f"seconds for the whole check (default {BUDGET_S}; dry run {DRY_RUN_BUDGET_S})"
     )
-    parser.add_argument("--part", help=argparse.SUPPRESS)  # one measuring part, in a subprocess
-    args, rest = parser.parse_known_args(argv)
-    if args.part:
-        return measure_part(args.part, rest)
+    args = parser.parse_args(argv)
 
     started = time.perf_counter()
     out = pathlib.Path(args.out)
@@ -343,7 +341,7 @@ def main(argv=None) -> int:
         with open(out / f"{REPORT}.log", "w") as log:
             plan = parts(TINY if args.dry_run else FULL, work)
             report["parts"].append(run_part(plan[0], plan[0].limit_s, env, log))
-            platform = next((r["platform"] for r in _rows(report, "device", what="device")), None)
+            platform = next((r["platform"] for r in part_rows(report, "device", what="device")), None)
             sizes = TINY if args.dry_run or platform in (None, "cpu") else FULL  # no accelerator: the dry run
             plan = parts(sizes, work)
             budget = args.budget or (DRY_RUN_BUDGET_S if sizes.dry else BUDGET_S)
@@ -378,304 +376,8 @@ def main(argv=None) -> int:
     return 0 if all(p["status"] in ("ok", "skipped") for p in report["parts"]) else 1
 
 
-# --- the measuring parts (run in their own process) ------------------------------------------------------
-
-
-def measure_part(name: str, argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog=f"accelerator_check --part={name}")
-    if name == "device":
-        parser.add_argument("--matmul", type=int, required=True)
-        args = parser.parse_args(argv)
-        rows = device_rows(args.matmul)
-    elif name == "final_test":
-        for key in ("size", "nfeature", "code_size", "samples", "steps", "final_samples"):
-            parser.add_argument(f"--{key}", type=int, required=True)
-        rows = final_test_rows(**vars(parser.parse_args(argv)))
-    else:
-        raise SystemExit(f"unknown part {name!r}")
-    for row in rows:
-        print(json.dumps(row), flush=True)
-    return 0
-
-
-def device_rows(n: int):
-    """The device and the peak matmul throughput in each compute precision (median of 10 after warm-up)."""
-    import importlib.util
-    import platform as host_platform
-
-    import jax
-    import jax.numpy as jnp
-    import jaxlib
-    from jax import lax
-
-    from wngan_jax.bench.common import median_seconds
-
-    device = jax.devices()[0]
-    n = n if device.platform != "cpu" else min(n, TINY.matmul)  # a CPU would take minutes at the GPU's size
-    stats = device.memory_stats() or {}
-    torch_version = torch_cuda = None
-    if importlib.util.find_spec("torch"):
-        import torch
-
-        torch_version, torch_cuda = torch.__version__, torch.cuda.is_available()
-    yield dict(
-        what="device",
-        platform=device.platform,
-        device_kind=device.device_kind,
-        device_count=jax.device_count(),
-        memory_bytes_limit=stats.get("bytes_limit"),
-        python=host_platform.python_version(),
-        jax=jax.__version__,
-        jaxlib=jaxlib.__version__,
-        torch=torch_version,
-        torch_cuda=torch_cuda,
-        missing_modules=[m for m in NEEDED_MODULES if importlib.util.find_spec(m) is None],
-    )
-    for dtype, precision in (("bfloat16", "default"), ("float32", "default"), ("float32", "highest")):
-        a = jax.random.normal(jax.random.key(0), (n, n), dtype)
-        b = jax.random.normal(jax.random.key(1), (n, n), dtype)
-        matmul = jax.jit(functools.partial(jnp.matmul, precision=lax.Precision[precision.upper()]))
-        seconds = median_seconds(matmul, a, b, repeats=10, warmup=2)
-        yield dict(what="peak", dtype=dtype, precision=precision, n=n, gflops=2 * n**3 / seconds / 1e9)
-
-
-def final_test_rows(size, nfeature, code_size, samples, steps, final_samples):
-    """Reconstruction throughput at ``samples`` x ``steps`` and at the final test's chunking, and the paper's
-    final test (2000 x 2000) extrapolated from it, with the chunk size the memory budget picks."""
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
-    from jax.sharding import Mesh
-
-    from wngan_jax import reconstruction
-    from wngan_jax.bench.common import compiled_flops
-    from wngan_jax.models import ModelConfig
-
-    config = ModelConfig("wn", size, nfeature=nfeature, code_size=code_size)
-    module = config.generator()
-    variables = module.init(jax.random.key(0), jnp.zeros((1, code_size)))
-    gen = reconstruction.generator_fn(module, variables)
-    rng = np.random.default_rng(0)
-    device = jax.devices()[0]
-    mesh = Mesh(np.asarray(jax.local_devices()), ("data",))
-
-    # FLOPs of one sample-step: the gradient of the per-sample losses wrt the codes (RMSProp's are negligible).
-    x = jnp.zeros((32, size, size, 3), jnp.uint8)
-    z = jnp.zeros((32, code_size))
-    grad = jax.jit(jax.grad(lambda z, x: jnp.sum(reconstruction.per_sample_loss(gen(z), x))))
-    flops = compiled_flops(grad.lower(z, x).compile())
-    flops_per_sample_step = flops / 32 if flops else None
-
-    def timed(n, run_steps):
-        targets = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-        chunk = reconstruction._chunk_for_budget(gen, code_size, targets, None, mesh)
-        start = time.perf_counter()
-        reconstruction.reconstruct(gen, targets, steps=reconstruction.SEGMENT_STEPS)  # compiles for the chunk
-        compile_s = time.perf_counter() - start
-        start = time.perf_counter()
-        result = reconstruction.reconstruct(gen, targets, steps=run_steps)
-        seconds = time.perf_counter() - start
-        rate = n * run_steps / seconds
-        stats = device.memory_stats() or {}
-        return dict(
-            what="final_test",
-            size=size,
-            norm="wn",
-            samples=n,
-            steps=run_steps,
-            chunk=min(chunk, n),
-            chunks=-(-n // min(chunk, n)),
-            compile_s=compile_s,
-            seconds=seconds,
-            sample_steps_per_s=rate,
-            gflops=rate * flops_per_sample_step / 1e9 if flops_per_sample_step else None,
-            mean_loss=result.mean_loss,
-            peak_bytes_in_use=stats.get("peak_bytes_in_use"),
-            bytes_limit=stats.get("bytes_limit"),
-            extrapolated_final_test_s=FINAL_TEST[0] * FINAL_TEST[1] / rate,
-        )
-
-    yield timed(samples, steps)
-    yield timed(final_samples, FINAL_TEST_MEASURED_STEPS)
-
-
-# --- the report ------------------------------------------------------------------------------------------
-
-
-def _rows(report: dict, *names: str, what: str | None = None) -> list[dict]:
-    rows = [r for p in report["parts"] if p["name"] in names for r in p.get("rows", [])]
-    return [r for r in rows if what is None or r.get("what") == what]
-
-
-def _peak(report: dict, dtype: str, precision: str = "default"):
-    """The measured peak matmul GFLOP/s for a compute dtype (the ``device`` part)."""
-    peaks = {(r["dtype"], r["precision"]): r["gflops"] for r in _rows(report, "device", what="peak")}
-    return peaks.get((dtype, precision))
-
-
-def _fmt(value, spec=".1f", scale=1.0) -> str:
-    return "-" if value is None else format(value * scale, spec)
-
-
-def _share(gflops, peak) -> str:
-    """Percent of the peak."""
-    return _fmt(gflops / peak if gflops and peak else None, ".1f", 100)
-
-
-def _table(header: list[str], rows: list[list]) -> list[str]:
-    return [
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(str(c) for c in row) + " |" for row in rows),
-    ]
-
-
-def goals(report: dict) -> list[dict]:
-    """The goals on one GPU: the WN iteration at least 1.5x the authors' at 64 and 160, bfloat16 at least
-    1.8x float32 at 160, the final test under 5 minutes. ``met`` is None where not judged (a dry run)."""
-    judged = report["mode"] == "full"
-    out = []
-    authors = {r["size"]: r for r in _rows(report, "authors_wn", what="authors") if r["norm"] == "wn"}
-    bf16 = {r["size"]: r for r in _rows(report, "train_bf16_wn", what="train") if r["norm"] == "wn"}
-    for size, r in sorted(authors.items()):
-        out.append(dict(goal=f"WN {size}x{size} iteration >= 1.5x the authors'", value=r["speedup"], target=1.5))
-    for size in sorted(set(authors) & set(bf16)):
-        ratio = authors[size]["median_ms"] / bf16[size]["median_ms"]
-        out.append(dict(goal=f"WN {size}x{size} bfloat16 vs float32", value=ratio, target=1.8 if size == 160 else None))
-    final = _rows(report, "final_test", what="final_test")
-    if final:
-        seconds = final[-1]["extrapolated_final_test_s"]
-        out.append(dict(goal="final test 2000 x 2000 at 160x160, seconds", value=seconds, target=-300))
-    for g in out:  # a negative target is an upper bound
-        t = g.pop("target")
-        g["met"] = None if t is None or not judged else (g["value"] >= t if t > 0 else g["value"] < -t)
-    return out
-
-
-def markdown(report: dict) -> str:
-    lines = [f"# Accelerator check ({report['mode']}), {report['started_utc']}", ""]
-    dev = next(iter(_rows(report, "device", what="device")), None)
-    if dev:
-        memory = dev["memory_bytes_limit"]
-        missing = ", ".join(dev["missing_modules"])
-        peaks = _rows(report, "device", what="peak")
-        lines += [
-            f"Device: {dev['platform']} {dev['device_kind']} x{dev['device_count']}"
-            + (f", {memory / 2**30:.1f} GiB for JAX" if memory else "")
-            + f"; Python {dev['python']}, JAX {dev['jax']}, PyTorch {dev['torch']} (CUDA: {dev['torch_cuda']})"
-            + (f"; missing: {missing}" if missing else ""),
-            "",
-            "Peak matmul: "
-            + ", ".join(f"{r['dtype']} {r['precision']} {r['gflops'] / 1e3:.1f} TFLOP/s" for r in peaks),
-            "",
-        ]
-    lines += _table(
-        ["part", "what", "status", "seconds", "CPU seconds"],
-        [
-            [
-                p["name"],
-                p["description"],
-                p["status"] + (f" ({p['why']})" if p.get("why") else ""),
-                _fmt(p.get("elapsed_s")),
-                _fmt(p.get("cpu_s")),
-            ]
-            for p in report["parts"]
-        ],
-    )
-    if report.get("elapsed_s"):
-        lines += ["", f"Total {report['elapsed_s']:.0f} s of a {report['budget_s']:.0f} s budget."]
-
-    met = {None: "-", True: "yes", False: "NO"}
-    if g := goals(report):
-        lines += ["", "## Goals", ""] + _table(
-            ["goal", "measured", "met"], [[x["goal"], _fmt(x["value"], ".2f"), met[x["met"]]] for x in g]
-        )
-
-    if checks := _rows(report, "correctness"):
-        lines += ["", "## Correctness: accelerator against CPU", ""] + _table(
-            ["check", "quantity", "precision", "error", "tolerance", "ok"],
-            [
-                [c["check"], c["quantity"], c["precision"], f"{c['error']:.2e}", f"{c['tolerance']:.0e}", met[c["ok"]]]
-                for c in checks
-            ],
-        )
-
-    parts = ("authors_wn", "authors_vanilla_bn", "train_bf16_wn", "train_bf16_vanilla_bn")
-    if train := [r for r in _rows(report, *parts) if r.get("what") in ("authors", "train")]:
-        rows = []
-        for r in sorted(train, key=lambda r: (r["size"], r["norm"], r.get("dtype", "float32"))):
-            dtype = r.get("dtype", "float32")
-            rows.append(
-                [
-                    r["size"],
-                    r["norm"],
-                    dtype,
-                    _fmt(r["median_ms"], ".2f"),
-                    _fmt(r.get("gflop_per_iteration")),
-                    _fmt(r["gflops"], ".1f", 1e-3),
-                    _share(r["gflops"], _peak(report, dtype)),
-                    _fmt(r.get("authors_median_ms"), ".2f"),
-                    _fmt(r.get("speedup"), ".2f"),
-                ]
-            )
-        header = ["size", "norm", "dtype", "ms/it", "GFLOP/it", "TFLOP/s", "% of peak", "authors' ms/it", "speedup"]
-        lines += ["", f"## Training iteration (batch {train[0]['batch']}, D step + G step)", ""] + _table(header, rows)
-
-    if final := _rows(report, "final_test", what="final_test"):
-        peak = _peak(report, "float32")
-        rows = [
-            [
-                r["size"],
-                f"{r['samples']} x {r['steps']}",
-                f"{r['chunk']} ({r['chunks']})",
-                f"{r['sample_steps_per_s']:.0f}",
-                _share(r["gflops"], peak),
-                _fmt(r["peak_bytes_in_use"], ".1f", 2**-30),
-                f"{r['compile_s']:.1f}",
-                f"{r['extrapolated_final_test_s']:.0f}",
-            ]
-            for r in final
-        ]
-        header = ["size", "samples x steps", "chunk (chunks)", "sample-steps/s", "% of peak", "peak GiB", "compile s"]
-        lines += ["", "## Reconstruction (WN generator, float32, default precision)", ""]
-        lines += _table(header + ["2000 x 2000 extrapolated, s"], rows)
-    for r in _rows(report, "reconstruct_loop", what="reconstruct"):
-        lines += [
-            "",
-            f"`reconstruct` against the authors' loop at {r['size']}x{r['size']}, {r['samples']} samples: "
-            f"{r['sample_steps_per_s']:.0f} vs {r['baseline_sample_steps_per_s']:.0f} sample-steps/s "
-            f"({r['speedup']:.2f}x).",
-        ]
-
-    if layers := _rows(report, "layers", what="layers"):
-        rows = [
-            [
-                r["layer"],
-                f"{r['custom_ms']:.3f}",
-                f"{r['xla_ms']:.3f}",
-                f"{r['speedup']:.2f}",
-                _fmt(r["torch_ms"], ".3f"),
-            ]
-            for r in layers
-        ]
-        lines += ["", "## Layers: custom VJP against XLA's native transposed convolution (forward + backward)", ""]
-        lines += _table(["layer", "custom ms", "XLA ms", "custom speedup", "PyTorch ms"], rows)
-
-    for d in _rows(report, "digits", what="digits"):
-        tests = "; ".join(f"{k}: {v.get('mean_loss')}" for k, v in d["final_test"].items()) or "none"
-        lines += [
-            "",
-            f"Digits run: {len(d['checkpoints'])} checkpoints, {len(d['samples'])} sample grids, "
-            f"{d['metrics_lines']} metric lines; final test {tests}.",
-        ]
-
-    for p in report["parts"]:
-        if p["status"] in ("failed", "timeout"):
-            lines += ["", f"### {p['name']}: {p['status']}", "", "```", p["command"], *p["output_tail"], "```"]
-    return "\n".join(lines) + "\n"
-
-
 def write_report(out: pathlib.Path, report: dict) -> None:
+    """The report so far: ``accelerator_check.json`` (every row) and ``accelerator_check.md`` (its tables)."""
     (out / f"{REPORT}.json").write_text(json.dumps(report, indent=1) + "\n")
     (out / f"{REPORT}.md").write_text(markdown(report))
 

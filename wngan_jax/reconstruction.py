@@ -260,7 +260,7 @@ class _Plan:
         devices = mesh.shape["data"]
         per_device = -(-len(targets) // devices)
         chunk = (
-            _chunk_for_budget(gen, code_size, targets, memory_budget_bytes, mesh) if chunk_size is None else chunk_size
+            chunk_for_budget(gen, code_size, targets, memory_budget_bytes, mesh) if chunk_size is None else chunk_size
         )
         if chunk < 1:
             raise ConfigError(f"chunk_size must be at least 1, got {chunk}")
@@ -398,8 +398,14 @@ def _evaluate(gen, z, x, *, mesh, images):
     return jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data"), P("data")), out_specs=P("data"))(gen, z, x)
 
 
-def _chunk_for_budget(gen, code_size, targets, budget, mesh) -> int:
-    """The most samples per device whose gradient activations fit ``budget`` bytes."""
+def chunk_for_budget(gen, code_size, targets, budget, mesh) -> int:
+    """The most samples per device whose gradient activations fit ``budget`` bytes: the chunk size
+    ``reconstruct`` uses when it is given none (``budget`` None: half the free memory of this process's first
+    device of ``mesh``, or ``CPU_MEMORY_FRACTION`` of the host's RAM when the device does not report it).
+
+    ``gen`` is a generator pytree (``generator_fn``); only the shape and dtype of a sample of ``targets`` are
+    read. The bytes per sample are those of every value the traced gradient of the paper's L_rec (§4)
+    computes, an upper bound of what it holds at once."""
     if budget is None:
         stats = next(d for d in mesh.devices.flat if d.process_index == jax.process_index()).memory_stats()
         budget = (
