@@ -22,6 +22,7 @@ from absl import flags
 from experiments import common
 from wngan_jax import checkpoint, cli, errors, train
 from wngan_jax.config import PRESETS, TrainConfig
+from wngan_jax.rundir import RunDirectory
 
 STUDY_FILE = "study.json"
 
@@ -35,7 +36,7 @@ def check_runs(configs, root, *, overwrite: bool) -> None:
     if overwrite:
         return
     for config in configs:
-        train.check_workdir(config, run_dir(root, config.norm, config.seed), overwrite=False)
+        RunDirectory(run_dir(root, config.norm, config.seed)).check_config(config, overwrite=False)
 
 
 def is_finished(run: pathlib.Path, config: TrainConfig) -> bool:

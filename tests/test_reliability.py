@@ -237,15 +237,15 @@ def test_training_on_a_held_run_is_refused_before_anything_is_written(tmp_path, 
 
 
 def test_overwrite_discards_the_run_but_keeps_it_locked(tmp_path):
-    from wngan_jax import train
     from wngan_jax.config import TrainConfig
+    from wngan_jax.rundir import RunDirectory
 
     run = tmp_path / "run"
     with locks.hold_run(run):
         (run / "config.json").write_text(TrainConfig(lr=0.5).to_json())
         (run / "checkpoints" / "last").mkdir(parents=True)
         (run / metrics.METRICS_FILE).write_text(rows(2))
-        train.check_workdir(TrainConfig(), run, overwrite=True)
+        RunDirectory(run).check_config(TrainConfig(), overwrite=True)
         assert os.listdir(run) == [locks.LOCK_FILE]
         second = subprocess.run([sys.executable, "-c", HOLDER, str(run)], capture_output=True, text=True)
         assert second.returncode == 1 and "WorkdirConflict" in second.stderr

@@ -32,7 +32,7 @@ RESUMABLE_CHANGES = (
     "fid_reference",
 )
 # Where things are, not what they are: a moved dataset or cache resumes its runs (the data is compared by its
-# content, ``wngan_jax.train.check_same_data``).
+# content, ``wngan_jax.rundir.RunDirectory.check_data``).
 LOCATION_FIELDS = ("data_dir", "cache_dir", "inception_weights")
 # Spellings of earlier releases, read from old config.json files.
 RENAMED_FIELDS = {"progress": "progress_bar", "max_nan_restarts": "max_rollbacks"}

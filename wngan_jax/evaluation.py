@@ -127,6 +127,42 @@ def evaluate(
     return report, result
 
 
+def final_test(
+    model: ModelConfig,
+    generators: dict,
+    targets,
+    out,
+    *,
+    steps: int,
+    batch_size: int,
+    targets_name: str,
+    progress: bool = True,
+    mesh=None,
+    write: bool = True,
+) -> dict:
+    """The paper's final evaluation (§5.1, Tables 6-7) of a run's ``generators``: ``{"best": (iteration,
+    variables), "last": (iteration, variables)}``; "last" is left out when it is the best one (the paper tests
+    the last generator too, "in case it converges with a much worse 50-step loss than at its optimal
+    iteration"). Each reconstructs ``targets`` in ``steps`` steps. With ``write``, ``out/report.json`` holds the
+    best's report with the last's under ``"last"`` and ``out/last/`` the last's outputs. Returns ``{"best":
+    {...}, "last": {...}}`` (mean loss, iteration, steps, samples, loss curve)."""
+    reports, results = {}, {}
+    for which, (iteration, variables) in generators.items():
+        report, result = evaluate(
+            model, variables, targets, steps=steps, batch_size=batch_size, progress=progress, mesh=mesh
+        )
+        reports[which] = report | {"which": which, "iteration": iteration, "targets": targets_name}
+        results[which] = result
+    reports.setdefault("last", reports["best"] | {"which": "last", "same_as_best": True})
+    if write:
+        out = pathlib.Path(out)
+        if "last" in results:
+            write_outputs(out / "last", reports["last"], results["last"], targets)
+        write_outputs(out, reports["best"] | {"last": reports["last"]}, results["best"], targets)
+    keys = ("mean_loss", "iteration", "steps", "samples", "loss_curve")
+    return {which: {k: r[k] for k in keys} for which, r in reports.items()}
+
+
 def sample_quality(
     model: ModelConfig,
     variables,
