@@ -1,11 +1,15 @@
-"""The paired comparison of two models on the same final-test targets (a bootstrap over the targets)."""
+"""The paired comparison of two models on the same final-test targets (a bootstrap over the targets), and the
+files a final test writes."""
+
+import json
 
 import numpy as np
 import pytest
 import scipy.stats
 
 from wngan_jax import errors
-from wngan_jax.evaluation import curve_steps, paired_difference
+from wngan_jax.evaluation import curve_steps, paired_difference, write_outputs
+from wngan_jax.reconstruction import ReconstructionResult
 
 
 def test_a_constant_ratio_gives_an_exact_relative_difference():
@@ -47,3 +51,18 @@ def test_curve_steps_end_at_the_final_step():
     assert curve_steps(2000) == (50, 100, 200, 500, 1000, 2000)
     assert curve_steps(50) == (50,)
     assert curve_steps(3) == (3,)
+
+
+@pytest.mark.parametrize("count", [3, 20])
+def test_final_test_outputs_keep_the_first_eight_targets_as_uint8(tmp_path, count):
+    """``targets.npy`` holds the first 8 targets (all of them when there are fewer) as 0-255 integers, the
+    channels kept, so that a report shows them without the data; float targets are rounded to the nearest."""
+    targets = np.random.default_rng(0).uniform(0.0, 1.0, (count, 4, 5, 1)).astype(np.float32)
+    codes = np.zeros((count, 2), np.float32)
+    result = ReconstructionResult(codes, np.zeros(count), 0.0, reconstructions=targets)
+    write_outputs(tmp_path, {"mean_loss": 0.0}, result, targets)
+    saved = np.load(tmp_path / "targets.npy")
+    assert saved.dtype == np.uint8 and saved.shape == (min(count, 8), 4, 5, 1)
+    expected = np.floor(targets[:8].astype(np.float64) * 255 + 0.5)
+    assert np.array_equal(saved, expected)
+    assert json.loads((tmp_path / "report.json").read_text()) == {"mean_loss": 0.0}
