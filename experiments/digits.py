@@ -23,9 +23,10 @@ def demo(fv: flags.FlagValues) -> None:
     print(f"training the {', '.join(DEMO_MODELS)} models on the built-in digits (scikit-learn, 1797 images)")
     base = common.config_from_flags(fv, "digits")
     study.run_study(base, DEMO_MODELS, [0], root, overwrite=fv.overwrite, command="make demo")
-    index = report.write_report([root], root / "report")
+    runs = report.load([root])
+    index = report.write(runs, root / "report")
     print("\nReconstruction loss of the best generator of each model (paper Table 2; lower is better):\n")
-    print(report.summary_table([root]))
+    print(report.markdown_table(report.summary(runs)))
     print(f"\nreport (tables, loss curves, samples, reconstructions): {index}")
 
 

@@ -20,15 +20,10 @@ import sys
 from absl import flags
 
 from experiments import common
+from experiments.report.loading import STUDY_FILE, run_dir
 from wngan_jax import checkpoint, cli, errors, train
 from wngan_jax.config import PRESETS, TrainConfig
 from wngan_jax.rundir import RunDirectory
-
-STUDY_FILE = "study.json"
-
-
-def run_dir(root, norm: str, seed: int) -> pathlib.Path:
-    return pathlib.Path(root) / norm / f"seed_{seed}"
 
 
 def check_runs(configs, root, *, overwrite: bool) -> None:

@@ -1,7 +1,8 @@
 """The final test: the paired comparison of two models on the same targets (a bootstrap over the targets),
-the timing of ``--benchmark``."""
+the timing of ``--benchmark``, and the files a final test writes."""
 
 import contextlib
+import json
 
 import jax
 import jax.numpy as jnp
@@ -10,8 +11,9 @@ import pytest
 import scipy.stats
 
 from wngan_jax import errors, reconstruction
-from wngan_jax.evaluation import curve_steps, evaluate, paired_difference
+from wngan_jax.evaluation import curve_steps, evaluate, paired_difference, write_outputs
 from wngan_jax.models import ModelConfig
+from wngan_jax.reconstruction import ReconstructionResult
 
 
 def test_a_constant_ratio_gives_an_exact_relative_difference():
@@ -92,3 +94,18 @@ def test_benchmark_times_no_compilation(monkeypatch):
     assert timed == [0] and report["compile_included"] is False
     evaluate(model, variables, targets, steps=13, record_steps=(6,), benchmark=False, progress=False)
     assert timed[1] > 0  # the counter sees compilations: new segment lengths (5 + 1, 5 + 2) compile
+
+
+@pytest.mark.parametrize("count", [3, 20])
+def test_final_test_outputs_keep_the_first_eight_targets_as_uint8(tmp_path, count):
+    """``targets.npy`` holds the first 8 targets (all of them when there are fewer) as 0-255 integers, the
+    channels kept, so that a report shows them without the data; float targets are rounded to the nearest."""
+    targets = np.random.default_rng(0).uniform(0.0, 1.0, (count, 4, 5, 1)).astype(np.float32)
+    codes = np.zeros((count, 2), np.float32)
+    result = ReconstructionResult(codes, np.zeros(count), 0.0, reconstructions=targets)
+    write_outputs(tmp_path, {"mean_loss": 0.0}, result, targets)
+    saved = np.load(tmp_path / "targets.npy")
+    assert saved.dtype == np.uint8 and saved.shape == (min(count, 8), 4, 5, 1)
+    expected = np.floor(targets[:8].astype(np.float64) * 255 + 0.5)
+    assert np.array_equal(saved, expected)
+    assert json.loads((tmp_path / "report.json").read_text()) == {"mean_loss": 0.0}

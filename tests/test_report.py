@@ -1,13 +1,16 @@
 """The report's tables against hand-made run directories: the numbers, not only the files."""
 
+import collections
 import json
+import pathlib
 import statistics
 
 import numpy as np
 import pytest
 
 from experiments import report
-from wngan_jax import record
+from experiments.report import loading
+from wngan_jax import metrics, record
 from wngan_jax.config import digits
 
 # (model, seed): running-test losses at iterations 200, 400, ...; final-test loss (None: no final test)
@@ -157,3 +160,29 @@ def test_paired_comparison_and_loss_against_reconstruction_steps(tmp_path):
     assert "## Paired comparison" in (tmp_path / "out" / "tables.md").read_text()
     assert (tmp_path / "out" / "fig_reconstruction_steps.png").stat().st_size > 1000
     assert "Appendix C.3: final-test loss against reconstruction steps" in index.read_text()
+
+
+def test_the_report_reads_each_run_once(study, tmp_path, monkeypatch, capsys):
+    """``--out`` writes the tables and every figure and prints Table 2 from one reading of each run: its
+    metrics, its final test and its fixed-code record are each read once, shared by tables and figures."""
+    writer = record.RecordWriter(study / "vanilla" / "seed_0", np.zeros((3, 4), np.float32))
+    for it in range(100, 1401, 100):
+        writer.write(it, np.full((3, 8, 8, 1), it % 256, np.uint8))
+    reads = collections.Counter()
+
+    def counted(what, read):
+        def wrapper(run, *args, **kwargs):
+            reads[what, pathlib.Path(run)] += 1
+            return read(run, *args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(loading, "load_instance", counted("run", loading.load_instance))
+    monkeypatch.setattr(metrics, "read_metrics", counted("metrics", metrics.read_metrics))
+    monkeypatch.setattr(record, "read", counted("record", record.read))
+    assert report.main([str(study), f"--out={tmp_path / 'out'}"]) == 0
+    assert "| wn | 3 |" in capsys.readouterr().out
+    assert (tmp_path / "out" / "fig5_collapse_vanilla_seed0.png").is_file()  # the record was used
+    runs = report.find_runs([study])
+    assert len(runs) == len(RUNS)
+    assert reads == {(what, run): 1 for run in runs for what in ("run", "metrics", "record")}

@@ -1,5 +1,7 @@
-"""The study runner (train, resume, skip), the fixed-code record, and the report of real runs in a browser."""
+"""The study runner (train, resume, skip), the fixed-code record, and the report of real runs: in a browser,
+and without their training data."""
 
+import collections
 import json
 import shutil
 import struct
@@ -9,7 +11,8 @@ import numpy as np
 import pytest
 
 from experiments import report, study
-from wngan_jax import record
+from wngan_jax import checkpoint, data, errors, record
+from wngan_jax.config import TrainConfig
 
 TINY = [
     "--image_size=16",
@@ -142,3 +145,44 @@ def test_report_of_real_runs_has_every_figure_and_opens_in_chromium(study_dir, t
     broken.parent.mkdir()
     broken.write_text(text.replace("<h1>", "<img src='missing.png'><h1>"))
     assert _images_loaded_in_chromium(broken, tmp_path) == "5/6"
+
+
+def test_report_renders_every_figure_after_the_training_data_is_deleted(study_dir, tmp_path, monkeypatch):
+    """The final test saves the targets the figures show, so the report of runs whose data cache is gone
+    renders every figure without rebuilding it, restoring each best generator once. Runs without saved
+    targets fall back to their data (the same figure), or say which data is missing when it is gone."""
+    root, _ = study_dir
+    runs = tmp_path / "study"  # the runs on a machine without their data: the cache they name does not exist
+    shutil.copytree(root, runs, ignore=shutil.ignore_patterns("cache"))
+    gone = tmp_path / "deleted_cache"
+    for path in runs.glob("*/seed_0/config.json"):
+        config = TrainConfig.from_dict(json.loads(path.read_text()))
+        path.write_text(config.replace(cache_dir=str(gone)).to_json())
+    restored = collections.Counter()
+    load_generator = checkpoint.load_generator
+
+    def counted(run, which):
+        restored[run.parent.name, which] += 1
+        return load_generator(run, which)
+
+    monkeypatch.setattr(checkpoint, "load_generator", counted)
+    page = report.write_report([runs], tmp_path / "report").read_text()
+    assert page.count("<img ") == 5  # as with the data (the final tests of 3 steps make no appendix C.3 curve)
+    assert not gone.exists()  # nothing read or rebuilt the data
+    # Fig. 2 and the interpolation share each model's restored generator.
+    assert restored == {("vanilla", "best"): 1, ("wn", "best"): 1}
+
+    for path in runs.glob("*/seed_0/final_test/targets.npy"):  # runs written before the final test saved them
+        path.unlink()
+    report.write_report([runs], tmp_path / "rebuilt")  # from the run's data (the built-in digits, recached)
+    for name in ("fig2_reconstructions.png", "fig_interpolation.png"):
+        assert (tmp_path / "rebuilt" / name).read_bytes() == (tmp_path / "report" / name).read_bytes()
+
+    def no_data(spec, *args, **kwargs):
+        raise errors.MissingDataError(f"{spec} is not on this machine")
+
+    monkeypatch.setattr(data, "load", no_data)
+    page = report.write_report([runs], tmp_path / "missing").read_text()
+    assert page.count("<img ") == 3  # the curves, the samples over time and the diversity need no data
+    assert page.count("holds no targets.npy and the run&#x27;s data (digits) cannot be loaded") == 2
+    assert page.count("digits is not on this machine") == 2

@@ -7,10 +7,11 @@
 ``--data`` reconstructs the dataset's final test set (the first ``--samples`` images of its split,
 docs/authors.md §3), ``--targets`` any ``(N, H, W, C)`` images (uint8, or float in [0, 1]). Writes
 ``OUT/report.json`` (loss, per-sample losses, the loss against reconstruction steps, timing),
-``OUT/codes.npy``, ``OUT/pairs.png`` and, with ``--pairs``, one pair image per sample under ``OUT/pairs/``
-as the authors' final test does. ``--benchmark`` compiles first, so the timing excludes compilation.
-``--metrics recon,fid,kid,pr`` adds FID, KID and precision/recall of ``--fid_samples`` generated images
-against ``--data``'s training images (needs pytorch-fid's Inception weights, docs/metrics.md).
+``OUT/codes.npy``, ``OUT/targets.npy`` (the first 8 targets, for the report's figures), ``OUT/pairs.png`` and,
+with ``--pairs``, one pair image per sample under ``OUT/pairs/`` as the authors' final test does.
+``--benchmark`` compiles first, so the timing excludes compilation. ``--metrics recon,fid,kid,pr`` adds FID,
+KID and precision/recall of ``--fid_samples`` generated images against ``--data``'s training images (needs
+pytorch-fid's Inception weights, docs/metrics.md).
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ from wngan_jax.errors import CheckpointError, ConfigError, DataError
 from wngan_jax.models import ModelConfig
 
 GRID_PAIRS = 64
+# The first targets saved as ``targets.npy`` beside their codes: the report shows them (experiments.report, paper
+# Figs. 2, 12 and the interpolation of §2) without the training data.
+SHOWN_TARGETS = 8
 # Steps at which the final test also records the mean loss (appendix C.3: the ranking of the models can change
 # with the number of reconstruction steps); those below the final step count are recorded.
 CURVE_STEPS = (50, 100, 200, 500, 1000, 2000, 5000)
@@ -192,11 +195,13 @@ def write_report(out, report: dict) -> pathlib.Path:
 
 
 def write_outputs(out, report: dict, result, targets, *, pairs: bool = False) -> pathlib.Path:
-    """``out/report.json`` (written last, atomically), ``codes.npy``, ``pairs.png`` (the first 64 target |
-    reconstruction pairs) and, with ``pairs``, one pair image per sample under ``out/pairs/``."""
+    """``out/report.json`` (written last, atomically), ``codes.npy``, ``targets.npy`` (the first
+    ``SHOWN_TARGETS`` targets, uint8), ``pairs.png`` (the first 64 target | reconstruction pairs) and, with
+    ``pairs``, one pair image per sample under ``out/pairs/``."""
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "codes.npy", result.codes)
+    np.save(out / "targets.npy", visualize.to_uint8(targets[:SHOWN_TARGETS], rgb=False))
     visualize.save_grid(visualize.pairs(targets[:GRID_PAIRS], result.reconstructions[:GRID_PAIRS]), out / "pairs.png")
     if pairs:
         digits = len(str(len(targets) - 1))

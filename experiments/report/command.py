@@ -1,0 +1,59 @@
+"""The paper's tables and figures from training runs (docs/study.md).
+
+``python -m experiments.report runs/study --out report/`` reads every run under ``runs/study`` (a study of
+``python -m experiments.study``, or any run directories) and writes ``report/index.html`` (one page, images
+embedded, opens offline), ``report/tables.md`` and one PNG per figure: Table 2 and Tables 3-5 (per model and
+per instance), Figs. 1/13-14 (running-test loss, collapses marked), Figs. 2/12 (the same test images
+reconstructed by each model), Figs. 3-4 (samples of fixed codes across training), Figs. 5/9 (samples around
+each collapse), the sample diversity of every instance (appendix B) and code interpolations (§2).
+
+``--markdown docs/results.md`` also writes that page (provenance, tables, figures copied to ``docs/results/``)
+for the repository. ``python -m experiments.report RUN... [--plot FILE]`` prints Table 2 for the runs (one
+row per model) and plots Fig. 1.
+"""
+
+from __future__ import annotations
+
+from absl import flags
+
+from experiments.report import figures, loading, render, tables
+from wngan_jax import cli, diagnostics
+from wngan_jax.errors import ConfigError, MissingDataError
+
+
+def define(fv: flags.FlagValues) -> None:
+    flags.DEFINE_string("out", None, "write index.html, tables.md and the figures' PNGs here", flag_values=fv)
+    flags.DEFINE_string(
+        "markdown",
+        None,
+        "with --out: also this Markdown page (figures copied to a folder named after it)",
+        flag_values=fv,
+    )
+    flags.DEFINE_string("plot", None, "write the running-test loss curves (Fig. 1) to this PNG", flag_values=fv)
+    flags.DEFINE_float(
+        "collapse_factor", diagnostics.COLLAPSE_FACTOR, "collapse: loss above this times the best", flag_values=fv
+    )
+    flags.DEFINE_integer(
+        "collapse_tests", diagnostics.COLLAPSE_TESTS, "collapse: for this many running tests in a row", flag_values=fv
+    )
+
+
+def body(fv: flags.FlagValues, args: list[str]) -> int:
+    if not args:
+        raise MissingDataError("name the run directories or study directories to report on")
+    if fv.markdown and not fv.out:
+        raise ConfigError("--markdown needs --out (the report it is made from)")
+    study = loading.load(args, factor=fv.collapse_factor, tests=fv.collapse_tests)
+    if fv.out:
+        index = render.write(study, fv.out, markdown=fv.markdown)
+        print(render.markdown_table(tables.summary(study)))
+        print(f"\nreport: {index}\ntables: {index.parent / 'tables.md'}")
+        return 0
+    print(render.markdown_table(tables.summary(study)))
+    if fv.plot:
+        print(f"plot: {figures.plot_curves(study.instances, fv.plot)}")
+    return 0
+
+
+def main(argv=None) -> int:
+    return cli.run("experiments.report", __doc__, define, body, argv)
