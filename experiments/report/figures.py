@@ -200,10 +200,7 @@ def fig_collapses(instances: list[Instance], out: pathlib.Path) -> list[Figure]:
 
 def diversity_curve(instance: Instance) -> tuple[list[int], list[float]]:
     """(recorded iterations, :func:`wngan_jax.diagnostics.sample_diversity` of each record)."""
-    its, images = instance.record
-    if not its or images.shape[1] < 2:
-        return [], []
-    return its, [diagnostics.sample_diversity(x) for x in images]
+    return instance.diversity
 
 
 def fig_diversity(instances: list[Instance], out: pathlib.Path) -> Figure:

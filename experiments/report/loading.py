@@ -75,8 +75,18 @@ class Instance:
 
     @functools.cached_property
     def record(self) -> tuple[list[int], np.ndarray | None]:
-        """(iterations, samples ``(T, N, H, W, C)`` uint8) of the run's fixed-code record (``wngan_jax.record``)."""
+        """(iterations, samples ``(T, N, H, W, C)`` uint8) of the run's fixed-code record (``wngan_jax.record``),
+        kept once read: only the figures of a model's representative run and of collapses show its images."""
         return record_lib.read(self.run)
+
+    @functools.cached_property
+    def diversity(self) -> tuple[list[int], list[float]]:
+        """(recorded iterations, ``diagnostics.sample_diversity`` of each record): from the record when it was
+        read for a figure, otherwise read for this alone and not kept (a study's records need not fit memory)."""
+        its, images = self.__dict__["record"] if "record" in self.__dict__ else record_lib.read(self.run)
+        if not its or images.shape[1] < 2:
+            return [], []
+        return its, [diagnostics.sample_diversity(x) for x in images]
 
     @functools.cached_property
     def generator(self):
