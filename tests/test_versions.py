@@ -46,7 +46,7 @@ def test_version_is_the_one_in_setup_cfg():
         pytest.skip("wngan_jax is not installed (pip install -e .)")
     if installed_from(dist).resolve() != ROOT.resolve():
         pytest.skip(f"the installed wngan_jax is the checkout at {installed_from(dist)}, not this one")
-    assert wngan_jax.__version__ == setup_cfg_version()
+    assert wngan_jax.__version__ == setup_cfg_version(), "installed before setup.cfg changed: pip install -e ."
 
 
 def test_version_of_a_checkout_pip_never_installed_says_so(monkeypatch):
