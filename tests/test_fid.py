@@ -107,18 +107,18 @@ def test_inception_features_batches(weights):
 
 
 def test_reference_cache_and_sample_metrics(tmp_path, weights, monkeypatch):
-    """Reference features are computed once per (fingerprint, count, weights) and read back; sample_metrics
-    reports what the metric functions compute on the same features."""
+    """Reference features are computed once per (fingerprint, count, weights) and read back. sample_metrics on
+    features known by construction (the flattened pixels stand for Inception's): the reference images
+    themselves give FID 0 and precision = recall = 1; the same images shifted by c in each of their 4 pixels
+    have the same covariance, so FID = 4 c^2, and a KID far above that of the unshifted ones."""
     calls = []
 
-    def fake_features(images, w, batch_size=None, dtype=jnp.float32):
+    def pixels_as_features(images, w, batch_size=None, dtype=jnp.float32):
         calls.append(len(images))
-        flat = np.asarray(images, np.float32).reshape(len(images), -1)
-        return np.concatenate([flat, flat**2], axis=1)
+        return np.asarray(images, np.float64).reshape(len(images), -1)
 
-    monkeypatch.setattr(fid, "inception_features", fake_features)
-    rng = np.random.default_rng(1)
-    real, fake = rng.uniform(0, 1, (40, 2, 2, 1)), rng.uniform(0.2, 1, (30, 2, 2, 1))
+    monkeypatch.setattr(fid, "inception_features", pixels_as_features)
+    real = np.random.default_rng(1).uniform(0, 1, (40, 2, 2, 1))
     with pytest.warns(UserWarning, match="40 images, fewer than 2048"):
         ref = fid.reference(real, weights, cache_dir=tmp_path, fingerprint="abc")
     with pytest.warns(UserWarning):
@@ -131,21 +131,22 @@ def test_reference_cache_and_sample_metrics(tmp_path, weights, monkeypatch):
         again = fid.reference(real, weights, cache_dir=tmp_path, fingerprint="abc")
     assert calls == [40, 40] and np.load(cached)["features"].shape == ref.features.shape
 
+    c = 0.25
     with pytest.warns(UserWarning):
-        out = fid.sample_metrics(fake, ref, weights, kid_subsets=5, kid_subset_size=20)
-    f = fake_features(fake, weights)
-    assert out["fid"] == pytest.approx(fid.frechet_distance(f, ref.features))
-    assert (out["kid"], out["kid_std"]) == fid.kernel_inception_distance(f, ref.features, subsets=5, subset_size=20)
-    assert (out["precision"], out["recall"]) == fid.precision_recall(ref.features, f)
-    assert out["num_generated"] == 30 and out["num_reference"] == 40
-    assert set(fid.sample_metrics(fake, ref, weights, metrics=("pr",))) == {
+        same = fid.sample_metrics(real, ref, weights, kid_subsets=5, kid_subset_size=20)
+        shifted = fid.sample_metrics(real + c, ref, weights, kid_subsets=5, kid_subset_size=20)
+    assert same["fid"] == pytest.approx(0, abs=1e-9) and shifted["fid"] == pytest.approx(4 * c**2, rel=1e-9)
+    assert (same["precision"], same["recall"]) == (1.0, 1.0)
+    assert abs(same["kid"]) < 0.1 * shifted["kid"] and same["kid_std"] > 0
+    assert same["num_generated"] == 40 and same["num_reference"] == 40
+    assert set(fid.sample_metrics(real, ref, weights, metrics=("pr",))) == {
         "precision",
         "recall",
         "num_generated",
         "num_reference",
     }
     with pytest.raises(ConfigError, match="--metrics: unknown is"):
-        fid.sample_metrics(fake, ref, weights, metrics=("is",))
+        fid.sample_metrics(real, ref, weights, metrics=("is",))
 
 
 def test_dataset_reference(tmp_path, monkeypatch):

@@ -48,11 +48,15 @@ def test_study_trains_every_pair_then_resumes_then_skips(study_dir, capsys):
         assert json.loads((run / "final_test" / "report.json").read_text())["iteration"] in (2, 4)
         iterations, images = record.read(run)
         assert iterations == [1, 2, 3, 4] and images.shape == (4, 16, 16, 16, 1) and images.dtype == np.uint8
-        codes = np.load(run / "record" / "codes.npy")
-        assert codes.shape == (16, 16) and np.array_equal(codes, record.record_codes(16, 16, 0))
         images = tensorboard_images(run)
         assert set(images) == {"samples", "running_test_pairs"}
         assert images["samples"] == (8 * 66 + 2, 8 * 66 + 2)  # 64 codes, 16x16 enlarged 4x, 2-pixel borders
+    # The record's codes depend on the seed only: both models of seed 0 are recorded on the same 16 codes,
+    # standard normal ones.
+    vanilla, wn = (np.load(root / norm / "seed_0" / "record" / "codes.npy") for norm in ("vanilla", "wn"))
+    np.testing.assert_array_equal(vanilla, wn)
+    assert vanilla.shape == (16, 16) and vanilla.dtype == np.float32 and len(np.unique(vanilla)) == 256
+    assert abs(vanilla.mean()) < 0.25 and 0.8 < vanilla.std() < 1.2
     assert json.loads((root / "study.json").read_text())["norms"] == ["vanilla", "wn"]
 
 

@@ -7,8 +7,8 @@
   ``main(argv) -> exit code``, and ``sys.exit(main())`` under ``__main__``.
 * ``--help`` prints the command's description and flags. A bad flag exits with code 2, a
   ``wngan_jax.errors.UserError`` with code 1; both print one line, ``error: <message>``.
-* The spellings of an earlier release (``--data-dir``, ``--batch-size``, ``--batch``, ``--image-size``, ...)
-  still work for one release and print a deprecation note naming the new spelling.
+* The spellings of 0.1.0 and 0.2.0 (``--data-dir``, ``--batch-size``, ``--batch``, ``--image-size``, ...)
+  still work until ``SPELLINGS_REMOVED_IN`` and print a deprecation note naming the new spelling.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ from absl import logging as absl_logging
 from wngan_jax.errors import ConfigError, UserError
 from wngan_jax.models import image_hw
 
-# Old spelling -> flag, accepted with a deprecation note until the next release.
+# The release that stops accepting DEPRECATED_SPELLINGS (CHANGELOG.md, 0.3.0: Deprecated).
+SPELLINGS_REMOVED_IN = "1.0.0"
+# Spelling of 0.1.0 and 0.2.0 -> flag, accepted with a deprecation note until SPELLINGS_REMOVED_IN.
 DEPRECATED_SPELLINGS = {
     "data-dir": "data_dir",
     "cache-dir": "cache_dir",
@@ -163,7 +165,10 @@ def respell(argv: Sequence[str]) -> list[str]:
             name, eq, value = arg[2:].partition("=")
             if name in DEPRECATED_SPELLINGS:
                 new = DEPRECATED_SPELLINGS[name]
-                print(f"note: --{name} is deprecated and will be removed; use --{new}", file=sys.stderr)
+                print(
+                    f"note: --{name} is deprecated and will be removed in {SPELLINGS_REMOVED_IN}; use --{new}",
+                    file=sys.stderr,
+                )
                 arg = f"--{new}{eq}{value}"
         out.append(arg)
     return out

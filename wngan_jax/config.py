@@ -34,7 +34,7 @@ RESUMABLE_CHANGES = (
 # Where things are, not what they are: a moved dataset or cache resumes its runs (the data is compared by its
 # content, ``wngan_jax.rundir.RunDirectory.check_data``).
 LOCATION_FIELDS = ("data_dir", "cache_dir", "inception_weights")
-# Spellings of earlier releases, read from old config.json files.
+# Field names of 0.1.0 and 0.2.0, read from the config.json files those releases wrote.
 RENAMED_FIELDS = {"progress": "progress_bar", "max_nan_restarts": "max_rollbacks"}
 
 
@@ -155,7 +155,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        """From ``to_dict``'s form, or from the flat form of earlier releases (model fields at the top)."""
+        """From ``to_dict``'s form, or from the flat form that 0.1.0 and 0.2.0 wrote (model fields at the top,
+        ``RENAMED_FIELDS``)."""
         d = {RENAMED_FIELDS.get(k, k): v for k, v in d.items()}
         model = dict(d.pop("model", {}))
         model |= {k: d.pop(k) for k in MODEL_FIELDS + ("variant",) if k in d}

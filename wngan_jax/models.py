@@ -317,7 +317,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        """From ``to_dict``'s form (``variant``, the earlier name of ``norm``, is read too)."""
+        """From ``to_dict``'s form; ``variant``, the name 0.1.0 and 0.2.0 wrote for ``norm``, is read too."""
         d = {("norm" if k == "variant" else k): v for k, v in d.items()}
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
