@@ -273,6 +273,9 @@ def test_a_cut_off_config_is_refused_on_resume_naming_the_file(tmp_path, capsys)
     assert study.main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: {run / 'config.json'} is cut off") and len(err.strip().splitlines()) == 1
+    (run / "data.json").write_text('{"spec": "digits", "content_sha256": "ab')
+    with pytest.raises(DamagedFile, match=f"^{run / 'data.json'} is cut off or damaged .*--overwrite"):
+        RunDirectory(run).check_data(TrainConfig(data="digits"), {"content_sha256": "ab"}, overwrite=False)
     with locks.hold_run(run):
         RunDirectory(run).check_config(TrainConfig(data="digits"), overwrite=True)
         assert os.listdir(run) == [locks.LOCK_FILE]

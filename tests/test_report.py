@@ -256,6 +256,11 @@ def test_damaged_files_leave_out_their_part_of_the_report_and_say_so(study, tmp_
     writer = record.RecordWriter(broken_record, np.zeros((3, 4), np.float32))
     for it in (100, 200, 300):
         writer.write(it, np.zeros((3, 16, 16, 1) if it != 200 else (3, 8, 8, 1), np.uint8))  # one of another shape
+    cut_record = study / "vanilla" / "seed_0"
+    writer = record.RecordWriter(cut_record, np.zeros((3, 4), np.float32))
+    for it in (100, 200):
+        writer.write(it, np.zeros((3, 16, 16, 1), np.uint8))
+    _truncate(cut_record / "record" / "iter_0000100.npy")
 
     assert report.main([str(study), f"--out={tmp_path / 'out'}"]) == 0
     out, err = capsys.readouterr()
@@ -270,6 +275,7 @@ def test_damaged_files_leave_out_their_part_of_the_report_and_say_so(study, tmp_
         study / "wn" / "seed_0" / "final_test" / "report.json": "wn seed 0: the final test's numbers left out",
         codes: "wn seed 1: the final test's reconstructions left out",
         broken_record / "record" / "iter_0000200.npy": "wn seed 2: the fixed-code record left out",
+        cut_record / "record" / "iter_0000100.npy": "vanilla seed 0: the fixed-code record left out",
     }
     notes = [line for line in err.splitlines() if line.startswith("left out: ")]
     assert len(notes) == len(damaged) and "Traceback" not in err
