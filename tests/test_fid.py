@@ -214,3 +214,36 @@ def test_eval_command_and_training_report_fid(tmp_path, weights, capsys):
     assert eval_cli.main(["--checkpoint", str(tmp_path / "run"), "--targets=x.npy", "--out=o", "--metrics=fid"]) == 1
     assert "pass --data" in capsys.readouterr().err
     assert eval_cli.main([*argv, "--metrics=fdi"]) == 1 and "unknown fdi" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--metrics=fid", "--fid_samples=0"], "--fid_samples must be at least 2 .*got 0"),
+        (["--metrics=fid", "--fid_samples=1"], "--fid_samples must be at least 2 .*got 1"),
+        (["--metrics=kid", "--fid_samples=-3"], "--fid_samples must be at least 2 .*got -3"),
+        (["--metrics=fid", "--fid_reference=0"], "--fid_reference must be at least 2 .*got 0"),
+        (["--metrics=recon,pr", "--fid_reference=3"], "--fid_reference must be at least 4 for --metrics pr"),
+        (["--metrics=recon,fid", "--inception_weights={tmp}/absent.pth"], "absent.pth do not exist"),
+        (["--metrics=recon,fid", "--inception_weights={tmp}/empty.npz"], "empty.npz is not a readable .npz"),
+        (["--metrics=recon", "--out={tmp}/a_file/out"], "--out=.* lies under the file"),
+        (["--metrics=recon", "--steps=0"], "--steps must be 1 or more, got 0"),
+    ],
+)
+def test_eval_checks_every_input_of_every_metric_before_any_work(tmp_path, capsys, monkeypatch, flags, expected):
+    """Wrong counts, unusable Inception weights and an output under a file are one line naming the flag or file,
+    before the checkpoint is read, the reconstruction runs or a reference feature is computed."""
+    import re
+
+    from wngan_jax import checkpoint, evaluation
+    from wngan_jax import eval as eval_cli
+
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "a_file").write_text("x")
+    for module, name in ((checkpoint, "load_generator"), (evaluation, "evaluate"), (fid, "dataset_reference")):
+        monkeypatch.setattr(module, name, lambda *a, _name=name, **k: pytest.fail(f"{_name} ran"))
+    argv = ["--checkpoint=run", "--data=digits", f"--out={tmp_path / 'out'}", f"--cache_dir={tmp_path / 'cache'}"]
+    assert eval_cli.main([*argv, *(f.format(tmp=tmp_path) for f in flags)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and re.search(expected, err), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "empty.npz"]

@@ -21,7 +21,7 @@ import sys
 
 from absl import flags
 
-from wngan_jax import checkpoint, cli, evaluation, fid, reconstruction
+from wngan_jax import checkpoint, cli, evaluation, fid, files, inception, reconstruction
 from wngan_jax.errors import ConfigError
 
 
@@ -58,11 +58,26 @@ def define(fv: flags.FlagValues) -> None:
     flags.DEFINE_bool("benchmark", False, "compile first, then time the reconstruction", flag_values=fv)
 
 
+def check_inputs(fv: flags.FlagValues, quality: tuple[str, ...]):
+    """Every input of every requested metric, before any work: counts, the output directory and the Inception
+    weights (loaded here, so that missing weights are not found after hours of reconstruction)."""
+    if quality and not fv.data:
+        raise ConfigError(f"--metrics {','.join(quality)} compares with the training images of --data; pass --data")
+    if "recon" in fv.metrics:
+        for name in ("samples", "steps", "batch_size"):
+            if fv[name].value < 1:
+                raise ConfigError(f"--{name} must be 1 or more, got {fv[name].value}")
+    files.check_writable(fv.out, "--out", directory=True)
+    if not quality:
+        return None
+    fid.check_set_sizes(quality, {"--fid_samples": fv.fid_samples, "--fid_reference": fv.fid_reference})
+    return fid.extractor(inception.load_weights(fv.inception_weights))
+
+
 def body(fv: flags.FlagValues, args: list[str]) -> int:
     cli.no_arguments(args)
     quality = fid.check_metrics([m for m in fv.metrics if m != "recon"])
-    if quality and not fv.data:
-        raise ConfigError(f"--metrics {','.join(quality)} compares with the training images of --data; pass --data")
+    extractor = check_inputs(fv, quality)
     model, variables, iteration = checkpoint.load_generator(fv.checkpoint, fv.which)
     report = {"checkpoint": str(pathlib.Path(fv.checkpoint).absolute()), "which": fv.which, "iteration": iteration}
     dataset = None
@@ -91,7 +106,6 @@ def body(fv: flags.FlagValues, args: list[str]) -> int:
             f"{report['device']})"
         )
     if quality:
-        extractor = fid.extractor(fv.inception_weights)
         reference = fid.dataset_reference(dataset, extractor, num=fv.fid_reference)
         report["sample_quality"] = evaluation.sample_quality(
             model, variables, reference, extractor, quality, samples=fv.fid_samples

@@ -16,7 +16,7 @@ import pathlib
 import warnings
 
 from wngan_jax import files
-from wngan_jax.errors import WorkdirConflict
+from wngan_jax.errors import DamagedFile, WorkdirConflict
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -117,10 +117,22 @@ def records(run_dir) -> list[dict]:
 
 
 def read_metrics(run_dir, key: str) -> tuple[list[int], list[float]]:
-    """(iterations, values) of one scalar from a run's ``metrics.jsonl``."""
+    """(iterations, values) of one scalar from a run's ``metrics.jsonl``. A value that is not a number (nor
+    the ``"nan"``/``"inf"`` strings non-finite values are written as) is a ``DamagedFile`` naming the record."""
     xs, ys = [], []
     for record in records(run_dir):
         if key in record:
             xs.append(record["iteration"])
-            ys.append(float(record[key]))
+            ys.append(_number(record[key], run_dir, key, record["iteration"]))
     return xs, ys
+
+
+def _number(value, run_dir, key: str, iteration: int) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and value.lower() in ("nan", "inf", "-inf", "infinity", "-infinity"):
+        return float(value)
+    raise DamagedFile(
+        f"{pathlib.Path(run_dir) / METRICS_FILE}: the record of iteration {iteration} has {key} = {value!r}, "
+        "not a number; repair or delete that line"
+    )

@@ -3,23 +3,27 @@
 A run directory holds ``config.json``; a study directory (``experiments.study``) holds ``study.json`` and its
 runs under ``<norm>/seed_<k>/`` (``run_dir``). Both names live here, where the runner that writes them and
 the report that reads them can import them.
+
+A damaged file leaves out only what it holds, and says so (``Study.left_out``, shown in the report): a run
+whose ``config.json`` is cut off is left out; a damaged curve, final test, record or best checkpoint leaves
+out that part of its run; a damaged ``study.json`` makes the runs below the directory be found by their
+``config.json``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import pathlib
 
 import numpy as np
 
-from wngan_jax import checkpoint, diagnostics, evaluation, metrics
+from wngan_jax import checkpoint, diagnostics, evaluation, files, metrics
 from wngan_jax import record as record_lib
 from wngan_jax.config import TrainConfig
-from wngan_jax.errors import MissingDataError
+from wngan_jax.errors import CheckpointError, DamagedFile, MissingDataError
 from wngan_jax.models import VARIANTS
-from wngan_jax.rundir import FINAL_TEST_DIR
+from wngan_jax.rundir import FINAL_TEST_DIR, read_config
 
 STUDY_FILE = "study.json"  # a study directory's models, seeds and command
 
@@ -45,6 +49,7 @@ class Instance:
     collapse: diagnostics.Collapse | None
     final_codes: np.ndarray | None = None  # the first SHOWN_TARGETS codes the final test found
     final_targets: np.ndarray | None = None  # their targets, uint8 (None: a run written before targets.npy)
+    left_out: list[str] = dataclasses.field(default_factory=list)  # damaged parts: file, what, what to do
 
     @property
     def label(self) -> str:
@@ -71,28 +76,48 @@ class Instance:
 
     @property
     def has_best(self) -> bool:
-        return (self.run / "checkpoints" / "best").is_dir()
+        """Whether ``checkpoints/best`` holds a checkpoint (not only its empty directory)."""
+        best = self.run / "checkpoints" / "best"
+        return best.is_dir() and any(p.name.isdigit() for p in best.iterdir())
 
     @functools.cached_property
     def record(self) -> tuple[list[int], np.ndarray | None]:
         """(iterations, samples ``(T, N, H, W, C)`` uint8) of the run's fixed-code record (``wngan_jax.record``),
         kept once read: only the figures of a model's representative run and of collapses show its images."""
-        return record_lib.read(self.run)
+        return self._read_record()
 
     @functools.cached_property
     def diversity(self) -> tuple[list[int], list[float]]:
         """(recorded iterations, ``diagnostics.sample_diversity`` of each record): from the record when it was
         read for a figure, otherwise read for this alone and not kept (a study's records need not fit memory)."""
-        its, images = self.__dict__["record"] if "record" in self.__dict__ else record_lib.read(self.run)
+        its, images = self.__dict__["record"] if "record" in self.__dict__ else self._read_record()
         if not its or images.shape[1] < 2:
             return [], []
         return its, [diagnostics.sample_diversity(x) for x in images]
 
+    def _read_record(self) -> tuple[list[int], np.ndarray | None]:
+        try:
+            return record_lib.read(self.run)
+        except DamagedFile as e:
+            self.leave_out(e, "the fixed-code record")
+            return [], None
+
     @functools.cached_property
     def generator(self):
-        """(ModelConfig, variables) of the best generator, restored from ``checkpoints/best``."""
-        config, variables, _ = checkpoint.load_generator(self.run, "best")
+        """(ModelConfig, variables) of the best generator, restored from ``checkpoints/best``; ``None`` (and
+        noted in ``left_out``) when that checkpoint cannot be restored."""
+        try:
+            config, variables, _ = checkpoint.load_generator(self.run, "best")
+        except CheckpointError as e:
+            self.leave_out(e, "the best generator")
+            return None
         return config, variables
+
+    def leave_out(self, error: Exception, part: str) -> None:
+        """Note that ``part`` of this run is left out of the report because of ``error``."""
+        note = f"{self.label}: {part} left out: {error}"
+        if note not in self.left_out:
+            self.left_out.append(note)
 
 
 @dataclasses.dataclass
@@ -104,6 +129,12 @@ class Study:
     factor: float
     tests: int
     command: str | None = None  # the study's command line (``study.json``), when a study directory was named
+    skipped: list[str] = dataclasses.field(default_factory=list)  # runs left out whole, and why
+
+    @property
+    def left_out(self) -> list[str]:
+        """What the report leaves out and why: runs that could not be read, then damaged parts of runs."""
+        return self.skipped + [note for i in self.instances for note in i.left_out]
 
 
 def find_runs(paths) -> list[pathlib.Path]:
@@ -112,13 +143,19 @@ def find_runs(paths) -> list[pathlib.Path]:
     return _find(paths)[0]
 
 
-def _find(paths) -> tuple[list[pathlib.Path], str | None]:
-    runs, command = [], None
+def _find(paths) -> tuple[list[pathlib.Path], str | None, list[str]]:
+    """(runs, the study's command, notes on damaged ``study.json`` files)."""
+    runs, command, notes = [], None, []
     for path in map(pathlib.Path, paths):
+        spec = None
+        if not (path / "config.json").is_file() and (path / STUDY_FILE).is_file():
+            try:
+                spec = _study_spec(path / STUDY_FILE)
+            except DamagedFile as e:
+                notes.append(str(e))
         if (path / "config.json").is_file():
             found = [path]
-        elif (path / STUDY_FILE).is_file():
-            spec = json.loads((path / STUDY_FILE).read_text())
+        elif spec is not None:
             command = command or spec.get("command")
             found = [run_dir(path, n, s) for n in spec["norms"] for s in spec["seeds"]]
             found = [r for r in found if (r / "config.json").is_file()]
@@ -127,43 +164,81 @@ def _find(paths) -> tuple[list[pathlib.Path], str | None]:
         if not found:
             raise MissingDataError(f"{path} is not a run directory and holds none (no config.json below it)")
         runs += found
-    return runs, command
+    return runs, command, notes
+
+
+def _study_spec(path: pathlib.Path) -> dict:
+    """A ``study.json``: its norms, seeds and command."""
+    fix = "the report reads every run below its directory instead (rerun the study to write it again)"
+    spec = files.load_json(path, fix)
+    if not (isinstance(spec, dict) and isinstance(spec.get("norms"), list) and isinstance(spec.get("seeds"), list)):
+        raise DamagedFile(f"{path} does not hold a study's norms and seeds; {fix}")
+    return spec
 
 
 def load_instance(run, *, factor: float, tests: int) -> Instance:
     """Read one run: its config, running-test curve (and collapse by the rule ``factor``, ``tests``), final
     test report and the first final-test codes and targets."""
     run = pathlib.Path(run)
-    config = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
-    iterations, losses = metrics.read_metrics(run, "test_loss")
+    config = read_config(run, "the report leaves out this run (restore the file to include it)")
+    instance = Instance(run, config.norm, config.seed, config, [], [], {}, None)
+    try:
+        instance.iterations, instance.losses = metrics.read_metrics(run, "test_loss")
+    except DamagedFile as e:
+        instance.leave_out(e, "the running-test curve")
+    instance.collapse = diagnostics.find_collapse(instance.iterations, instance.losses, factor=factor, tests=tests)
     final_dir = run / FINAL_TEST_DIR
-    final = json.loads((final_dir / "report.json").read_text()) if (final_dir / "report.json").exists() else {}
-    return Instance(
-        run=run,
-        model=config.norm,
-        seed=config.seed,
-        config=config,
-        iterations=iterations,
-        losses=losses,
-        final=final,
-        collapse=diagnostics.find_collapse(iterations, losses, factor=factor, tests=tests),
-        final_codes=_first(final_dir / "codes.npy"),
-        final_targets=_first(final_dir / "targets.npy"),
-    )
+    try:
+        if (final_dir / "report.json").exists():
+            instance.final = _final_report(final_dir / "report.json")
+    except DamagedFile as e:
+        instance.leave_out(e, "the final test's numbers")
+    try:
+        instance.final_codes = _first(final_dir / "codes.npy", (config.model.code_size,))
+        instance.final_targets = _first(final_dir / "targets.npy", (*config.model.image_size, config.model.channels))
+    except DamagedFile as e:
+        instance.final_codes, instance.final_targets = None, None
+        instance.leave_out(e, "the final test's reconstructions")
+    return instance
 
 
-def _first(path: pathlib.Path) -> np.ndarray | None:
-    """The first ``SHOWN_TARGETS`` rows of a ``.npy`` file (only those are read), or None without it."""
+def _final_report(path: pathlib.Path) -> dict:
+    fix = "rerun the final test (python -m wngan_jax.eval --checkpoint RUN --out RUN/final_test)"
+    final = files.load_json(path, fix)
+    if not isinstance(final, dict):
+        raise DamagedFile(f"{path} holds a {type(final).__name__}, not a final-test report; {fix}")
+    return final
+
+
+def _first(path: pathlib.Path, row_shape: tuple[int, ...]) -> np.ndarray | None:
+    """The first ``SHOWN_TARGETS`` rows of a ``.npy`` file (only those are read), or None without it; a file
+    cut off, or whose rows are not ``row_shape``, is a ``DamagedFile``."""
     if not path.exists():
         return None
-    return np.array(np.load(path, mmap_mode="r")[: evaluation.SHOWN_TARGETS])
+    fix = "rerun the final test (python -m wngan_jax.eval --checkpoint RUN --out RUN/final_test)"
+    try:
+        array = np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as e:
+        raise DamagedFile(f"{path} is cut off or damaged ({e}); {fix}") from None
+    if tuple(array.shape[1:]) != tuple(row_shape):
+        raise DamagedFile(f"{path} holds an array of shape {array.shape}, not rows of {tuple(row_shape)}; {fix}")
+    return np.array(array[: evaluation.SHOWN_TARGETS])
 
 
 def load(paths, *, factor: float = diagnostics.COLLAPSE_FACTOR, tests: int = diagnostics.COLLAPSE_TESTS) -> Study:
-    """The runs in ``paths`` (``find_runs``), each read once, with collapses by the rule ``factor``, ``tests``."""
-    runs, command = _find(paths)
-    instances = [load_instance(r, factor=factor, tests=tests) for r in runs]
-    return Study(list(map(pathlib.Path, paths)), instances, factor, tests, command)
+    """The runs in ``paths`` (``find_runs``), each read once, with collapses by the rule ``factor``, ``tests``.
+    Runs that cannot be read are left out and listed in ``Study.skipped``; when none can be read, that is an
+    error."""
+    runs, command, skipped = _find(paths)
+    instances = []
+    for run in runs:
+        try:
+            instances.append(load_instance(run, factor=factor, tests=tests))
+        except DamagedFile as e:
+            skipped.append(str(e))
+    if not instances:
+        raise MissingDataError(f"no run could be read: {'; '.join(skipped)}")
+    return Study(list(map(pathlib.Path, paths)), instances, factor, tests, command, skipped)
 
 
 def by_model(instances: list[Instance]) -> dict[str, list[Instance]]:
