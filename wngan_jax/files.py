@@ -7,6 +7,7 @@ a missing or damaged one is a one-line error.
 * ``append`` adds a line or nothing: when the write fails part way, the file is cut back to its old length.
 * Temporary names are ``<stem>.<random>.tmp<suffix>`` (``temp_path``; ``is_temp`` recognises them), so the
   leftovers of a killed process can be found and removed.
+* ``check_output`` refuses, before any work, a place a command could not write its output to.
 * ``load_npy`` reads a user's ``.npy`` array (never unpickling), or says in one line what is wrong with it.
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wngan_jax.errors import DataError, MissingDataError
+from wngan_jax.errors import ConfigError, DataError, MissingDataError
 
 _TEMP = re.compile(r"\.[0-9a-f]{32}\.tmp(\.[^.]*)?$")
 
@@ -102,3 +103,22 @@ def load_npy(path, what: str, mmap_mode=None) -> np.ndarray:
         return np.load(path, mmap_mode=mmap_mode)
     except (OSError, ValueError, EOFError) as e:
         raise DataError(f"{what}={path} is not a readable .npy array: {e}") from e
+
+
+def check_output(path, flag: str, *, directory: bool = False) -> Path:
+    """``path``, where a command will write a file (or with ``directory`` a folder), once it is sure the
+    command can: an empty path, a folder where a file goes (or a file where a folder goes), a file where a
+    parent folder goes, or a location this process cannot write is a one-line ``ConfigError`` naming ``flag``,
+    raised before any work is done."""
+    if not str(path).strip():
+        raise ConfigError(f"{flag} is empty; name the {'directory' if directory else 'file'} to write")
+    path = Path(path)
+    kind = "directory" if directory else "file"
+    if path.exists() and path.is_dir() != directory:
+        raise ConfigError(f"{flag}={path} is a {'file' if directory else 'directory'}; name a {kind} to write")
+    existing = next(p for p in [path, *path.absolute().parents] if p.exists())
+    if existing != path and not existing.is_dir():
+        raise ConfigError(f"{flag}={path}: {existing} is a file, so no {kind} can be made below it")
+    if not os.access(existing if existing.is_dir() else existing.parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag}={path}: {existing} cannot be written by this user; choose another place")
+    return path

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import pathlib
 
 import numpy as np
@@ -107,25 +108,41 @@ class Study:
 
 
 def find_runs(paths) -> list[pathlib.Path]:
-    """Run directories: given directly (with ``config.json``), the runs of a study directory (its
-    ``study.json``), or every run below a directory."""
+    """Run directories: given directly (with ``config.json``), or every run below a directory (a study
+    directory's runs are those below it, whatever its ``study.json`` asked for)."""
     return _find(paths)[0]
+
+
+def read_study(root) -> dict | None:
+    """The ``study.json`` of a study directory (the union of the models, seeds and commands every call of
+    ``experiments.study`` on it asked for), or None where there is none."""
+    path = pathlib.Path(root) / STUDY_FILE
+    if not path.is_file():
+        return None
+    spec = json.loads(path.read_text())
+    # Earlier releases recorded the latest call's command alone.
+    return spec | {"commands": spec.get("commands") or [c for c in [spec.get("command")] if c]}
 
 
 def _find(paths) -> tuple[list[pathlib.Path], str | None]:
     runs, command = [], None
     for path in map(pathlib.Path, paths):
         if (path / "config.json").is_file():
-            found = [path]
-        elif (path / STUDY_FILE).is_file():
-            spec = json.loads((path / STUDY_FILE).read_text())
-            command = command or spec.get("command")
-            found = [run_dir(path, n, s) for n in spec["norms"] for s in spec["seeds"]]
-            found = [r for r in found if (r / "config.json").is_file()]
-        else:
-            found = sorted(p.parent for p in path.rglob("config.json"))
+            runs.append(path)
+            continue
+        found = sorted(p.parent for p in path.rglob("config.json"))
         if not found:
             raise MissingDataError(f"{path} is not a run directory and holds none (no config.json below it)")
+        spec = read_study(path)
+        if spec:
+            command = command or (spec["commands"][-1] if spec["commands"] else None)
+            missing = [r for r in (run_dir(path, n, s) for s in spec["seeds"] for n in spec["norms"]) if r not in found]
+            if missing:
+                logging.warning(
+                    "%s asked for runs that were never started, left out: %s",
+                    path / STUDY_FILE,
+                    ", ".join(str(r.relative_to(path)) for r in missing),
+                )
         runs += found
     return runs, command
 
