@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import pathlib
 import sys
 
 from absl import flags
 
 from experiments import common
-from experiments.report.loading import STUDY_FILE, run_dir
-from wngan_jax import checkpoint, cli, errors, train
-from wngan_jax.config import PRESETS, TrainConfig
+from experiments.report.loading import STUDY_FILE, read_study, run_dir
+from wngan_jax import checkpoint, cli, errors, files, train
+from wngan_jax.config import PRESETS, SEED_MAX, TrainConfig
+from wngan_jax.models import check_int
 from wngan_jax.rundir import RunDirectory
 
 
@@ -32,6 +34,27 @@ def check_runs(configs, root, *, overwrite: bool) -> None:
         return
     for config in configs:
         RunDirectory(run_dir(root, config.norm, config.seed)).check_config(config, overwrite=False)
+
+
+def record_study(root: pathlib.Path, norms, seeds, command: str | None) -> None:
+    """Add ``norms``, ``seeds`` and ``command`` to ``ROOT/study.json``: it records the union of every call on
+    the directory, so a later call with fewer models or seeds takes nothing from the report."""
+    try:
+        earlier = read_study(root) or {"norms": [], "seeds": [], "commands": []}
+    except errors.DamagedFile as e:  # rebuilt from the runs on disk: the union is what they are
+        logging.warning("%s; rebuilding it from the runs below %s", e, root)
+        runs = [p.parent.relative_to(root).parts for p in root.glob("*/seed_*/config.json")]
+        earlier = {
+            "norms": sorted({n for n, _ in runs}),
+            "seeds": sorted({int(s[5:]) for _, s in runs}),
+            "commands": [],
+        }
+    study = {
+        "norms": list(dict.fromkeys([*earlier["norms"], *norms])),
+        "seeds": list(dict.fromkeys([*earlier["seeds"], *seeds])),
+        "commands": [*earlier["commands"], *([command] if command else [])],
+    }
+    files.write_atomic(root / STUDY_FILE, json.dumps(study | {"command": command}, indent=2) + "\n")
 
 
 def is_finished(run: pathlib.Path, config: TrainConfig) -> bool:
@@ -61,10 +84,10 @@ def run_study(
     root = pathlib.Path(root)
     # Seed-major: a study stopped early has every model at least once.
     configs = [base.replace(norm=norm, seed=int(seed)) for seed in seeds for norm in norms]
+    files.check_output(root, "--workdir", directory=True)
     check_runs(configs, root, overwrite=overwrite)
     root.mkdir(parents=True, exist_ok=True)
-    study = {"norms": list(dict.fromkeys(c.norm for c in configs)), "seeds": list(dict.fromkeys(map(int, seeds)))}
-    (root / STUDY_FILE).write_text(json.dumps(study | {"command": command}, indent=2) + "\n")
+    record_study(root, [c.norm for c in configs], [c.seed for c in configs], command)
     summaries = []
     for i, config in enumerate(configs):
         run = run_dir(root, config.norm, config.seed)
@@ -99,11 +122,11 @@ def body(fv: flags.FlagValues, args: list[str], command: str = "") -> int:
         seeds = [int(s) for s in fv.seeds]
     except ValueError:
         raise errors.ConfigError(f"--seeds must be integers, got {','.join(fv.seeds)}") from None
-    base = common.config_from_flags(fv, fv.preset)
-    for norm in fv.norms:  # an unknown name fails here, before anything trains
-        base.replace(norm=norm)
     if not fv.norms or not seeds:
         raise errors.ConfigError("--norms and --seeds must each name at least one value")
+    for seed in seeds:
+        check_int("seeds", seed, 0, SEED_MAX)
+    base = common.config_from_flags(fv, fv.preset)
     cli.init_distributed(fv)
     root = pathlib.Path(fv.workdir or f"runs/study_{fv.preset}")
     summaries = run_study(base, fv.norms, seeds, root, overwrite=fv.overwrite, command=command)

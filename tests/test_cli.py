@@ -137,7 +137,10 @@ def test_nonsense_flags_are_refused_before_anything_is_written(tmp_path, capsys)
     for bad, message in [
         ("--lr=-1", "--lr must be a positive"),
         ("--rmsprop_decay=1.5", "--rmsprop_decay must lie in [0, 1)"),
-        ("--test_every=0", "--test_every must be positive"),
+        ("--test_every=0", "--test_every must be an integer from 1 to 2147483647"),
+        ("--nfeature=0", "--nfeature must be an integer from 1"),  # was a ZeroDivisionError after writing
+        ("--code_size=-1", "--code_size must be an integer from 1"),  # was a negative-dimensions ValueError
+        ("--seed=99999999999999999999", "--seed must be an integer from 0 to 4294967295"),  # was an OverflowError
         ("--dtype=float16", "--dtype must be one of"),
         ("--image_size=15", "even"),
         ("--norm=spectral", "unknown norm variant"),
@@ -146,6 +149,10 @@ def test_nonsense_flags_are_refused_before_anything_is_written(tmp_path, capsys)
         assert experiments.digits.main([bad, f"--workdir={workdir}"]) == 1, bad
         assert message in capsys.readouterr().err, bad
         assert not workdir.exists()
+    # A study's seeds likewise: refused before its directory is made.
+    assert experiments.study.main(["--seeds=0,99999999999999999999", f"--workdir={workdir}"]) == 1
+    assert "--seeds must be an integer from 0 to 4294967295" in capsys.readouterr().err
+    assert not workdir.exists()
 
 
 def test_data_info_command(tmp_path, capsys):

@@ -190,3 +190,35 @@ def test_report_renders_every_figure_after_the_training_data_is_deleted(study_di
     assert page.count("<img ") == 3  # the curves, the samples over time and the diversity need no data
     assert page.count("holds no targets.npy and the run&#x27;s data (digits) cannot be loaded") == 2
     assert page.count("digits is not on this machine") == 2
+
+
+def test_a_rerun_with_fewer_models_keeps_every_run_in_the_study_and_its_report(study_dir, tmp_path, caplog):
+    """A study directory is the union of what was asked of it: a second call with fewer models and another
+    seed adds to ``study.json``, and the report shows every run on disk and names the ones never started."""
+    root, argv = study_dir
+    copy = tmp_path / "study"
+    shutil.copytree(root, copy)
+    argv = [a for a in argv if not a.startswith("--workdir")] + [f"--workdir={copy}", "--iterations=4"]
+    assert study.main([*argv, "--norms=wn"]) == 0  # finished: skipped, nothing trains
+    spec = json.loads((copy / "study.json").read_text())
+    assert spec["norms"] == ["vanilla", "wn"] and spec["seeds"] == [0]
+    assert "--norms=vanilla,wn" in spec["commands"][0] and spec["commands"][-1].endswith("--norms=wn")
+    assert {(i.model, i.seed) for i in report.load([copy]).instances} == {("vanilla", 0), ("wn", 0)}
+    # A study.json of an earlier release, rewritten by its last call, still leaves no finished run out;
+    # a run it asked for that was never started is named.
+    (copy / "study.json").write_text(json.dumps({"norms": ["wn"], "seeds": [0, 1], "command": "old"}))
+    with caplog.at_level("WARNING"):
+        loaded = report.load([copy])
+    assert {(i.model, i.seed) for i in loaded.instances} == {("vanilla", 0), ("wn", 0)}
+    assert loaded.command == "old" and "never started" in caplog.text and "wn/seed_1" in caplog.text
+
+
+def test_a_damaged_study_file_is_rebuilt_from_the_runs_on_disk(tmp_path):
+    """A rerun over a cut-off ``study.json`` keeps every run on disk in the union (nothing is dropped)."""
+    for norm, seed in (("wn", 0), ("bn", 3)):
+        (tmp_path / norm / f"seed_{seed}").mkdir(parents=True)
+        (tmp_path / norm / f"seed_{seed}" / "config.json").write_text("{}")
+    (tmp_path / "study.json").write_text('{"norms": ["wn", "b')
+    study.record_study(tmp_path, ["vanilla"], [1], "python -m experiments.study ...")
+    recorded = json.loads((tmp_path / "study.json").read_text())
+    assert recorded["norms"] == ["bn", "wn", "vanilla"] and recorded["seeds"] == [0, 3, 1]

@@ -22,7 +22,7 @@ from absl import flags
 from absl import logging as absl_logging
 
 from wngan_jax.errors import ConfigError, UserError
-from wngan_jax.models import image_hw
+from wngan_jax.models import INT32_MAX, image_hw
 
 # The release that stops accepting DEPRECATED_SPELLINGS (CHANGELOG.md, 0.3.0: Deprecated).
 SPELLINGS_REMOVED_IN = "1.0.0"
@@ -86,6 +86,14 @@ class IntListParser(flags.ArgumentParser):
 
 def define_int_list(fv: flags.FlagValues, name: str, default, help_text: str) -> None:
     flags.DEFINE(IntListParser(), name, default, help_text, flag_values=fv, serializer=flags.CsvListSerializer(","))
+
+
+def define_count(
+    fv: flags.FlagValues, name: str, default, help_text: str, *, minimum: int = 1, maximum: int = INT32_MAX
+) -> None:
+    """An integer flag from ``minimum`` to ``maximum`` (the config's limit, ``models.INT32_MAX``): a value
+    outside is a bad flag (exit 2) before the command starts."""
+    flags.DEFINE_integer(name, default, help_text, lower_bound=minimum, upper_bound=maximum, flag_values=fv)
 
 
 def no_arguments(args: list[str]) -> None:

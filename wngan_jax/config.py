@@ -14,12 +14,39 @@ import math
 from typing import Literal
 
 from wngan_jax.errors import ConfigError
-from wngan_jax.models import ModelConfig
+from wngan_jax.models import INT32_MAX, ModelConfig, check_int
 
 LOSSES = ("bce", "lsgan", "wasserstein")
 DTYPES = ("float32", "bfloat16")
 # Model fields a user sets; ``critic`` follows from the loss.
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name != "critic")
+POSITIVE_FIELDS = (
+    "batch_size",
+    "iterations",
+    "test_every",
+    "test_steps",
+    "sample_every",
+    "num_fixed_codes",
+    "record_every",
+    "keep_every",
+    "log_every",
+    "final_test",
+    "running_test",
+)
+NON_NEGATIVE_FIELDS = (
+    "final_test_samples",
+    "final_test_steps",
+    "max_rollbacks",
+    "split_seed",
+    "seed",
+    "fid_every",
+    "fid_samples",
+    "fid_reference",
+    "record_codes",
+)
+# ``jax.random.key`` keeps a seed's low 32 bits (JAX's default without x64): a larger seed would repeat a
+# smaller one's run.
+SEED_MAX = 2**32 - 1
 # Fields that may differ when a run is resumed: they change how far or how verbosely it runs, not its maths.
 RESUMABLE_CHANGES = (
     "iterations",
@@ -95,37 +122,21 @@ class TrainConfig:
             raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         for name in ("lr", "rmsprop_eps"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"--{name} must be a positive finite number, got {value!r}")
-        if not (isinstance(self.rmsprop_decay, (int, float)) and 0 <= self.rmsprop_decay < 1):
+        decay = self.rmsprop_decay
+        if isinstance(decay, bool) or not (isinstance(decay, (int, float)) and 0 <= decay < 1):
             raise ConfigError(f"--rmsprop_decay must lie in [0, 1), got {self.rmsprop_decay!r}")
-        positive = (
-            "batch_size",
-            "iterations",
-            "test_every",
-            "test_steps",
-            "sample_every",
-            "num_fixed_codes",
-            "record_every",
-            "keep_every",
-            "log_every",
-            "final_test",
-            "running_test",
-        )
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name} must be positive, got {getattr(self, name)}")
-        for name in (
-            "final_test_samples",
-            "final_test_steps",
-            "max_rollbacks",
-            "split_seed",
-            "seed",
-            "fid_every",
-            "record_codes",
-        ):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{name} must not be negative, got {getattr(self, name)}")
+        for name in POSITIVE_FIELDS + NON_NEGATIVE_FIELDS:
+            minimum = 1 if name in POSITIVE_FIELDS else 0
+            check_int(name, getattr(self, name), minimum, SEED_MAX if name == "seed" else INT32_MAX)
+        for name in ("data", "data_dir", "cache_dir", "inception_weights"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"--{name} must be a string, got {getattr(self, name)!r}")
+        if not self.data.strip():
+            raise ConfigError("--data must name a data source: digits, folder:PATH, lmdb:PATH or tfds:NAME[:SPLIT]")
+        if not isinstance(self.progress_bar, bool):
+            raise ConfigError(f"--progress_bar must be true or false, got {self.progress_bar!r}")
         if self.fid_every and (self.fid_samples <= 0 or self.fid_reference <= 0):
             raise ConfigError("--fid_samples and --fid_reference must be positive when --fid_every is set")
         if self.running_test > self.final_test:

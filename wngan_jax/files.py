@@ -9,8 +9,7 @@ a missing or damaged one is a one-line error.
   leftovers of a killed process can be found and removed.
 * ``load_npy`` reads a user's ``.npy`` array (never unpickling), or says in one line what is wrong with it;
   ``load_json`` reads a run's JSON file, or says that it is damaged and what to do.
-* ``check_writable`` refuses, before any work, an output path that cannot be written (it lies under a file,
-  is a file where a directory is wanted, or is on a read-only or forbidden location).
+* ``check_output`` refuses, before any work, a place a command could not write its output to.
 """
 
 from __future__ import annotations
@@ -118,11 +117,15 @@ def load_json(path, fix: str):
         raise DamagedFile(f"{path} is cut off or damaged (not JSON: {e}); {fix}") from None
 
 
-def check_writable(path, flag: str, *, directory: bool) -> Path:
-    """``path`` as a ``Path``, after checking that it can be written: a directory (``directory``) or a file
-    that can be created or replaced there. Nothing is created; a ``ConfigError`` names ``flag`` otherwise."""
-    path = Path(path).expanduser().absolute()
+def check_output(path, flag: str, *, directory: bool = False) -> Path:
+    """``path`` (absolute), where a command will write a file (or with ``directory`` a folder), once it is sure
+    the command can: an empty path, a folder where a file goes (or a file where a folder goes), a file where a
+    parent folder goes, or a location that cannot be written (tried with a temporary file, so that it holds
+    for root too) is a one-line ``ConfigError`` naming ``flag``, raised before any work. Nothing is created."""
     want = "directory" if directory else "file"
+    if not str(path).strip():
+        raise ConfigError(f"{flag} is empty; name the {want} to write")
+    path = Path(path).expanduser().absolute()
     if path.exists() and path.is_dir() != directory:
         raise ConfigError(f"{flag}={path} is a {'directory' if path.is_dir() else 'file'}; name a {want}")
     existing = path if directory else path.parent

@@ -52,12 +52,12 @@ def check_flags(fv: flags.FlagValues, args: list[str]) -> None:
     if fv.collapse_tests < 1:
         raise ConfigError(f"--collapse_tests must be 1 or more (running tests in a row), got {fv.collapse_tests}")
     if fv.out:
-        files.check_writable(fv.out, "--out", directory=True)
+        files.check_output(fv.out, "--out", directory=True)
     if fv.markdown:
-        files.check_writable(fv.markdown, "--markdown", directory=False)
+        files.check_output(fv.markdown, "--markdown", directory=False)
     if fv.plot:
         visualize.check_figure_path(fv.plot, "--plot")
-        files.check_writable(fv.plot, "--plot", directory=False)
+        files.check_output(fv.plot, "--plot", directory=False)
 
 
 def body(fv: flags.FlagValues, args: list[str]) -> int:

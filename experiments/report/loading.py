@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import pathlib
 
 import numpy as np
@@ -138,42 +139,52 @@ class Study:
 
 
 def find_runs(paths) -> list[pathlib.Path]:
-    """Run directories: given directly (with ``config.json``), the runs of a study directory (its
-    ``study.json``), or every run below a directory."""
+    """Run directories: given directly (with ``config.json``), or every run below a directory (a study
+    directory's runs are those below it, whatever its ``study.json`` asked for)."""
     return _find(paths)[0]
 
 
-def _find(paths) -> tuple[list[pathlib.Path], str | None, list[str]]:
-    """(runs, the study's command, notes on damaged ``study.json`` files)."""
-    runs, command, notes = [], None, []
-    for path in map(pathlib.Path, paths):
-        spec = None
-        if not (path / "config.json").is_file() and (path / STUDY_FILE).is_file():
-            try:
-                spec = _study_spec(path / STUDY_FILE)
-            except DamagedFile as e:
-                notes.append(str(e))
-        if (path / "config.json").is_file():
-            found = [path]
-        elif spec is not None:
-            command = command or spec.get("command")
-            found = [run_dir(path, n, s) for n in spec["norms"] for s in spec["seeds"]]
-            found = [r for r in found if (r / "config.json").is_file()]
-        else:
-            found = sorted(p.parent for p in path.rglob("config.json"))
-        if not found:
-            raise MissingDataError(f"{path} is not a run directory and holds none (no config.json below it)")
-        runs += found
-    return runs, command, notes
-
-
-def _study_spec(path: pathlib.Path) -> dict:
-    """A ``study.json``: its norms, seeds and command."""
-    fix = "the report reads every run below its directory instead (rerun the study to write it again)"
+def read_study(root) -> dict | None:
+    """The ``study.json`` of a study directory (the union of the models, seeds and commands every call of
+    ``experiments.study`` on it asked for), or None where there is none; a damaged one is a ``DamagedFile``."""
+    path = pathlib.Path(root) / STUDY_FILE
+    if not path.is_file():
+        return None
+    fix = "the report reads the runs below its directory without it (rerun the study to write it again)"
     spec = files.load_json(path, fix)
     if not (isinstance(spec, dict) and isinstance(spec.get("norms"), list) and isinstance(spec.get("seeds"), list)):
         raise DamagedFile(f"{path} does not hold a study's norms and seeds; {fix}")
-    return spec
+    # Earlier releases recorded the latest call's command alone.
+    return spec | {"commands": spec.get("commands") or [c for c in [spec.get("command")] if c]}
+
+
+def _find(paths) -> tuple[list[pathlib.Path], str | None, list[str]]:
+    """(runs, the study's latest command, notes on damaged ``study.json`` files). A study directory gives every
+    run below it, whatever its ``study.json`` lists."""
+    runs, command, notes = [], None, []
+    for path in map(pathlib.Path, paths):
+        if (path / "config.json").is_file():
+            runs.append(path)
+            continue
+        found = sorted(p.parent for p in path.rglob("config.json"))
+        if not found:
+            raise MissingDataError(f"{path} is not a run directory and holds none (no config.json below it)")
+        try:
+            spec = read_study(path)
+        except DamagedFile as e:
+            notes.append(str(e))
+            spec = None
+        if spec:
+            command = command or (spec["commands"][-1] if spec["commands"] else None)
+            missing = [r for r in (run_dir(path, n, s) for s in spec["seeds"] for n in spec["norms"]) if r not in found]
+            if missing:
+                logging.warning(
+                    "%s asked for runs that were never started, left out: %s",
+                    path / STUDY_FILE,
+                    ", ".join(str(r.relative_to(path)) for r in missing),
+                )
+        runs += found
+    return runs, command, notes
 
 
 def load_instance(run, *, factor: float, tests: int) -> Instance:
