@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import experiments.digits
+import experiments.report.command
 import experiments.study
 from experiments import common
 from wngan_jax import checkpoint, evaluation, generation, sample
@@ -30,6 +31,7 @@ from wngan_jax import eval as eval_cli
 from wngan_jax.bench import __main__ as bench_cli
 from wngan_jax.convert import __main__ as convert_cli
 from wngan_jax.data import __main__ as data_cli
+from wngan_jax.inception import __main__ as inception_cli
 from wngan_jax.models import INT32_MAX, ModelConfig
 from wngan_jax.train_step import init_state
 
@@ -125,6 +127,14 @@ def stubbed(monkeypatch, tmp_path):
     monkeypatch.setattr(convert_cli.checkpoint, "save_models", lambda out, *args, **kwargs: None)
     monkeypatch.setattr(bench_cli, "_run", lambda what, args: [])
     monkeypatch.setattr(bench_cli, "matmul_gflops", lambda: 1.0)
+    report = experiments.report.command
+    monkeypatch.setattr(
+        report.loading, "load", lambda paths, **kwargs: types.SimpleNamespace(instances=[], left_out=[])
+    )
+    monkeypatch.setattr(report.render, "write", lambda study, out, **kwargs: pathlib.Path(out) / "index.html")
+    monkeypatch.setattr(report.tables, "summary", lambda study: [])
+    monkeypatch.setattr(report.render, "markdown_table", lambda table: "")
+    monkeypatch.setattr(report.figures, "plot_curves", lambda instances, path: path)
     monkeypatch.chdir(tmp_path)  # a default run directory (runs/...) lands here
 
 
@@ -154,6 +164,12 @@ COMMANDS = {
         lambda w, c: [f"--gen={c}/model.json", "--norm=weight", "--image_size=16", f"--out={w}"],
     ),
     "wngan_jax.bench": (bench_cli.main, bench_cli.define, lambda w, c: ["--what=layers"]),
+    "experiments.report": (
+        experiments.report.command.main,
+        experiments.report.command.define,
+        lambda w, c: [str(c), f"--out={w}"],
+    ),
+    "wngan_jax.inception": (inception_cli.main, inception_cli.define, lambda w, c: ["export", f"--out={w}.npz"]),
 }
 _counter = itertools.count()
 # Each flag alone at and beyond its limits (the sweep below); the drawn test combines flags.
