@@ -149,6 +149,10 @@ def test_nonsense_flags_are_refused_before_anything_is_written(tmp_path, capsys)
         assert experiments.digits.main([bad, f"--workdir={workdir}"]) == 1, bad
         assert message in capsys.readouterr().err, bad
         assert not workdir.exists()
+    for bad in ("--fid_samples=1", "--fid_reference=0"):  # FID needs two images; checked before any feature
+        assert experiments.digits.main(["--fid_every=10", bad, f"--workdir={workdir}"]) == 1, bad
+        assert "must be at least 2 when --fid_every is set" in capsys.readouterr().err
+        assert not workdir.exists()
     # A study's seeds likewise: refused before its directory is made.
     assert experiments.study.main(["--seeds=0,99999999999999999999", f"--workdir={workdir}"]) == 1
     assert "--seeds must be an integer from 0 to 4294967295" in capsys.readouterr().err

@@ -137,8 +137,9 @@ class TrainConfig:
             raise ConfigError("--data must name a data source: digits, folder:PATH, lmdb:PATH or tfds:NAME[:SPLIT]")
         if not isinstance(self.progress_bar, bool):
             raise ConfigError(f"--progress_bar must be true or false, got {self.progress_bar!r}")
-        if self.fid_every and (self.fid_samples <= 0 or self.fid_reference <= 0):
-            raise ConfigError("--fid_samples and --fid_reference must be positive when --fid_every is set")
+        for name in ("fid_samples", "fid_reference") if self.fid_every else ():
+            if getattr(self, name) < 2:  # FID's covariance needs two images (fid.min_images)
+                raise ConfigError(f"--{name} must be at least 2 when --fid_every is set, got {getattr(self, name)}")
         if self.running_test > self.final_test:
             raise ConfigError(
                 f"--running_test ({self.running_test}) must not exceed --final_test ({self.final_test}): "
