@@ -118,17 +118,17 @@ def load_json(path, fix: str):
 
 
 def check_output(path, flag: str, *, directory: bool = False) -> Path:
-    """``path`` (absolute), where a command will write a file (or with ``directory`` a folder), once it is sure
-    the command can: an empty path, a folder where a file goes (or a file where a folder goes), a file where a
-    parent folder goes, or a location that cannot be written (tried with a temporary file, so that it holds
+    """``path`` (``~`` expanded), where a command will write a file (or with ``directory`` a folder), once it is
+    sure the command can: an empty path, a folder where a file goes (or a file where a folder goes), a file where
+    a parent folder goes, or a location that cannot be written (tried with a temporary file, so that it holds
     for root too) is a one-line ``ConfigError`` naming ``flag``, raised before any work. Nothing is created."""
     want = "directory" if directory else "file"
     if not str(path).strip():
         raise ConfigError(f"{flag} is empty; name the {want} to write")
-    path = Path(path).expanduser().absolute()
+    path = Path(path).expanduser()
     if path.exists() and path.is_dir() != directory:
         raise ConfigError(f"{flag}={path} is a {'directory' if path.is_dir() else 'file'}; name a {want}")
-    existing = path if directory else path.parent
+    existing = path.absolute() if directory else path.absolute().parent
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
