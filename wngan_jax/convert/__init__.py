@@ -19,6 +19,13 @@ mean-only-BN or alpha-clipping model (paper appendix C.2). The mapping (docs/aut
 * BN ``weight``/``bias`` are the params ``scale``/``bias``, ``running_mean``/``running_var`` the
   batch_stats ``mean``/``var``; ``num_batches_tracked`` is ignored.
 
+The ResNet follow-up (``arch="resnet"``, their ``stormraiser/gan-weightnorm-resnet``) names its tensors
+``initial_fc.*``, ``initial_prelu.weight``, ``net.level_<i>_block_<j>.{residue.conv_1, residue.tprelu,
+residue.conv_2, shortcut.conv, add, post}.*`` and ``final.*``; kernels, the dense units and the TPReLU
+``weight``/``bias`` map as above, WN ``scale``/``bias`` are already ``(C,)``, ``add.weight`` ``(2, C)`` is
+kept, and slopes are copied unchanged (their TPReLU clamps in the forward pass, as the project's model of
+that family does, and neither clips after an update, so a continued run goes on from the same values).
+
 Command line (``wngan_jax/convert/__main__.py``, docs/convert.md)::
 
     python -m wngan_jax.convert --gen best_gen.pt [--dis best_dis.pt] --norm weight --image_size 32 --out DIR
@@ -35,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wngan_jax import checkpoint, generation
+from wngan_jax import checkpoint, generation, resnet
 from wngan_jax.errors import CheckpointError, ConfigError, MissingDataError, MissingDependency
 from wngan_jax.models import AUTHOR_NAMES, ModelConfig, architecture, get_variant
 
@@ -68,7 +75,7 @@ class _Entry:
     key: str
     shape: tuple[int, ...]
     collection: str
-    module: str
+    module: str  # nested modules joined by "/"
     name: str
     convert: Callable[[np.ndarray], np.ndarray] = _identity
 
@@ -123,8 +130,89 @@ def _norm_act_entries(variant, prefix: str, project_prefix: str, channels: int, 
     return entries
 
 
+def _resnet_block_entries(prefix: str, module: str, c_in: int, c_out: int, stride: int, transposed: bool, last: bool):
+    """One residual block of the follow-up (``wngan_jax.resnet``): residue, shortcut, addition, post."""
+    k = stride + 2
+    mid = c_in if transposed else c_out
+    if transposed:  # ConvTranspose2d weights are (in, out, kh, kw)
+        conv_1, conv_2, shortcut = (c_in, mid, 3, 3), (mid, c_out, k, k), (c_in, c_out, 1, 1)
+    else:
+        conv_1, conv_2, shortcut = (mid, c_in, k, k), (c_out, mid, 3, 3), (c_out, c_in, 1, 1)
+    entries = [
+        _Entry(f"{prefix}.residue.conv_1.weight", conv_1, "params", f"{module}/conv_1", "kernel", _torch_kernel),
+        _Entry(f"{prefix}.residue.tprelu.weight", (mid,), "params", f"{module}/tprelu", "slope"),
+        _Entry(f"{prefix}.residue.tprelu.bias", (mid,), "params", f"{module}/tprelu", "alpha"),
+        _Entry(f"{prefix}.residue.conv_2.weight", conv_2, "params", f"{module}/conv_2", "kernel", _torch_kernel),
+    ]
+    if c_in != c_out:
+        entries.append(
+            _Entry(
+                f"{prefix}.shortcut.conv.weight", shortcut, "params", f"{module}/shortcut_conv", "kernel", _torch_kernel
+            )
+        )
+    entries.append(_Entry(f"{prefix}.add.weight", (2, c_out), "params", f"{module}/add", "weight"))
+    post = ("scale", "bias") if last else ("slope", "alpha")
+    entries += [
+        _Entry(f"{prefix}.post.{key}", (c_out,), "params", f"{module}/post", name)
+        for key, name in zip(("scale" if last else "weight", "bias"), post)
+    ]
+    return entries
+
+
+def _resnet_entries(config: ModelConfig, net: str) -> list[_Entry]:
+    """The follow-up's state-dict layout (their ``model.py``), in their module order."""
+    entries = []
+    if net == "generator":
+        features, blocks = config.gen_features, config.gen_blocks
+        (h, w), c = resnet.geometry(config.image_size, len(features)).top_hw, features[-1]
+        units = _dense_units(c, h, w)
+        entries += [
+            _Entry(
+                "initial_fc.weight",
+                (c * h * w, config.code_size),
+                "params",
+                "initial_fc",
+                "kernel",
+                lambda a: units(a).T,
+            ),
+            _Entry("initial_fc.bias", (c * h * w,), "params", "initial_fc", "bias", units),
+            _Entry("initial_fc.scale", (c * h * w,), "params", "initial_fc", "scale", units),
+            _Entry("initial_prelu.weight", (c,), "params", "initial_prelu", "slope"),
+        ]
+        for level in reversed(range(len(features))):
+            f_next = config.channels if level == 0 else features[level - 1]
+            for j in range(blocks[level]):
+                stride_2 = j == blocks[level] - 1
+                name = f"level_{level}_block_{j}"
+                entries += _resnet_block_entries(
+                    f"net.{name}", name, features[level], f_next if stride_2 else features[level],
+                    2 if stride_2 else 1, True, stride_2 and level == 0,
+                )  # fmt: skip
+    elif net == "discriminator":
+        features, blocks = config.dis_features, config.dis_blocks
+        c = config.channels
+        for level, f in enumerate(features):
+            for j in range(blocks[level]):
+                name = f"level_{level}_block_{j}"
+                entries += _resnet_block_entries(
+                    f"net.{name}", name, c if j == 0 else f, f, 2 if j == 0 else 1, False, False
+                )
+            c = f
+        top = resnet.geometry(config.image_size, len(features)).top_hw
+        entries += [
+            _Entry("final.weight", (1, c, *top), "params", "final", "kernel", _torch_kernel),
+            _Entry("final.scale", (1,), "params", "final", "scale"),
+            _Entry("final.bias", (1,), "params", "final", "bias"),
+        ]
+    else:
+        raise ConfigError(f"net must be one of {NETS}, got {net!r}")
+    return entries
+
+
 def _entries(config: ModelConfig, net: str) -> list[_Entry]:
     """The authors' state-dict layout for ``config`` (docs/authors.md §2, §6), in their module order."""
+    if config.arch == "resnet":
+        return _resnet_entries(config, net)
     v = config.variant
     arch = architecture(config.image_size, config.channels, config.nfeature)
     entries = []
@@ -211,7 +299,10 @@ def authors_to_variables(
     variables: dict = {}
     for e in entries:
         value = e.convert(state[e.key].astype(dtype))
-        variables.setdefault(e.collection, {}).setdefault(e.module, {})[e.name] = jnp.asarray(value)
+        node = variables.setdefault(e.collection, {})
+        for part in e.module.split("/"):
+            node = node.setdefault(part, {})
+        node[e.name] = jnp.asarray(value)
     checkpoint.check_variables(config, net, variables)
     return variables
 
