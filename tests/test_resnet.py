@@ -331,3 +331,50 @@ def test_dcgan_configs_refuse_resnet_lists_and_old_model_json_loads():
     config = model_config(*NET_CASES[0])
     assert models.ModelConfig.from_dict(config.to_dict()) == config
     assert config.to_dict()["gen_features"] == [4, 6] and config.name == "resnet_wn"
+
+
+def test_convert_command_and_authors_network(tmp_path, capsys):
+    """Their ``net_archive`` files -> a checkpoint that ``sample`` reads; ``authors_network`` gives their
+    generator's images and their ``dis(2x - 1)`` logits."""
+    from wngan_jax import sample
+    from wngan_jax.convert import __main__ as convert_cli
+
+    size, channels, features, dis_blocks, gen_blocks = NET_CASES[0]
+    g = ref.randomize_(ref.Generator(size, features, gen_blocks, CODE), 0)
+    d = ref.randomize_(ref.Discriminator(size, features, dis_blocks), 1)
+    torch.save(g.state_dict(), tmp_path / "best_gen.pt")
+    torch.save(d.state_dict(), tmp_path / "best_dis.pt")
+    rng = np.random.default_rng(7)
+    codes, x = rng.standard_normal((BATCH, CODE), np.float32), rng.random((BATCH, *size, 3), np.float32)
+    with torch.no_grad():
+        want_images = nhwc(g(torch.from_numpy(codes)).numpy())
+        want_logits = d(torch.from_numpy(nchw(x)) * 2 - 1).numpy()
+
+    lists = dict(arch="resnet", image_size=size, code_size=CODE)
+    gen = convert.authors_network(
+        tmp_path / "best_gen.pt", net="generator", features=features, blocks=gen_blocks, **lists
+    )
+    dis = convert.authors_network(
+        tmp_path / "best_dis.pt", net="discriminator", features=features, blocks=dis_blocks, **lists
+    )
+    np.testing.assert_allclose(gen(codes), want_images, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(dis(x), want_logits, rtol=0, atol=1e-5)
+
+    out = tmp_path / "converted"
+    args = [
+        "--arch=resnet", f"--gen={tmp_path / 'best_gen.pt'}", f"--dis={tmp_path / 'best_dis.pt'}", "--image_size=10x16",
+        "--gen_features=4,6", "--gen_blocks=1,2", "--dis_blocks=2,1", f"--code_size={CODE}", f"--out={out}",
+    ]  # fmt: skip
+    assert convert_cli.main(args) == 0
+    np.save(tmp_path / "codes.npy", codes)
+    assert (
+        sample.main(
+            ["--checkpoint", str(out), "--codes", str(tmp_path / "codes.npy"), "--out", str(tmp_path / "s.npy")]
+        )
+        == 0
+    )
+    np.testing.assert_allclose(np.load(tmp_path / "s.npy"), want_images, rtol=0, atol=1e-5)
+    capsys.readouterr()
+    assert convert_cli.main([*args[:-1], "--dis_blocks=1,1", f"--out={tmp_path / 'other'}"]) == 1
+    err = capsys.readouterr().err
+    assert "unexpected net.level_0_block_1.residue.conv_1.weight" in err and "--dis_blocks 1,1" in err

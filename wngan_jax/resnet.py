@@ -43,6 +43,7 @@ from wngan_jax.layers import (
 
 GENERATOR_FIRST_LAYER_INIT_SCALE = 0.01  # their ``init_factor``: weights and bias in ±0.01 / sqrt(code_size)
 ADDITION_INITIAL = (0.0, 1.0)  # (residue, shortcut)
+LIST_FLAGS = ("gen_features", "gen_blocks", "dis_features", "dis_blocks")
 
 
 @dataclasses.dataclass(frozen=True)

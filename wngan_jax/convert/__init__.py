@@ -264,7 +264,29 @@ def authors_config(norm: str, image_size, *, nfeature: int = 64, code_size: int 
     return ModelConfig(norm=name, image_size=image_size, channels=3, nfeature=nfeature, code_size=code_size)
 
 
+def resnet_config(
+    image_size, *, gen_features, gen_blocks, dis_features=None, dis_blocks=None, code_size: int = 128, channels=3
+) -> ModelConfig:
+    """The ModelConfig of a follow-up ResNet (their ``--gen_feature``, ``--gen_block``, ``--dis_feature``,
+    ``--dis_block``, ``--code_size``); the discriminator's lists default to the generator's."""
+    return ModelConfig(
+        arch="resnet",
+        image_size=image_size,
+        channels=channels,
+        code_size=code_size,
+        gen_features=gen_features,
+        gen_blocks=gen_blocks,
+        dis_features=gen_features if dis_features is None else dis_features,
+        dis_blocks=gen_blocks if dis_blocks is None else dis_blocks,
+    )
+
+
 def _describe(config: ModelConfig) -> str:
+    h, w = config.image_size
+    size = h if h == w else f"{h}x{w}"
+    if config.arch == "resnet":
+        lists = " ".join(f"--{n} {','.join(map(str, getattr(config, n)))}" for n in resnet.LIST_FLAGS)
+        return f"--arch resnet --image_size {size} {lists} --code_size {config.code_size}"
     authors_norm = {p: a for a, p in AUTHOR_NAMES.items()}[config.norm]
     h, w = config.image_size
     return (
@@ -294,7 +316,11 @@ def authors_to_variables(
         raise CheckpointError(
             f"the authors' {net} state does not fit {_describe(config)}: "
             + "; ".join(problems)
-            + ". Pass the --norm, --image_size, --nfeature and --code_size the model was trained with."
+            + (
+                ". Pass the --image_size, features, blocks and --code_size the model was trained with."
+                if config.arch == "resnet"
+                else ". Pass the --norm, --image_size, --nfeature and --code_size the model was trained with."
+            )
         )
     variables: dict = {}
     for e in entries:
@@ -343,8 +369,10 @@ class AuthorsNetwork:
     """A converted network in inference mode (BN running statistics), called on numpy arrays.
 
     The generator maps codes ``(B, code_size)`` to images ``(B, H, W, 3)`` in [0, 1]; the discriminator maps
-    images ``(B, H, W, 3)`` in [0, 1] to probabilities ``(B,)`` (the sigmoid of its logits), as the authors'
-    networks do (their images are NCHW). ``config``, ``variables`` and ``net`` describe the flax model.
+    images ``(B, H, W, 3)`` in [0, 1] to what the authors' discriminator returns (their images are NCHW):
+    probabilities ``(B,)`` (the sigmoid of its logits) for the paper's models, the logits of ``dis(2x - 1)``
+    for the ResNet follow-up (its discriminator returns logits and their loop feeds it ``2x - 1``).
+    ``config``, ``variables`` and ``net`` describe the flax model.
     """
 
     def __init__(self, config: ModelConfig, variables: dict, net: str):
@@ -353,15 +381,34 @@ class AuthorsNetwork:
             self._apply = generation.inference(config)
         else:
             discriminator = config.discriminator()
-            self._apply = jax.jit(lambda v, x: jax.nn.sigmoid(discriminator.apply(v, x, train=False)))
+            output = (lambda logits: logits) if config.arch == "resnet" else jax.nn.sigmoid
+            self._apply = jax.jit(lambda v, x: output(discriminator.apply(v, x, train=False)))
 
     def __call__(self, x) -> np.ndarray:
         return np.asarray(self._apply(self.variables, jnp.asarray(x, jnp.float32)))
 
 
 def authors_network(
-    state, *, net: str, norm: str, image_size, nfeature: int = 64, code_size: int = 256
+    state,
+    *,
+    net: str,
+    image_size,
+    norm: str = "weight",
+    nfeature: int = 64,
+    code_size: int | None = None,
+    arch: str = "dcgan",
+    features=None,
+    blocks=None,
 ) -> AuthorsNetwork:
-    """Load an authors' generator or discriminator (``.pt``, ``.npz`` or state dict) for inference."""
-    config = authors_config(norm, image_size, nfeature=nfeature, code_size=code_size)
+    """Load an authors' generator or discriminator (``.pt``, ``.npz`` or state dict) for inference.
+
+    ``arch="dcgan"`` (the paper's models: ``norm``, ``nfeature``; code size default 256) or ``"resnet"`` (the
+    follow-up: ``features`` and ``blocks`` per level of this network; code size default 128).
+    """
+    if arch == "resnet":
+        if features is None or blocks is None:
+            raise ConfigError("arch='resnet' needs the network's features and blocks per level")
+        config = resnet_config(image_size, gen_features=features, gen_blocks=blocks, code_size=code_size or 128)
+    else:
+        config = authors_config(norm, image_size, nfeature=nfeature, code_size=code_size or 256)
     return AuthorsNetwork(config, authors_to_variables(load_state(state), config, net), net)
