@@ -12,12 +12,19 @@ from collections.abc import Callable
 from absl import flags
 
 from wngan_jax import cli
-from wngan_jax.config import MODEL_FIELDS, PRESETS, TrainConfig
-from wngan_jax.models import AUTHOR_NAMES, VARIANTS, ModelConfig
+from wngan_jax.config import MODEL_FIELDS, TrainConfig
+from wngan_jax.config import preset as preset_config
+from wngan_jax.models import ARCHS, AUTHOR_NAMES, VARIANTS, ModelConfig
 from wngan_jax.train import train_and_evaluate
 
 _FIELD_HELP = {
     "norm": f"norm variant: {', '.join(VARIANTS)} (or the authors' {', '.join(AUTHOR_NAMES)})",
+    "arch": f"model family: {', '.join(ARCHS)} (the paper's models, or the authors' weight-normalized ResNet "
+    "follow-up with its defaults: lr 2e-5, eps 1e-8, code 128; docs/design.md)",
+    "gen_features": "--arch=resnet: generator features per level from the image side, e.g. 64,128,256,384,512",
+    "gen_blocks": "--arch=resnet: generator residual blocks per level, e.g. 1,1,1,1,1",
+    "dis_features": "--arch=resnet: discriminator features per level from the image side",
+    "dis_blocks": "--arch=resnet: discriminator residual blocks per level",
     "data": "data source: digits, folder:PATH, lmdb:PATH, tfds:NAME[:SPLIT] (docs/data.md)",
     "data_dir": "where a tfds: dataset's prepared files are (TFDS data_dir)",
     "cache_dir": "root of the preprocessed-image cache (default $WNGAN_CACHE or ~/.cache/wngan_jax)",
@@ -40,6 +47,8 @@ def define_config_flags(fv: flags.FlagValues) -> None:
         help_text = _FIELD_HELP.get(field.name, field.name.replace("_", " "))
         if field.name == "image_size":
             cli.define_image_size(fv)
+        elif isinstance(field.default, tuple):
+            cli.define_int_list(fv, field.name, None, help_text)
         elif isinstance(field.default, bool):
             flags.DEFINE_bool(field.name, None, help_text, flag_values=fv)
         elif isinstance(field.default, int):
@@ -62,15 +71,17 @@ def define_flags(fv: flags.FlagValues) -> None:
 
 
 def config_from_flags(fv: flags.FlagValues, preset: str, **overrides) -> TrainConfig:
-    """The preset, with the flags given on the command line, then ``overrides``, applied."""
+    """The preset for the ``--arch`` given (``wngan_jax.config.preset``), with the flags given on the command
+    line, then ``overrides``, applied."""
     given = {f.name: fv[f.name].value for f in config_fields() if fv[f.name].present}
-    return PRESETS[preset]().replace(**(given | overrides))
+    changes = given | overrides
+    return preset_config(preset, changes.pop("arch", "dcgan"), **changes)
 
 
 def run_experiment(fv: flags.FlagValues, preset: str, workdir=None, **overrides) -> dict:
     """Build the preset's config from the flags (and ``overrides``), train, and print the summary."""
     config = config_from_flags(fv, preset, **overrides)
-    workdir = workdir or fv.workdir or f"runs/{preset}_{config.norm}"
+    workdir = workdir or fv.workdir or f"runs/{preset}_{config.model.name}"
     summary = train_and_evaluate(config, workdir, overwrite=fv.overwrite)
     print(f"run directory: {workdir}")
     print(f"best running-test loss {summary['best_loss']} at iteration {summary['best_iteration']}")

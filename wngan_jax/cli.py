@@ -68,7 +68,7 @@ class ImageSizeSerializer(flags.ArgumentSerializer):
 
 
 class IntListParser(flags.ArgumentParser):
-    """``50,100,200`` -> ``[50, 100, 200]``."""
+    """``50,100,200`` (or ``[50, 100, 200]``, as config.json writes it; empty: ``[]``) -> ``[50, 100, 200]``."""
 
     syntactic_help = "comma-separated integers"
 
@@ -76,7 +76,7 @@ class IntListParser(flags.ArgumentParser):
         if isinstance(argument, (list, tuple)):
             return [int(a) for a in argument]
         try:
-            return [int(a) for a in argument.split(",") if a.strip()]
+            return [int(a) for a in argument.strip().removeprefix("[").removesuffix("]").split(",") if a.strip()]
         except ValueError:
             raise ValueError(f"expected comma-separated integers, got {argument!r}") from None
 

@@ -242,3 +242,40 @@ def digits() -> TrainConfig:
 
 
 PRESETS = {"celeba": celeba, "cifar10": cifar10, "lsun": lsun, "digits": digits}
+
+# The ResNet follow-up's defaults (their ``main.py``): RMSProp lr 2e-5, eps 1e-8, code 128, the running test
+# every 1000 iterations. ``--arch=resnet`` brings them; flags given still override.
+RESNET_DEFAULTS = dict(arch="resnet", code_size=128, lr=2e-5, rmsprop_eps=1e-8, test_every=1000, sample_every=1000)
+RESNET_PRESETS = {
+    # Their README's CelebA setting: 160x160 crops, features 64..512, one block per level on both sides,
+    # batch 32, the running test on 200 held-out images (the preset's running_test).
+    "celeba": dict(
+        gen_features=(64, 128, 256, 384, 512),
+        gen_blocks=(1, 1, 1, 1, 1),
+        dis_features=(64, 128, 256, 384, 512),
+        dis_blocks=(1, 1, 1, 1, 1),
+    ),
+    # A CPU-sized model for the built-in digits at 16x16, at the digits preset's code size and schedule.
+    "digits": dict(
+        gen_features=(32, 64),
+        gen_blocks=(1, 1),
+        dis_features=(32, 64),
+        dis_blocks=(1, 1),
+        code_size=32,
+        test_every=200,
+        sample_every=500,
+    ),
+}
+
+
+def preset(name: str, arch: str = "dcgan", **changes) -> TrainConfig:
+    """The preset ``name`` for the model family ``arch``, with ``changes`` (model fields included) applied.
+
+    ``arch="resnet"`` brings ``RESNET_DEFAULTS`` and the preset's features and blocks (``RESNET_PRESETS``; a
+    preset without them needs ``gen_features``, ``gen_blocks``, ``dis_features`` and ``dis_blocks`` in
+    ``changes``). Everything is applied at once, so the config is validated once, complete.
+    """
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    family = RESNET_DEFAULTS | RESNET_PRESETS.get(name, {}) if arch == "resnet" else {"arch": arch}
+    return PRESETS[name]().replace(**(family | changes))

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import flax.linen as nn
 import jax.numpy as jnp
 
+from wngan_jax import resnet
 from wngan_jax.errors import ConfigError
 from wngan_jax.layers import BatchNorm, Conv, Dense, PReLU, WeightNorm
 
@@ -294,9 +295,18 @@ def layer_table(norm: str, image_size, channels: int = 3, nfeature: int = 64):
     return d, g
 
 
+ARCHS = ("dcgan", "resnet")
+RESNET_LIST_FIELDS = ("gen_features", "gen_blocks", "dis_features", "dis_blocks")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Everything that fixes the shapes of a generator/discriminator pair; stored with every checkpoint."""
+    """Everything that fixes the shapes of a generator/discriminator pair; stored with every checkpoint.
+
+    ``arch`` selects the model family: ``dcgan``, the paper's models (``norm``, ``nfeature``), or ``resnet``,
+    the authors' weight-normalized residual follow-up (``wngan_jax.resnet``; ``norm`` is ``wn``, the
+    features and blocks per level are ``gen_features``, ``gen_blocks``, ``dis_features``, ``dis_blocks``).
+    """
 
     norm: str = "wn"
     image_size: tuple[int, int] = (64, 64)
@@ -304,6 +314,11 @@ class ModelConfig:
     nfeature: int = 64
     code_size: int = 256
     critic: bool = False
+    arch: str = "dcgan"
+    gen_features: tuple[int, ...] = ()
+    gen_blocks: tuple[int, ...] = ()
+    dis_features: tuple[int, ...] = ()
+    dis_blocks: tuple[int, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "image_size", image_hw(self.image_size))
@@ -313,27 +328,68 @@ class ModelConfig:
         check_int("channels", self.channels, 1)
         check_int("nfeature", self.nfeature, 1)
         check_int("code_size", self.code_size, 1)
-        architecture(self.image_size, self.channels, self.nfeature)  # validates size and channels
+        for name in RESNET_LIST_FIELDS:
+            object.__setattr__(self, name, _int_tuple(getattr(self, name), name))
+        if self.arch not in ARCHS:
+            raise ConfigError(f"--arch must be one of {', '.join(ARCHS)}, got {self.arch!r}")
+        if self.arch == "dcgan":
+            given = [f"--{n}" for n in RESNET_LIST_FIELDS if getattr(self, n)]
+            if given:
+                raise ConfigError(f"{', '.join(given)} apply to --arch=resnet only (--arch is dcgan)")
+            architecture(self.image_size, self.channels, self.nfeature)  # validates size and channels
+            return
+        if self.norm != "wn":
+            raise ConfigError(f"--arch=resnet is weight-normalized throughout: --norm must be wn, got {self.norm!r}")
+        if self.critic:
+            raise ConfigError("--arch=resnet has no WGAN critic (its last layer is affine): use --loss=bce or lsgan")
+        resnet.validate(self.image_size, self.channels, self.gen_features, self.gen_blocks, "gen")
+        resnet.validate(self.image_size, self.channels, self.dis_features, self.dis_blocks, "dis")
 
     @property
     def variant(self) -> Variant:
         """What ``norm`` means: which layers, activation and batch statistics (paper Table 1, C.2)."""
         return get_variant(self.norm)
 
-    def generator(self, dtype=None) -> Generator:
+    @property
+    def name(self) -> str:
+        """The model's name in tables and figures: the norm variant, ``resnet_wn`` for the ResNet follow-up."""
+        return f"resnet_{self.norm}" if self.arch == "resnet" else self.norm
+
+    def generator(self, dtype=None) -> nn.Module:
+        if self.arch == "resnet":
+            return resnet.Generator(
+                self.image_size, self.channels, self.code_size, self.gen_features, self.gen_blocks, dtype
+            )
         return Generator(self.norm, self.image_size, self.channels, self.nfeature, self.code_size, dtype)
 
-    def discriminator(self, dtype=None) -> Discriminator:
+    def discriminator(self, dtype=None) -> nn.Module:
+        if self.arch == "resnet":
+            return resnet.Discriminator(self.image_size, self.channels, self.dis_features, self.dis_blocks, dtype)
         return Discriminator(self.norm, self.image_size, self.channels, self.nfeature, self.critic, dtype)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self) | {"image_size": list(self.image_size)}
+        lists = {name: list(getattr(self, name)) for name in RESNET_LIST_FIELDS}
+        return dataclasses.asdict(self) | {"image_size": list(self.image_size)} | lists
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        """From ``to_dict``'s form; ``variant``, the name 0.1.0 and 0.2.0 wrote for ``norm``, is read too."""
+        """From ``to_dict``'s form; ``variant``, the name 0.1.0 and 0.2.0 wrote for ``norm``, is read too, and
+        configs written before ``arch`` existed (0.3.0 and earlier) are DCGAN models."""
         d = {("norm" if k == "variant" else k): v for k, v in d.items()}
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ConfigError(f"unknown model config fields {sorted(unknown)}")
         return cls(**{**d, "image_size": tuple(d.get("image_size", cls.image_size))})
+
+
+def _int_tuple(value, name: str) -> tuple[int, ...]:
+    """A list field as a tuple of ints: from a tuple, a list or a comma string such as ``64,128,256``."""
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    try:
+        out = tuple(int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--{name} must be a comma list of integers such as 64,128,256, got {value!r}") from None
+    if any(not 1 <= v <= INT32_MAX for v in out):
+        raise ConfigError(f"--{name} entries must be integers from 1 to {INT32_MAX}, got {list(out)}")
+    return out

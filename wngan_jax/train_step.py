@@ -1,8 +1,13 @@
 """The GAN train state and one jitted, data-parallel training iteration (paper §5.1, docs/authors.md §3).
 
-One iteration: a D step on a real batch and a generated batch, forwarded **separately** so batch norm never
-mixes real and fake statistics; then a G step on **fresh** codes against the updated D; then the clipping
-rules (slopes to [0, 1]; for ``wn_clip`` also alpha of G's first two TPReLU layers). Both networks run in
+The model family's loop: ``arch="dcgan"`` runs the paper's loop below; ``arch="resnet"`` runs the loop of the
+authors' follow-up (their ``main.py``): one batch of codes, one forward of the generated batch through D,
+which gives G's loss (its gradient reaches G through D *before* D's update) and D's fake loss, then D's real
+loss; both networks step from the same state, and nothing is clipped (its TPReLUs clamp in the forward pass).
+
+The paper's loop, one iteration: a D step on a real batch and a generated batch, forwarded **separately** so
+batch norm never mixes real and fake statistics; then a G step on **fresh** codes against the updated D; then
+the clipping rules (slopes to [0, 1]; for ``wn_clip`` also alpha of G's first two TPReLU layers). Both networks run in
 training mode in both steps, as in the authors' code, so BN running statistics move with every forward.
 
 Data parallel (``wngan_jax.sharding``): the global batch is sharded over the ``data`` axis of a mesh of all
@@ -116,14 +121,18 @@ def iteration_codes(config: TrainConfig | StepConfig, key_data, step):
     """``(d_codes, g_codes)``, each ``(batch_size, code_size)``: the codes iteration ``step`` draws.
 
     ``key_data`` is the run's base key as ``jax.random.key_data`` (``run_key``). The D step generates its
-    fake batch from ``d_codes`` and the G step trains on ``g_codes``. The train step calls this very
+    fake batch from ``d_codes`` and the G step trains on ``g_codes``; the ResNet follow-up's loop draws one
+    batch for both, so there the two are the same array. The train step calls this very
     function, so replaying a run elsewhere (another implementation, fed these codes and the same real
     batches) sees exactly what the run saw.
     """
     key = jax.random.wrap_key_data(key_data)
     d_key, g_key = jax.random.split(jax.random.fold_in(key, step))
     shape = (config.batch_size, config.model.code_size)
-    return jax.random.normal(d_key, shape, jnp.float32), jax.random.normal(g_key, shape, jnp.float32)
+    d_codes = jax.random.normal(d_key, shape, jnp.float32)
+    if config.model.arch == "resnet":
+        return d_codes, d_codes
+    return d_codes, jax.random.normal(g_key, shape, jnp.float32)
 
 
 def make_train_step(
@@ -158,18 +167,22 @@ def _build_step(config: StepConfig, mesh: Mesh, split_phases_below: float, compi
     G = model.generator(dtype)
     D = model.discriminator(dtype)
     opt = rmsprop(config)
-    g_alpha_clipped = alpha_clipped_modules(model.norm, model.image_size, model.nfeature)
     batch_sharding, replicated = sharding.batch_sharding(mesh), sharding.replicated(mesh)
 
     def step(state: TrainState, real, key_data):
         with ops.conv_form(split_phases_below):  # entered while the step is traced
-            return iteration(state, real, key_data)
+            return (resnet_iteration if model.arch == "resnet" else iteration)(state, real, key_data)
 
-    def iteration(state: TrainState, real, key_data):
-        d_codes, g_codes = (
+    def codes(state, key_data):
+        return tuple(
             jax.lax.with_sharding_constraint(z, batch_sharding)
             for z in iteration_codes(config, key_data, state["step"])
         )
+
+    def iteration(state: TrainState, real, key_data):
+        """The paper's loop (module docstring)."""
+        g_alpha_clipped = alpha_clipped_modules(model.norm, model.image_size, model.nfeature)
+        d_codes, g_codes = codes(state, key_data)
         gvars, dvars = state["generator"], state["discriminator"]
 
         # D step: real and generated batches forwarded separately.
@@ -200,14 +213,40 @@ def _build_step(config: StepConfig, mesh: Mesh, split_phases_below: float, compi
         gvars = {**gvars, "params": g_params}
 
         new_state = dict(generator=gvars, discriminator=dvars, g_opt=g_opt, d_opt=d_opt, step=state["step"] + 1)
-        metrics = dict(
-            d_loss=d_loss,
-            g_loss=g_loss,
-            d_real=jnp.mean(jax.nn.sigmoid(real_logits)),
-            d_fake=jnp.mean(jax.nn.sigmoid(fake_logits)),
-            finite=jnp.isfinite(d_loss) & jnp.isfinite(g_loss),
+        return new_state, _metrics(d_loss, g_loss, real_logits, fake_logits)
+
+    def resnet_iteration(state: TrainState, real, key_data):
+        """The follow-up's loop (module docstring): G's and D's gradients both from the iteration's start."""
+        z, _ = codes(state, key_data)
+        gvars, dvars = state["generator"], state["discriminator"]
+
+        def discriminate(params, images):
+            return D.apply({**dvars, "params": params}, images)
+
+        images, g_pullback = jax.vjp(lambda p: G.apply({**gvars, "params": p}, z), gvars["params"])
+        fake_logits, d_pullback = jax.vjp(discriminate, dvars["params"], images)
+        g_loss, g_loss_logits = jax.value_and_grad(functools.partial(generator_loss, config.loss))(fake_logits)
+        (g_grads,) = g_pullback(d_pullback(g_loss_logits)[1])
+
+        def d_loss_fn(params, fake_logits):
+            real_logits = discriminate(params, real)
+            return discriminator_loss(config.loss, real_logits, fake_logits), real_logits
+
+        (d_loss, real_logits), (d_grads, d_loss_logits) = jax.value_and_grad(d_loss_fn, (0, 1), has_aux=True)(
+            dvars["params"], fake_logits
         )
-        return new_state, metrics
+        d_grads = jax.tree.map(jnp.add, d_grads, d_pullback(d_loss_logits)[0])
+
+        g_updates, g_opt = opt.update(g_grads, state["g_opt"], gvars["params"])
+        d_updates, d_opt = opt.update(d_grads, state["d_opt"], dvars["params"])
+        new_state = dict(
+            generator={**gvars, "params": optax.apply_updates(gvars["params"], g_updates)},
+            discriminator={**dvars, "params": optax.apply_updates(dvars["params"], d_updates)},
+            g_opt=g_opt,
+            d_opt=d_opt,
+            step=state["step"] + 1,
+        )
+        return new_state, _metrics(d_loss, g_loss, real_logits, fake_logits)
 
     # Donating the state saves a copy of it on accelerators; on XLA:CPU it makes XLA copy parameters that are
     # read after their update is scheduled, and measured 6% slower (docs/benchmarks.md), so CPU keeps both.
@@ -218,6 +257,16 @@ def _build_step(config: StepConfig, mesh: Mesh, split_phases_below: float, compi
         out_shardings=(replicated, replicated),
         donate_argnums=donate,
         compiler_options=dict(compiler_options) if compiler_options is not None else None,
+    )
+
+
+def _metrics(d_loss, g_loss, real_logits, fake_logits) -> dict:
+    return dict(
+        d_loss=d_loss,
+        g_loss=g_loss,
+        d_real=jnp.mean(jax.nn.sigmoid(real_logits)),
+        d_fake=jnp.mean(jax.nn.sigmoid(fake_logits)),
+        finite=jnp.isfinite(d_loss) & jnp.isfinite(g_loss),
     )
 
 

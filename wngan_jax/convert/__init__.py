@@ -19,6 +19,13 @@ mean-only-BN or alpha-clipping model (paper appendix C.2). The mapping (docs/aut
 * BN ``weight``/``bias`` are the params ``scale``/``bias``, ``running_mean``/``running_var`` the
   batch_stats ``mean``/``var``; ``num_batches_tracked`` is ignored.
 
+The ResNet follow-up (``arch="resnet"``, their ``stormraiser/gan-weightnorm-resnet``) names its tensors
+``initial_fc.*``, ``initial_prelu.weight``, ``net.level_<i>_block_<j>.{residue.conv_1, residue.tprelu,
+residue.conv_2, shortcut.conv, add, post}.*`` and ``final.*``; kernels, the dense units and the TPReLU
+``weight``/``bias`` map as above, WN ``scale``/``bias`` are already ``(C,)``, ``add.weight`` ``(2, C)`` is
+kept, and slopes are copied unchanged (their TPReLU clamps in the forward pass, as the project's model of
+that family does, and neither clips after an update, so a continued run goes on from the same values).
+
 Command line (``wngan_jax/convert/__main__.py``, docs/convert.md)::
 
     python -m wngan_jax.convert --gen best_gen.pt [--dis best_dis.pt] --norm weight --image_size 32 --out DIR
@@ -35,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wngan_jax import checkpoint, generation
+from wngan_jax import checkpoint, generation, resnet
 from wngan_jax.errors import CheckpointError, ConfigError, MissingDataError, MissingDependency
 from wngan_jax.models import AUTHOR_NAMES, ModelConfig, architecture, get_variant
 
@@ -68,7 +75,7 @@ class _Entry:
     key: str
     shape: tuple[int, ...]
     collection: str
-    module: str
+    module: str  # nested modules joined by "/"
     name: str
     convert: Callable[[np.ndarray], np.ndarray] = _identity
 
@@ -123,8 +130,89 @@ def _norm_act_entries(variant, prefix: str, project_prefix: str, channels: int, 
     return entries
 
 
+def _resnet_block_entries(prefix: str, module: str, c_in: int, c_out: int, stride: int, transposed: bool, last: bool):
+    """One residual block of the follow-up (``wngan_jax.resnet``): residue, shortcut, addition, post."""
+    k = stride + 2
+    mid = c_in if transposed else c_out
+    if transposed:  # ConvTranspose2d weights are (in, out, kh, kw)
+        conv_1, conv_2, shortcut = (c_in, mid, 3, 3), (mid, c_out, k, k), (c_in, c_out, 1, 1)
+    else:
+        conv_1, conv_2, shortcut = (mid, c_in, k, k), (c_out, mid, 3, 3), (c_out, c_in, 1, 1)
+    entries = [
+        _Entry(f"{prefix}.residue.conv_1.weight", conv_1, "params", f"{module}/conv_1", "kernel", _torch_kernel),
+        _Entry(f"{prefix}.residue.tprelu.weight", (mid,), "params", f"{module}/tprelu", "slope"),
+        _Entry(f"{prefix}.residue.tprelu.bias", (mid,), "params", f"{module}/tprelu", "alpha"),
+        _Entry(f"{prefix}.residue.conv_2.weight", conv_2, "params", f"{module}/conv_2", "kernel", _torch_kernel),
+    ]
+    if c_in != c_out:
+        entries.append(
+            _Entry(
+                f"{prefix}.shortcut.conv.weight", shortcut, "params", f"{module}/shortcut_conv", "kernel", _torch_kernel
+            )
+        )
+    entries.append(_Entry(f"{prefix}.add.weight", (2, c_out), "params", f"{module}/add", "weight"))
+    post = ("scale", "bias") if last else ("slope", "alpha")
+    entries += [
+        _Entry(f"{prefix}.post.{key}", (c_out,), "params", f"{module}/post", name)
+        for key, name in zip(("scale" if last else "weight", "bias"), post)
+    ]
+    return entries
+
+
+def _resnet_entries(config: ModelConfig, net: str) -> list[_Entry]:
+    """The follow-up's state-dict layout (their ``model.py``), in their module order."""
+    entries = []
+    if net == "generator":
+        features, blocks = config.gen_features, config.gen_blocks
+        (h, w), c = resnet.geometry(config.image_size, len(features)).top_hw, features[-1]
+        units = _dense_units(c, h, w)
+        entries += [
+            _Entry(
+                "initial_fc.weight",
+                (c * h * w, config.code_size),
+                "params",
+                "initial_fc",
+                "kernel",
+                lambda a: units(a).T,
+            ),
+            _Entry("initial_fc.bias", (c * h * w,), "params", "initial_fc", "bias", units),
+            _Entry("initial_fc.scale", (c * h * w,), "params", "initial_fc", "scale", units),
+            _Entry("initial_prelu.weight", (c,), "params", "initial_prelu", "slope"),
+        ]
+        for level in reversed(range(len(features))):
+            f_next = config.channels if level == 0 else features[level - 1]
+            for j in range(blocks[level]):
+                stride_2 = j == blocks[level] - 1
+                name = f"level_{level}_block_{j}"
+                entries += _resnet_block_entries(
+                    f"net.{name}", name, features[level], f_next if stride_2 else features[level],
+                    2 if stride_2 else 1, True, stride_2 and level == 0,
+                )  # fmt: skip
+    elif net == "discriminator":
+        features, blocks = config.dis_features, config.dis_blocks
+        c = config.channels
+        for level, f in enumerate(features):
+            for j in range(blocks[level]):
+                name = f"level_{level}_block_{j}"
+                entries += _resnet_block_entries(
+                    f"net.{name}", name, c if j == 0 else f, f, 2 if j == 0 else 1, False, False
+                )
+            c = f
+        top = resnet.geometry(config.image_size, len(features)).top_hw
+        entries += [
+            _Entry("final.weight", (1, c, *top), "params", "final", "kernel", _torch_kernel),
+            _Entry("final.scale", (1,), "params", "final", "scale"),
+            _Entry("final.bias", (1,), "params", "final", "bias"),
+        ]
+    else:
+        raise ConfigError(f"net must be one of {NETS}, got {net!r}")
+    return entries
+
+
 def _entries(config: ModelConfig, net: str) -> list[_Entry]:
     """The authors' state-dict layout for ``config`` (docs/authors.md §2, §6), in their module order."""
+    if config.arch == "resnet":
+        return _resnet_entries(config, net)
     v = config.variant
     arch = architecture(config.image_size, config.channels, config.nfeature)
     entries = []
@@ -176,7 +264,29 @@ def authors_config(norm: str, image_size, *, nfeature: int = 64, code_size: int 
     return ModelConfig(norm=name, image_size=image_size, channels=3, nfeature=nfeature, code_size=code_size)
 
 
+def resnet_config(
+    image_size, *, gen_features, gen_blocks, dis_features=None, dis_blocks=None, code_size: int = 128, channels=3
+) -> ModelConfig:
+    """The ModelConfig of a follow-up ResNet (their ``--gen_feature``, ``--gen_block``, ``--dis_feature``,
+    ``--dis_block``, ``--code_size``); the discriminator's lists default to the generator's."""
+    return ModelConfig(
+        arch="resnet",
+        image_size=image_size,
+        channels=channels,
+        code_size=code_size,
+        gen_features=gen_features,
+        gen_blocks=gen_blocks,
+        dis_features=gen_features if dis_features is None else dis_features,
+        dis_blocks=gen_blocks if dis_blocks is None else dis_blocks,
+    )
+
+
 def _describe(config: ModelConfig) -> str:
+    h, w = config.image_size
+    size = h if h == w else f"{h}x{w}"
+    if config.arch == "resnet":
+        lists = " ".join(f"--{n} {','.join(map(str, getattr(config, n)))}" for n in resnet.LIST_FLAGS)
+        return f"--arch resnet --image_size {size} {lists} --code_size {config.code_size}"
     authors_norm = {p: a for a, p in AUTHOR_NAMES.items()}[config.norm]
     h, w = config.image_size
     return (
@@ -206,12 +316,19 @@ def authors_to_variables(
         raise CheckpointError(
             f"the authors' {net} state does not fit {_describe(config)}: "
             + "; ".join(problems)
-            + ". Pass the --norm, --image_size, --nfeature and --code_size the model was trained with."
+            + (
+                ". Pass the --image_size, features, blocks and --code_size the model was trained with."
+                if config.arch == "resnet"
+                else ". Pass the --norm, --image_size, --nfeature and --code_size the model was trained with."
+            )
         )
     variables: dict = {}
     for e in entries:
         value = e.convert(state[e.key].astype(dtype))
-        variables.setdefault(e.collection, {}).setdefault(e.module, {})[e.name] = jnp.asarray(value)
+        node = variables.setdefault(e.collection, {})
+        for part in e.module.split("/"):
+            node = node.setdefault(part, {})
+        node[e.name] = jnp.asarray(value)
     checkpoint.check_variables(config, net, variables)
     return variables
 
@@ -252,8 +369,10 @@ class AuthorsNetwork:
     """A converted network in inference mode (BN running statistics), called on numpy arrays.
 
     The generator maps codes ``(B, code_size)`` to images ``(B, H, W, 3)`` in [0, 1]; the discriminator maps
-    images ``(B, H, W, 3)`` in [0, 1] to probabilities ``(B,)`` (the sigmoid of its logits), as the authors'
-    networks do (their images are NCHW). ``config``, ``variables`` and ``net`` describe the flax model.
+    images ``(B, H, W, 3)`` in [0, 1] to what the authors' discriminator returns (their images are NCHW):
+    probabilities ``(B,)`` (the sigmoid of its logits) for the paper's models, the logits of ``dis(2x - 1)``
+    for the ResNet follow-up (its discriminator returns logits and their loop feeds it ``2x - 1``).
+    ``config``, ``variables`` and ``net`` describe the flax model.
     """
 
     def __init__(self, config: ModelConfig, variables: dict, net: str):
@@ -262,15 +381,34 @@ class AuthorsNetwork:
             self._apply = generation.inference(config)
         else:
             discriminator = config.discriminator()
-            self._apply = jax.jit(lambda v, x: jax.nn.sigmoid(discriminator.apply(v, x, train=False)))
+            output = (lambda logits: logits) if config.arch == "resnet" else jax.nn.sigmoid
+            self._apply = jax.jit(lambda v, x: output(discriminator.apply(v, x, train=False)))
 
     def __call__(self, x) -> np.ndarray:
         return np.asarray(self._apply(self.variables, jnp.asarray(x, jnp.float32)))
 
 
 def authors_network(
-    state, *, net: str, norm: str, image_size, nfeature: int = 64, code_size: int = 256
+    state,
+    *,
+    net: str,
+    image_size,
+    norm: str = "weight",
+    nfeature: int = 64,
+    code_size: int | None = None,
+    arch: str = "dcgan",
+    features=None,
+    blocks=None,
 ) -> AuthorsNetwork:
-    """Load an authors' generator or discriminator (``.pt``, ``.npz`` or state dict) for inference."""
-    config = authors_config(norm, image_size, nfeature=nfeature, code_size=code_size)
+    """Load an authors' generator or discriminator (``.pt``, ``.npz`` or state dict) for inference.
+
+    ``arch="dcgan"`` (the paper's models: ``norm``, ``nfeature``; code size default 256) or ``"resnet"`` (the
+    follow-up: ``features`` and ``blocks`` per level of this network; code size default 128).
+    """
+    if arch == "resnet":
+        if features is None or blocks is None:
+            raise ConfigError("arch='resnet' needs the network's features and blocks per level")
+        config = resnet_config(image_size, gen_features=features, gen_blocks=blocks, code_size=code_size or 128)
+    else:
+        config = authors_config(norm, image_size, nfeature=nfeature, code_size=code_size or 256)
     return AuthorsNetwork(config, authors_to_variables(load_state(state), config, net), net)

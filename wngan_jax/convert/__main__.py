@@ -1,6 +1,8 @@
 """``python -m wngan_jax.convert``: the authors' PyTorch state dicts -> a wngan_jax checkpoint directory.
 
     python -m wngan_jax.convert --gen best_gen.pt [--dis best_dis.pt] --norm weight --image_size 32 --out DIR
+    python -m wngan_jax.convert --arch resnet --gen best_gen.pt [--dis best_dis.pt] --image_size 160 \
+        --gen_features 64,128,256,384,512 --gen_blocks 1,1,1,1,1 --out DIR
 
 The mapping is ``wngan_jax.convert`` (docs/convert.md, docs/authors.md §6).
 """
@@ -14,23 +16,30 @@ import jax
 from absl import flags
 
 from wngan_jax import checkpoint, cli, convert
-from wngan_jax.errors import CheckpointError
+from wngan_jax.errors import CheckpointError, ConfigError
 
 
 def define(fv: flags.FlagValues) -> None:
     flags.DEFINE_string("gen", None, "generator state dict: *_gen.pt or .npz", flag_values=fv)
     flags.DEFINE_string("dis", None, "discriminator state dict: *_dis.pt or .npz (optional)", flag_values=fv)
+    flags.DEFINE_enum(
+        "arch", "dcgan", ["dcgan", "resnet"], "the paper's models, or the ResNet follow-up", flag_values=fv
+    )
     flags.DEFINE_string(
         "norm",
         None,
-        "the authors' --norm: none | batch | weight | weight-affine (or vanilla, bn, wn, affine_wn)",
+        "--arch=dcgan: the authors' --norm: none | batch | weight | weight-affine (or vanilla, bn, wn, affine_wn)",
         flag_values=fv,
     )
     cli.define_image_size(fv)
-    flags.DEFINE_integer("nfeature", 64, "the authors' --nfeature", flag_values=fv)
-    flags.DEFINE_integer("code_size", 256, "the authors' --code_size", flag_values=fv)
+    flags.DEFINE_integer("nfeature", 64, "--arch=dcgan: the authors' --nfeature", flag_values=fv)
+    for side in ("gen", "dis"):
+        default = " (default: the generator's)" if side == "dis" else ""
+        cli.define_int_list(fv, f"{side}_features", None, f"--arch=resnet: their --{side}_feature{default}")
+        cli.define_int_list(fv, f"{side}_blocks", None, f"--arch=resnet: their --{side}_block{default}")
+    flags.DEFINE_integer("code_size", None, "their --code_size (default 256, --arch=resnet 128)", flag_values=fv)
     flags.DEFINE_string("out", None, "new checkpoint directory to write", flag_values=fv)
-    for name in ("gen", "norm", "image_size", "out"):
+    for name in ("gen", "image_size", "out"):
         flags.mark_flag_as_required(name, flag_values=fv)
 
 
@@ -39,7 +48,21 @@ def body(fv: flags.FlagValues, args: list[str]) -> int:
     out = pathlib.Path(fv.out)
     if (out / checkpoint.MODEL_FILE).exists():
         raise CheckpointError(f"{out} already holds a checkpoint; choose a new --out directory")
-    config = convert.authors_config(fv.norm, fv.image_size, nfeature=fv.nfeature, code_size=fv.code_size)
+    if fv.arch == "resnet":
+        if not fv.gen_features or not fv.gen_blocks:
+            raise ConfigError("--arch=resnet needs --gen_features and --gen_blocks (their --gen_feature, --gen_block)")
+        config = convert.resnet_config(
+            fv.image_size,
+            gen_features=fv.gen_features,
+            gen_blocks=fv.gen_blocks,
+            dis_features=fv.dis_features,
+            dis_blocks=fv.dis_blocks,
+            code_size=fv.code_size or 128,
+        )
+    else:
+        if not fv.norm:
+            raise ConfigError("--norm is required for the paper's models (--arch=dcgan)")
+        config = convert.authors_config(fv.norm, fv.image_size, nfeature=fv.nfeature, code_size=fv.code_size or 256)
     sources = {"generator": fv.gen} | ({"discriminator": fv.dis} if fv.dis else {})
     models = {net: convert.authors_to_variables(convert.load_state(path), config, net) for net, path in sources.items()}
     checkpoint.save_models(
@@ -49,7 +72,7 @@ def body(fv: flags.FlagValues, args: list[str]) -> int:
         step=0,
         meta={
             "converted_from": {net: str(pathlib.Path(p).absolute()) for net, p in sources.items()},
-            "authors_norm": fv.norm,
+            "authors_norm": fv.norm if fv.arch == "dcgan" else None,
         },
     )
     for net, variables in models.items():
