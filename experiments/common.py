@@ -14,7 +14,7 @@ from absl import flags
 from wngan_jax import cli
 from wngan_jax.config import MODEL_FIELDS, TrainConfig
 from wngan_jax.config import preset as preset_config
-from wngan_jax.models import ARCHS, AUTHOR_NAMES, VARIANTS, ModelConfig
+from wngan_jax.models import ARCHS, AUTHOR_NAMES, RESNET_LIST_FIELDS, VARIANTS, ModelConfig, model_fields
 from wngan_jax.train import train_and_evaluate
 
 _FIELD_HELP = {
@@ -76,6 +76,18 @@ def config_from_flags(fv: flags.FlagValues, preset: str, **overrides) -> TrainCo
     given = {f.name: fv[f.name].value for f in config_fields() if fv[f.name].present}
     changes = given | overrides
     return preset_config(preset, changes.pop("arch", "dcgan"), **changes)
+
+
+def config_for_model(fv: flags.FlagValues, preset: str, model: str) -> TrainConfig:
+    """The config of the model that tables and figures call ``model`` (``wn``, ``resnet_wn``;
+    ``wngan_jax.models.model_fields``): the preset for its family, with the flags given that apply to that
+    family (``--gen_features`` and the other ResNet lists to ResNet models only), so one study's command line
+    serves both families."""
+    fields = model_fields(model)
+    given = {f.name: fv[f.name].value for f in config_fields() if fv[f.name].present}
+    if fields["arch"] == "dcgan":
+        given = {k: v for k, v in given.items() if k not in RESNET_LIST_FIELDS}
+    return preset_config(preset, **(given | fields))
 
 
 def run_experiment(fv: flags.FlagValues, preset: str, workdir=None, **overrides) -> dict:

@@ -21,8 +21,8 @@ def demo(fv: flags.FlagValues) -> None:
     """A one-seed study of vanilla, BN and WN (``experiments.study``) and its report (``experiments.report``)."""
     root = pathlib.Path(fv.workdir or "runs/demo")
     print(f"training the {', '.join(DEMO_MODELS)} models on the built-in digits (scikit-learn, 1797 images)")
-    base = common.config_from_flags(fv, "digits")
-    study.run_study(base, DEMO_MODELS, [0], root, overwrite=fv.overwrite, command="make demo")
+    models = {model: common.config_for_model(fv, "digits", model) for model in DEMO_MODELS}
+    study.run_study(models, [0], root, overwrite=fv.overwrite, command="make demo")
     runs = report.load([root])
     index = report.write(runs, root / "report")
     print("\nReconstruction loss of the best generator of each model (paper Table 2; lower is better):\n")

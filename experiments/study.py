@@ -2,8 +2,10 @@
 
 ``python -m experiments.study --preset=digits --norms=vanilla,bn,wn --seeds=0,1,2 --workdir=runs/study``
 
-trains ``runs/study/<norm>/seed_<k>/`` for every pair (the paper repeats the vanilla and BN trainings three
+trains ``runs/study/<model>/seed_<k>/`` for every pair (the paper repeats the vanilla and BN trainings three
 times, appendix C.1), each data-parallel over all devices, every model for the first seed before the next seed.
+``--norms`` names models as tables and figures do: the paper's norm variants, and ``resnet_wn``, the authors'
+weight-normalized ResNet follow-up with the preset's ResNet setting (``--norms=vanilla,bn,wn,resnet_wn``).
 Running the same command again resumes unfinished runs and skips finished ones, so a killed study continues
 where it stopped. Every flag of the preset's own command (``--iterations``, ``--lr``, ``--data``, ...) applies
 to every run. ``python -m experiments.report runs/study --out runs/study/report`` then writes the paper's
@@ -17,6 +19,7 @@ import json
 import logging
 import pathlib
 import sys
+from collections.abc import Mapping
 
 from absl import flags
 
@@ -33,7 +36,7 @@ def check_runs(configs, root, *, overwrite: bool) -> None:
     if overwrite:
         return
     for config in configs:
-        RunDirectory(run_dir(root, config.norm, config.seed)).check_config(config, overwrite=False)
+        RunDirectory(run_dir(root, config.model.name, config.seed)).check_config(config, overwrite=False)
 
 
 def record_study(root: pathlib.Path, norms, seeds, command: str | None) -> None:
@@ -75,23 +78,27 @@ def is_finished(run: pathlib.Path, config: TrainConfig) -> bool:
 
 
 def run_study(
-    base: TrainConfig, norms, seeds, root, *, overwrite: bool = False, command: str | None = None
+    models: Mapping[str, TrainConfig], seeds, root, *, overwrite: bool = False, command: str | None = None
 ) -> list[dict]:
-    """Train (or resume, or skip) ``base`` for every norm and seed under ``root``; one summary per run.
+    """Train (or resume, or skip) each model's config (``{name: config}``, names as ``ModelConfig.name``) for
+    every seed under ``root``; one summary per run.
 
     A run whose loss stays non-finite (``TrainingDiverged``) is reported and the study goes on.
     """
     root = pathlib.Path(root)
+    for name, config in models.items():
+        if config.model.name != name:
+            raise errors.ConfigError(f"the study's model {name!r} has the config of {config.model.name!r}")
     # Seed-major: a study stopped early has every model at least once.
-    configs = [base.replace(norm=norm, seed=int(seed)) for seed in seeds for norm in norms]
+    configs = [config.replace(seed=int(seed)) for seed in seeds for config in models.values()]
     files.check_output(root, "--workdir", directory=True)
     check_runs(configs, root, overwrite=overwrite)
     root.mkdir(parents=True, exist_ok=True)
-    record_study(root, [c.norm for c in configs], [c.seed for c in configs], command)
+    record_study(root, [c.model.name for c in configs], [c.seed for c in configs], command)
     summaries = []
     for i, config in enumerate(configs):
-        run = run_dir(root, config.norm, config.seed)
-        head = f"[{i + 1}/{len(configs)}] {config.norm} seed {config.seed} ({run})"
+        run = run_dir(root, config.model.name, config.seed)
+        head = f"[{i + 1}/{len(configs)}] {config.model.name} seed {config.seed} ({run})"
         if is_finished(run, config):
             print(f"{head}: finished, skipped", flush=True)
             summaries.append({"workdir": str(run), "status": "skipped"})
@@ -109,13 +116,18 @@ def run_study(
 def define(fv: flags.FlagValues) -> None:
     common.define_flags(fv)
     flags.DEFINE_enum("preset", "digits", sorted(PRESETS), "the preset every run starts from", flag_values=fv)
-    flags.DEFINE_list("norms", "vanilla,bn,wn", "models to train (the --norm of each run)", flag_values=fv)
+    flags.DEFINE_list(
+        "norms",
+        "vanilla,bn,wn",
+        "models to train: norm variants of the paper's models (the --norm of each run), or resnet_wn",
+        flag_values=fv,
+    )
     flags.DEFINE_list("seeds", "0", "seeds to train each model with (the --seed of each run)", flag_values=fv)
 
 
 def body(fv: flags.FlagValues, args: list[str], command: str = "") -> int:
     cli.no_arguments(args)
-    for name, plural in (("norm", "norms"), ("seed", "seeds")):
+    for name, plural in (("norm", "norms"), ("arch", "norms"), ("seed", "seeds")):
         if fv[name].present:
             raise errors.ConfigError(f"--{name} is set per run by the study; use --{plural}")
     try:
@@ -126,10 +138,13 @@ def body(fv: flags.FlagValues, args: list[str], command: str = "") -> int:
         raise errors.ConfigError("--norms and --seeds must each name at least one value")
     for seed in seeds:
         check_int("seeds", seed, 0, SEED_MAX)
-    base = common.config_from_flags(fv, fv.preset)
+    models = {}
+    for model in fv.norms:
+        config = common.config_for_model(fv, fv.preset, model)
+        models[config.model.name] = config  # the authors' names (weight) become the project's (wn)
     cli.init_distributed(fv)
     root = pathlib.Path(fv.workdir or f"runs/study_{fv.preset}")
-    summaries = run_study(base, fv.norms, seeds, root, overwrite=fv.overwrite, command=command)
+    summaries = run_study(models, seeds, root, overwrite=fv.overwrite, command=command)
     failed = [s["workdir"] for s in summaries if s["status"] == "diverged"]
     print(f"\nstudy directory: {root}\nreport: python -m experiments.report {root} --out {root / 'report'}")
     if failed:

@@ -222,3 +222,37 @@ def test_a_damaged_study_file_is_rebuilt_from_the_runs_on_disk(tmp_path):
     study.record_study(tmp_path, ["vanilla"], [1], "python -m experiments.study ...")
     recorded = json.loads((tmp_path / "study.json").read_text())
     assert recorded["norms"] == ["bn", "wn", "vanilla"] and recorded["seeds"] == [0, 3, 1]
+
+
+def test_a_study_trains_the_resnet_beside_dcgan_models_and_the_report_names_it(tmp_path, capsys):
+    """``resnet_wn`` in ``--norms`` is the authors' ResNet with the preset's ResNet setting (lr 2e-5, eps 1e-8)
+    and the ResNet lists given; the DCGAN model of the same command keeps its own family, and the report
+    names each model as ``ModelConfig.name`` does."""
+    resnet = ["--gen_features=8,8", "--gen_blocks=1,1", "--dis_features=8,8", "--dis_blocks=1,1"]
+    argv = [*TINY, *resnet, "--iterations=2", "--seeds=0", f"--workdir={tmp_path}", f"--cache_dir={tmp_path / 'c'}"]
+    argv += ["--final_test_samples=0", "--record_codes=0"]  # the report's figures are tested above
+    assert study.main([*argv, "--norms=weight,resnet_wn"]) == 0
+    configs = {
+        p.parent.parent.name: TrainConfig.from_dict(json.loads(p.read_text()))
+        for p in tmp_path.glob("*/seed_0/config.json")
+    }
+    assert set(configs) == {"wn", "resnet_wn"}
+    wn, res = configs["wn"].model, configs["resnet_wn"]
+    assert (wn.arch, wn.norm, wn.gen_features, wn.nfeature) == ("dcgan", "wn", (), 8)
+    assert (res.model.arch, res.model.norm, res.model.gen_features, res.model.dis_blocks) == (
+        "resnet",
+        "wn",
+        (8, 8),
+        (1, 1),
+    )
+    assert (res.lr, res.rmsprop_eps, configs["wn"].lr) == (2e-5, 1e-8, 2e-4)  # the digits preset's per family
+    assert json.loads((tmp_path / "study.json").read_text())["norms"] == ["wn", "resnet_wn"]
+    loaded = report.load([tmp_path])
+    assert [m for m in report.by_model(loaded.instances)] == ["wn", "resnet_wn"]  # the paper's models first
+    table = report.markdown_table(report.summary(loaded))
+    assert "| resnet_wn |" in table and "| wn |" in table
+    # --arch is the study's to set per model; a ResNet norm other than wn is no model.
+    assert study.main([*argv, "--norms=wn", "--arch=resnet"]) == 1
+    assert "--norms" in capsys.readouterr().err
+    assert study.main([*argv, "--norms=resnet_bn"]) == 1
+    assert "unknown model 'resnet_bn'" in capsys.readouterr().err

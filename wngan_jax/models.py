@@ -382,6 +382,21 @@ class ModelConfig:
         return cls(**{**d, "image_size": tuple(d.get("image_size", cls.image_size))})
 
 
+RESNET_MODELS = ("resnet_wn",)
+
+
+def model_fields(name: str) -> dict:
+    """``arch`` and ``norm`` of the model that tables and figures call ``name`` (``ModelConfig.name``): ``wn``
+    is the paper's WN model (the authors' ``weight`` too), ``resnet_wn`` the ResNet follow-up."""
+    if name in RESNET_MODELS:
+        return {"arch": "resnet", "norm": name.removeprefix("resnet_")}
+    try:
+        return {"arch": "dcgan", "norm": get_variant(name).name}
+    except ConfigError:
+        known = ", ".join([*VARIANTS, *AUTHOR_NAMES, *RESNET_MODELS])
+        raise ConfigError(f"unknown model {name!r}; choose one of: {known}") from None
+
+
 def _int_tuple(value, name: str) -> tuple[int, ...]:
     """A list field as a tuple of ints: from a tuple, a list or a comma string such as ``64,128,256``."""
     if isinstance(value, str):

@@ -1,8 +1,9 @@
 """Finding runs and reading each one once into the ``Study`` that the report's tables and figures share.
 
 A run directory holds ``config.json``; a study directory (``experiments.study``) holds ``study.json`` and its
-runs under ``<norm>/seed_<k>/`` (``run_dir``). Both names live here, where the runner that writes them and
-the report that reads them can import them.
+runs under ``<model>/seed_<k>/`` (``run_dir``; the model as ``ModelConfig.name`` calls it: ``wn``,
+``resnet_wn``). Both names live here, where the runner that writes them and the report that reads them can
+import them.
 
 A damaged file leaves out only what it holds, and says so (``Study.left_out``, shown in the report): a run
 whose ``config.json`` is cut off is left out; a damaged curve, final test, record or best checkpoint leaves
@@ -29,9 +30,9 @@ from wngan_jax.rundir import FINAL_TEST_DIR, read_config
 STUDY_FILE = "study.json"  # a study directory's models, seeds and command
 
 
-def run_dir(root, norm: str, seed: int) -> pathlib.Path:
-    """Where a study keeps the run of ``norm`` and ``seed``."""
-    return pathlib.Path(root) / norm / f"seed_{seed}"
+def run_dir(root, model: str, seed: int) -> pathlib.Path:
+    """Where a study keeps the run of ``model`` (``ModelConfig.name``: ``wn``, ``resnet_wn``) and ``seed``."""
+    return pathlib.Path(root) / model / f"seed_{seed}"
 
 
 @dataclasses.dataclass
@@ -192,7 +193,7 @@ def load_instance(run, *, factor: float, tests: int) -> Instance:
     test report and the first final-test codes and targets."""
     run = pathlib.Path(run)
     config = read_config(run, "the report leaves out this run (restore the file to include it)")
-    instance = Instance(run, config.norm, config.seed, config, [], [], {}, None)
+    instance = Instance(run, config.model.name, config.seed, config, [], [], {}, None)
     try:
         instance.iterations, instance.losses = metrics.read_metrics(run, "test_loss")
     except DamagedFile as e:
