@@ -2,6 +2,8 @@
 modules (``wngan_jax.authors_resnet_torch``) run in float64: every layer and both networks, forward and gradients;
 the initialisation; the config's validation."""
 
+import copy
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -301,7 +303,7 @@ def test_initialisation_follows_their_code():
         (dict(gen_blocks=(1,)), "--gen_features has 2 levels and --gen_blocks 1"),
         (dict(dis_features=()), "needs --dis_features"),
         (dict(dis_features=(4, 8, 8, 8, 8), dis_blocks=(1,) * 5), "discriminator has 5 levels, more than a 16x16"),
-        (dict(gen_blocks=(1, 0)), "must be positive"),
+        (dict(gen_blocks=(1, 0)), "--gen_blocks entries must be integers from 1"),
         (dict(image_size=(16, 15)), "even"),
         (dict(channels=2), "channels"),
         (dict(arch="unet"), "--arch must be one of dcgan, resnet"),
@@ -378,3 +380,94 @@ def test_convert_command_and_authors_network(tmp_path, capsys):
     assert convert_cli.main([*args[:-1], "--dis_blocks=1,1", f"--out={tmp_path / 'other'}"]) == 1
     err = capsys.readouterr().err
     assert "unexpected net.level_0_block_1.residue.conv_1.weight" in err and "--dis_blocks 1,1" in err
+
+
+def test_an_imported_run_continues_their_training(tmp_path, capsys):
+    """Their ``net_archive`` after two iterations (networks, ``torch.optim.RMSprop`` states, ``current_iter``) ->
+    a run directory that the trainer resumes at iteration 2; its next iteration moves every parameter as their
+    loop's third iteration does in float64, which a fresh optimizer state would not (its first RMSProp step is
+    about ``3.16 lr`` per entry, not ``lr g / sqrt(mean g^2)``)."""
+    from wngan_jax import sharding, train, train_step
+    from wngan_jax.config import TrainConfig
+    from wngan_jax.convert import __main__ as convert_cli
+
+    size, features, gen_blocks, dis_blocks, batch = (8, 8), (4, 6), (1, 2), (2, 1), 4
+    g = ref.randomize_(ref.Generator(size, features, gen_blocks, CODE), 0)
+    d = ref.randomize_(ref.Discriminator(size, features, dis_blocks), 1)
+    with torch.no_grad():  # slopes inside (0, 1), where their clamp passes gradients
+        for net in (g, d):
+            for name, p in net.named_parameters():
+                if name.endswith("tprelu.weight") or name.endswith("post.weight"):
+                    p.clamp_(0.1, 0.9)
+    g_opt, d_opt = ref.rmsprop(g), ref.rmsprop(d)
+    rng = np.random.default_rng(3)
+    for _ in range(2):
+        real = torch.from_numpy(rng.random((batch, 3, *size), np.float32))
+        ref.train_iteration(g, d, g_opt, d_opt, real, torch.from_numpy(rng.standard_normal((batch, CODE), np.float32)))
+    files = {
+        "gen": g.state_dict(), "dis": d.state_dict(), "gen_opt": g_opt.state_dict(), "dis_opt": d_opt.state_dict(),
+        "state": {"current_iter": 2, "best_iter": 0, "min_loss": 1e100, "current_sample": 2 * batch,
+                  "index_shuffle": torch.randperm(10)},
+    }  # fmt: skip
+    for name, value in files.items():
+        torch.save(value, tmp_path / f"last_{name}.pt")
+    out = tmp_path / "run"
+    args = [f"--{name}={tmp_path / f'last_{name}.pt'}" for name in files]
+    args += ["--arch=resnet", "--image_size=8", "--gen_features=4,6", "--gen_blocks=1,2", "--dis_blocks=2,1"]
+    assert convert_cli.main([*args, f"--code_size={CODE}", f"--out={out}"]) == 0
+    printed = capsys.readouterr().out
+    assert "iteration 2" in printed and "--lr=2e-05 --rmsprop_decay=0.9 --rmsprop_eps=1e-08" in printed
+    partial = [a for a in args if not a.startswith("--state")]
+    assert convert_cli.main([*partial, f"--code_size={CODE}", f"--out={tmp_path / 'x'}"]) == 1
+    assert "missing --state" in capsys.readouterr().err
+
+    model = convert.resnet_config(
+        size, gen_features=features, gen_blocks=gen_blocks, dis_blocks=dis_blocks, code_size=CODE
+    )
+    config = TrainConfig(
+        model=model, data="digits", cache_dir=str(tmp_path / "cache"), batch_size=batch, lr=2e-5, rmsprop_eps=1e-8,
+        iterations=3, final_test=8, running_test=4, final_test_samples=0, record_codes=0, progress_bar=False,
+    )  # fmt: skip
+    trainer = train.Trainer.open(config, out)
+    assert trainer.meta.iteration == 2 and int(trainer.state["step"]) == 2 and trainer.meta.best_loss is None
+    real = next(trainer.batches)
+    key = train_step.run_key(config.seed, 0, trainer.mesh)
+    codes, _ = train_step.iteration_codes(config, np.asarray(key), 2)
+    before = jax.tree.map(np.asarray, {n: trainer.state[n]["params"] for n in ("generator", "discriminator")})
+    state, _ = trainer.step_fn(trainer.state, sharding.shard_batch(real, trainer.mesh), key)
+    trainer.checkpoints.close()
+
+    def their_third_iteration(with_saved_optimizers: bool) -> dict:
+        """Their loop's next iteration in float64 on the same batch and codes: the parameters' steps."""
+        g64, d64 = copy.deepcopy(g).double(), copy.deepcopy(d).double()
+        g_opt64, d_opt64 = ref.rmsprop(g64), ref.rmsprop(d64)
+        if with_saved_optimizers:
+            g_opt64.load_state_dict(files["gen_opt"])
+            d_opt64.load_state_dict(files["dis_opt"])
+        real64 = torch.from_numpy(nchw(real).astype(np.float64))
+        ref.train_iteration(g64, d64, g_opt64, d_opt64, real64, torch.from_numpy(np.asarray(codes, np.float64)))
+        with jax.enable_x64(True):
+            after = {
+                net: jax.tree.map(
+                    np.asarray, convert.authors_to_variables(n.state_dict(), model, net, dtype=np.float64)
+                )
+                for net, n in (("generator", g64), ("discriminator", d64))
+            }
+        return {net: jax.tree.map(lambda a, b: a - b, after[net]["params"], before[net]) for net in after}
+
+    def distance(steps, want) -> tuple[float, dict]:
+        """Over both networks, and per tensor: ``|steps - want| / |want|``."""
+        pairs = [(np.ravel(a), np.ravel(b)) for a, b in zip(jax.tree.leaves(steps), jax.tree.leaves(want))]
+        each = {i: np.linalg.norm(a - b) / np.linalg.norm(b) for i, (a, b) in enumerate(pairs)}
+        a, b = (np.concatenate(x) for x in zip(*pairs))
+        return np.linalg.norm(a - b) / np.linalg.norm(b), each
+
+    ours = {
+        net: jax.tree.map(lambda a, b: np.asarray(a, np.float64) - b, state[net]["params"], before[net])
+        for net in before
+    }
+    want = their_third_iteration(with_saved_optimizers=True)
+    total, each = distance(ours, want)
+    assert total < 1e-2 and max(each.values()) < 0.2, (total, each)  # near-cancelling gradients: a few percent
+    fresh, _ = distance(their_third_iteration(with_saved_optimizers=False), want)
+    assert fresh > 0.3  # the comparison tells imported optimizer states from fresh ones

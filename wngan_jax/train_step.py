@@ -61,6 +61,12 @@ def rmsprop(config: TrainConfig | StepConfig) -> optax.GradientTransformation:
     return optax.rmsprop(config.lr, decay=config.rmsprop_decay, eps=config.rmsprop_eps, eps_in_sqrt=False)
 
 
+def rmsprop_state(square_avg) -> optax.OptState:
+    """The state of ``rmsprop`` whose running mean of squared gradients is ``square_avg`` (a params tree):
+    how a run imported from ``torch.optim.RMSprop`` continues (its ``square_avg``; its ``step`` counts only)."""
+    return optax.tree_utils.tree_set(rmsprop(TrainConfig()).init(square_avg), nu=square_avg)
+
+
 def _dtype(config: TrainConfig | StepConfig):
     return jnp.bfloat16 if config.dtype == "bfloat16" else None
 

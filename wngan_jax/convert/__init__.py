@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wngan_jax import checkpoint, generation, resnet
+from wngan_jax import checkpoint, generation, resnet, train_step
 from wngan_jax.errors import CheckpointError, ConfigError, MissingDataError, MissingDependency
 from wngan_jax.models import AUTHOR_NAMES, ModelConfig, architecture, get_variant
 
@@ -343,6 +343,13 @@ def load_state(state) -> dict[str, np.ndarray]:
     if path.suffix == ".npz":
         with np.load(path) as f:
             return {k: f[k] for k in f.files}
+    return {k: _to_numpy(a) for k, a in _torch_load(path).items()}
+
+
+def _torch_load(path: pathlib.Path) -> Mapping:
+    """The mapping a ``.pt`` file holds (tensors, numbers, lists and dicts only: ``weights_only``)."""
+    if not path.is_file():
+        raise MissingDataError(f"no such file: {path}")
     try:
         import torch
     except ImportError as e:
@@ -358,7 +365,98 @@ def load_state(state) -> dict[str, np.ndarray]:
         raise CheckpointError(
             f"{path} holds a {type(loaded).__name__}, not a state dict; save net.state_dict() as the authors' code does"
         )
-    return {k: _to_numpy(a) for k, a in loaded.items()}
+    return loaded
+
+
+def authors_optimizer_state(opt_state, state_dict, config: ModelConfig, net: str, *, dtype=np.float32) -> dict:
+    """The ``square_avg`` of an authors' ``torch.optim.RMSprop`` state dict (their ``*_gen_opt.pt`` /
+    ``*_dis_opt.pt``, or the mapping) laid out as ``net``'s flax params, for ``train_step.rmsprop_state``.
+
+    Their optimizer numbers the parameters in ``net.parameters()`` order, which is the order of the network's
+    state dict ``state_dict`` (the follow-up has no buffers). A parameter without an entry has not been
+    stepped yet: PyTorch starts its ``square_avg`` at zero, and so does this. Only the follow-up's plain
+    RMSProp (no momentum, not centered, no weight decay) continues here; the ResNet follow-up only, whose
+    conversions are permutations, so a running mean maps as its parameter does.
+    """
+    if config.arch != "resnet":
+        raise ConfigError("importing an optimizer state needs --arch=resnet (the follow-up's main.py saves it)")
+    opt_state = opt_state if isinstance(opt_state, Mapping) else _torch_load(pathlib.Path(os.fspath(opt_state)))
+    groups, steps = opt_state.get("param_groups"), opt_state.get("state")
+    if not (isinstance(groups, list) and len(groups) == 1 and isinstance(steps, Mapping)):
+        raise CheckpointError(
+            "the optimizer state is not one torch.optim.RMSprop state dict with one parameter group (their "
+            "*_gen_opt.pt / *_dis_opt.pt)"
+        )
+    group = groups[0]
+    unsupported = [k for k in ("momentum", "weight_decay", "centered") if group.get(k)]
+    if unsupported or "alpha" not in group:
+        raise CheckpointError(
+            f"the {net} optimizer is not their plain RMSprop (it has {', '.join(unsupported) or 'no alpha'}); "
+            "only RMSprop without momentum, weight decay or centering continues here"
+        )
+    names = [k for k in state_dict if not k.endswith(IGNORED_SUFFIXES)]
+    if len(group["params"]) != len(names):
+        raise CheckpointError(
+            f"the {net} optimizer state holds {len(group['params'])} parameters, its network {len(names)}: "
+            "pass the optimizer state saved with that network"
+        )
+    square_avg = {}
+    for name, index in zip(names, group["params"]):
+        stepped = steps.get(index, {})
+        square_avg[name] = (
+            _to_numpy(stepped["square_avg"]) if "square_avg" in stepped else np.zeros_like(state_dict[name])
+        )
+    return authors_to_variables(square_avg, config, net, dtype=dtype)["params"]
+
+
+def import_run(out, config: ModelConfig, *, gen, dis, gen_opt, dis_opt, state) -> dict:
+    """Write the authors' run (their ``net_archive/<prefix>_{gen,dis,gen_opt,dis_opt,state}.pt``, files or
+    mappings) as a run directory ``out`` that training continues from their iteration, with their optimizer
+    states; returns the checkpoint's meta.
+
+    What carries over: both networks, both RMSProp running means, and the iteration (``current_iter``; the
+    codes of each iteration follow from it, ``train_step.iteration_codes``). What does not: the position in
+    their shuffled data (``index_shuffle``, ``current_sample``: indices into their own split) and their best
+    running-test loss (``min_loss`` on their held-out images), recorded under ``converted_from`` only; the
+    continued run keeps its best from its own running tests. Their optimizer's lr, alpha and eps are
+    returned under ``optimizer``: the continued run takes them from its flags (``--lr``, ``--rmsprop_decay``,
+    ``--rmsprop_eps``).
+    """
+    out = pathlib.Path(out)
+    if (out / checkpoint.MODEL_FILE).exists():
+        raise CheckpointError(f"{out} already holds a checkpoint; choose a new --out directory")
+    run_state = state if isinstance(state, Mapping) else _torch_load(pathlib.Path(os.fspath(state)))
+    iteration = run_state.get("current_iter")
+    if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
+        raise CheckpointError(f"the run state holds no iteration (current_iter: {iteration!r}); pass their *_state.pt")
+    models, optimizers = {}, {}
+    for net, net_state, opt_state in (("generator", gen, gen_opt), ("discriminator", dis, dis_opt)):
+        net_state = load_state(net_state)
+        models[net] = authors_to_variables(net_state, config, net)
+        optimizers[net] = train_step.rmsprop_state(authors_optimizer_state(opt_state, net_state, config, net))
+    opt_state = gen_opt if isinstance(gen_opt, Mapping) else _torch_load(pathlib.Path(os.fspath(gen_opt)))
+    group = opt_state["param_groups"][0]
+    sources = {"gen": gen, "dis": dis, "gen_opt": gen_opt, "dis_opt": dis_opt, "state": state}
+    meta = {
+        "iteration": iteration,
+        "converted_from": {k: str(pathlib.Path(v).absolute()) for k, v in sources.items() if not isinstance(v, Mapping)}
+        | {k: _plain(run_state.get(k)) for k in ("best_iter", "min_loss")},
+        "optimizer": {k: float(group[k]) for k in ("lr", "alpha", "eps")},
+    }
+    checkpoint.write_model_config(out, config)
+    ckpt = checkpoint.Checkpoints(out, keep_period=None)
+    try:
+        ckpt.save(
+            iteration, models, meta, train={"g_opt": optimizers["generator"], "d_opt": optimizers["discriminator"]}
+        )
+    finally:
+        ckpt.close()
+    return meta
+
+
+def _plain(value):
+    """A number of their state file (a Python number or a one-element tensor) as JSON, or None."""
+    return None if value is None else _to_numpy(value).item()
 
 
 def _to_numpy(a) -> np.ndarray:
