@@ -103,3 +103,48 @@ def test_fid_rows(capsys):
     (row,) = rows(capsys, "--what=fid", "--size", "16", "--batch", "1")
     assert row["batch"] == 1 and row["features_per_s"] > 0 and row["end_to_end_features_per_s"] > 0
     assert 10.5 < row["gflops_per_image"] < 12  # Inception v3 at 299x299: about 5.7 G multiply-adds per image
+
+
+def test_resnet_defaults_are_the_documented_models():
+    """``--arch=resnet`` without lists: their README's model at 160x160, 64..512 doubling to a 4x4 map
+    elsewhere (64x64: four levels), one block per level, code 128; the DCGAN family is left as it was."""
+    from wngan_jax.bench.train import bench_config
+
+    at = {size: bench_config(size, "wn", 32, family={"arch": "resnet"}).model for size in (16, 64, 160)}
+    assert at[64].gen_features == at[64].dis_features == (64, 128, 256, 512) and at[64].gen_blocks == (1,) * 4
+    assert at[160].gen_features == (64, 128, 256, 384, 512) and at[160].dis_blocks == (1,) * 5
+    assert at[16].gen_features == (64, 128) and at[16].code_size == 128 and at[16].name == "resnet_wn"
+    mixed = bench_config(16, "wn", 4, family={"arch": "resnet", "gen_features": (8, 16), "dis_features": (4,)}).model
+    assert mixed.gen_features == (8, 16) and mixed.dis_features == (4,) and mixed.dis_blocks == (1,)
+    assert bench_config(16, "bn", 4, family={"arch": "dcgan"}).model.code_size == 256
+
+
+def test_resnet_rows_take_the_model_flags(capsys):
+    """``--what=authors`` with ``--arch=resnet`` times the model the flags describe beside their loop; the
+    benchmarks without a model family refuse those flags, and the follow-up refuses another norm."""
+    pytest.importorskip("torch")
+    model = ["--arch=resnet", "--image_size=16", "--gen_features=4,8", "--code_size=8", "--batch_size=2"]
+    (row,) = rows(capsys, "--what=authors", *model)  # --what=train times the same step (bench.train.iteration_fn)
+    assert (row["model"], row["norm"], row["size"], row["batch"]) == ("resnet_wn", "wn", 16, 2)
+    assert row["authors_median_ms"] > 0 and row["speedup"] > 0
+    assert main(["--what=data", "--code_size=8"]) == 1
+    assert "only --what=train and --what=authors take --code_size" in capsys.readouterr().err
+    assert main(["--what=train", "--arch=resnet", "--norm=bn", "--image_size=16"]) == 1
+    assert "--norm must be wn" in capsys.readouterr().err
+
+
+def test_their_resnet_iteration_trains_both_networks():
+    """One iteration of their follow-up's loop moves every parameter of both networks but the residue
+    branches', which the addition's initial weights (0, 1) cut off, and keeps them finite."""
+    pytest.importorskip("torch")
+    from wngan_jax.bench.authors import authors_resnet_iteration
+    from wngan_jax.bench.train import bench_config
+
+    config = bench_config(16, "wn", 2, family={"arch": "resnet", "gen_features": (4, 8), "code_size": 8})
+    iteration, nets = authors_resnet_iteration(config)
+    before = [[p.detach().clone() for p in net.parameters()] for net in nets]
+    iteration()
+    for net, old in zip(nets, before):
+        for (name, p), q in zip(net.named_parameters(), old):
+            assert np.array_equal(p.detach().numpy(), q.numpy()) == (".residue." in name), name
+            assert np.isfinite(p.detach().numpy()).all()
