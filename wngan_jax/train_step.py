@@ -76,11 +76,11 @@ def init_state(config: TrainConfig, key) -> TrainState:
     )
 
 
-def _forward(module, variables, x):
+def _forward(module, variables, x, **kwargs):
     """Training-mode forward; returns (output, variables with updated batch statistics)."""
     if "batch_stats" not in variables:
-        return module.apply(variables, x, train=True), variables
-    out, updates = module.apply(variables, x, train=True, mutable=["batch_stats"])
+        return module.apply(variables, x, train=True, **kwargs), variables
+    out, updates = module.apply(variables, x, train=True, mutable=["batch_stats"], **kwargs)
     return out, {**variables, **updates}
 
 
@@ -177,7 +177,9 @@ def _build_step(config: StepConfig, mesh: Mesh, split_phases_below: float, compi
         fake = jax.lax.stop_gradient(fake)
 
         def d_loss_fn(params):
-            real_logits, v = _forward(D, {**dvars, "params": params}, real)
+            # The real batch's forward stores its power iteration (sn: one per D update); the fake batch's
+            # and the G step's forwards iterate from the stored vector without storing (models.Discriminator).
+            real_logits, v = _forward(D, {**dvars, "params": params}, real, update_spectral=True)
             fake_logits, v = _forward(D, v, fake)
             loss = discriminator_loss(config.loss, real_logits, fake_logits)
             return loss, (v, real_logits, fake_logits)
