@@ -131,6 +131,7 @@ def test_nonsense_flags_are_refused_before_anything_is_written(tmp_path, capsys)
     for bad, message in [
         ("--lr=-1", "--lr must be a positive"),
         ("--rmsprop_decay=1.5", "--rmsprop_decay must lie in [0, 1)"),
+        ("--ema_decay=1", "--ema_decay must lie in [0, 1)"),
         ("--test_every=0", "--test_every must be positive"),
         ("--dtype=float16", "--dtype must be one of"),
         ("--image_size=15", "even"),

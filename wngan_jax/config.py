@@ -60,6 +60,9 @@ class TrainConfig:
     iterations: int = 500_000
     seed: int = 0
     dtype: Literal["float32", "bfloat16"] = "float32"
+    # Generator EMA (Yazici et al. 2019; not in the paper): 0 keeps the paper's protocol and adds nothing to the
+    # state; otherwise the averaged generator is kept beside the raw one and measured with it (train_step.py).
+    ema_decay: float = 0.0
     # Running test, samples, checkpoints, logs.
     test_every: int = 500
     test_steps: int = 50
@@ -97,8 +100,10 @@ class TrainConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"--{name} must be a positive finite number, got {value!r}")
-        if not (isinstance(self.rmsprop_decay, (int, float)) and 0 <= self.rmsprop_decay < 1):
-            raise ConfigError(f"--rmsprop_decay must lie in [0, 1), got {self.rmsprop_decay!r}")
+        for name in ("rmsprop_decay", "ema_decay"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 <= value < 1):
+                raise ConfigError(f"--{name} must lie in [0, 1), got {value!r}")
         positive = (
             "batch_size",
             "iterations",

@@ -28,7 +28,10 @@ from wngan_jax.layers import clip_slopes
 from wngan_jax.models import ModelConfig, alpha_clipped_modules
 
 PLATFORM_DEFAULT = "platform default"  # make_train_step's compiler_options: ops.compiler_options(platform)
-TrainState = dict  # {"generator", "discriminator": flax variables; "g_opt", "d_opt": optax states; "step"}
+# {"generator", "discriminator": flax variables; "g_opt", "d_opt": optax states; "step"; with --ema_decay, also
+# "generator_ema": the averaged generator's variables}
+TrainState = dict
+MODELS = ("generator", "discriminator", "generator_ema")  # the state's networks, as checkpoints hold them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +48,7 @@ class StepConfig:
     rmsprop_eps: float
     loss: str
     dtype: str
+    ema_decay: float
 
     @classmethod
     def of(cls, config: TrainConfig) -> StepConfig:
@@ -67,13 +71,29 @@ def init_state(config: TrainConfig, key) -> TrainState:
     gvars = model.generator().init(g_key, jnp.zeros((1, model.code_size)))
     dvars = model.discriminator().init(d_key, jnp.zeros((1, *model.image_size, model.channels)))
     opt = rmsprop(config)
-    return dict(
+    state = dict(
         generator=gvars,
         discriminator=dvars,
         g_opt=opt.init(gvars["params"]),
         d_opt=opt.init(dvars["params"]),
         step=jnp.zeros((), jnp.int32),
     )
+    if config.ema_decay > 0:
+        state["generator_ema"] = jax.tree.map(jnp.copy, gvars)  # the first iteration replaces it (average_generator)
+    return state
+
+
+def average_generator(average, generator, decay: float, count):
+    """The generator EMA (Yazici et al. 2019) after its ``count``-th generator, debiased like Adam's moments:
+    ``m_t = decay * m_{t-1} + (1 - decay) * theta_t`` from ``m_0 = 0``, kept as ``m_t / (1 - decay**t)``, the
+    weighted mean of the generators so far (not pulled towards the initialization). As a recurrence on the
+    debiased mean: ``optax.incremental_update`` with step size ``(1 - decay) / (1 - decay**t)`` (1 at t = 1).
+
+    Only the parameters are averaged; the other collections (BN running statistics) are the raw generator's,
+    the statistics its training forwards collected."""
+    d = jnp.float32(decay)
+    step_size = (1 - d) / (1 - d ** jnp.asarray(count, jnp.float32))
+    return {**generator, "params": optax.incremental_update(generator["params"], average["params"], step_size)}
 
 
 def _forward(module, variables, x, **kwargs):
@@ -202,6 +222,10 @@ def _build_step(config: StepConfig, mesh: Mesh, split_phases_below: float, compi
         gvars = {**gvars, "params": g_params}
 
         new_state = dict(generator=gvars, discriminator=dvars, g_opt=g_opt, d_opt=d_opt, step=state["step"] + 1)
+        if config.ema_decay > 0:
+            new_state["generator_ema"] = average_generator(
+                state["generator_ema"], gvars, config.ema_decay, new_state["step"]
+            )
         metrics = dict(
             d_loss=d_loss,
             g_loss=g_loss,
