@@ -180,7 +180,8 @@ class Trainer:
             raise TrainingDiverged(
                 f"the loss became non-finite {consecutive} times in a row (last at iteration {iteration}) "
                 f"although every time the run went back to its last checkpoint. Lower --lr, try another "
-                f"--seed, or another --norm."
+                f"--seed, or another --norm.",
+                iteration=iteration,
             )
         logging.warning(
             "non-finite loss by iteration %d: rolling back to the last checkpoint (%d rollbacks so far)",
