@@ -215,9 +215,16 @@ def load_instance(run, *, factor: float, tests: int) -> Instance:
         final_targets=_first(final_dir / "targets.npy"),
         ema_iterations=ema_iterations,
         ema_losses=ema_losses,
-        setting=run.parent.name if "=" in run.parent.name else None,
+        setting=_setting(run),
         diverged=diverged,
     )
+
+
+def _setting(run: pathlib.Path) -> str | None:
+    """``"lr=2e-4"`` for a run of a sweep (``run_dir``: its parent is named ``<config flag>=<value>``)."""
+    flag, sep, _ = run.parent.name.partition("=")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} | set(MODEL_FIELDS)
+    return run.parent.name if sep and flag in fields else None
 
 
 def _curves(run: pathlib.Path, keys) -> dict[str, tuple[list[int], list[float]]]:
