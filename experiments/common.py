@@ -55,6 +55,9 @@ def define_flags(fv: flags.FlagValues) -> None:
     """Config flags, ``--workdir``, ``--overwrite`` and the multi-host flags."""
     define_config_flags(fv)
     flags.DEFINE_string("workdir", None, "run directory; an existing run there is resumed", flag_values=fv)
+    flags.register_validator(
+        "workdir", lambda v: v is None or bool(v.strip()), "--workdir is empty; name the run directory", flag_values=fv
+    )
     flags.DEFINE_bool("overwrite", False, "discard a run in --workdir whose config differs", flag_values=fv)
     cli.define_distributed_flags(fv)
 

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import pathlib
 import sys
 
 from absl import flags
 
 from experiments import common
-from experiments.report.loading import DIVERGED_FILE, STUDY_FILE, run_dir
+from experiments.report.loading import DIVERGED_FILE, STUDY_FILE, read_study, run_dir
 from wngan_jax import checkpoint, cli, errors, files, train
-from wngan_jax.config import PRESETS, TrainConfig
+from wngan_jax.config import PRESETS, SEED_MAX, TrainConfig
+from wngan_jax.models import check_int
 from wngan_jax.rundir import RunDirectory
 
 
@@ -35,6 +37,43 @@ def check_runs(runs, *, overwrite: bool) -> None:
         return
     for run, config in runs:
         RunDirectory(run).check_config(config, overwrite=False)
+
+
+def record_study(root: pathlib.Path, norms, seeds, command: str | None, sweep: dict | None = None) -> None:
+    """Add ``norms``, ``seeds``, ``command`` and the values of ``sweep`` (``{"flag", "values"}``) to
+    ``ROOT/study.json``: it records the union of every call on the directory, so a later call with fewer models,
+    seeds or values takes nothing from the report. A study sweeps one flag, or none, in every call."""
+    try:
+        earlier = read_study(root) or {"norms": [], "seeds": [], "commands": []}
+    except errors.DamagedFile as e:  # rebuilt from the runs on disk: the union is what they are
+        logging.warning("%s; rebuilding it from the runs below %s", e, root)
+        runs = [p.parent.relative_to(root).parts for p in root.glob("**/seed_*/config.json")]
+        earlier = {
+            "norms": sorted({r[0] for r in runs}),
+            "seeds": sorted({int(r[-1][5:]) for r in runs}),
+            "commands": [],
+        }
+        swept = sorted({r[1] for r in runs if len(r) == 3 and "=" in r[1]})
+        if swept:
+            earlier["sweep"] = {"flag": swept[0].partition("=")[0], "values": [v.partition("=")[2] for v in swept]}
+    before = earlier.get("sweep")
+    if (before or {}).get("flag") != (sweep or {}).get("flag") and (earlier["norms"] or before):
+        had = f"sweeps --{before['flag']}" if before else "sweeps no flag"
+        now = f"--sweep={sweep['flag']}=..." if sweep else "no --sweep"
+        raise errors.ConfigError(
+            f"{root / STUDY_FILE}: this study {had}; a call with {now} belongs in another --workdir"
+        )
+    study = {
+        "norms": list(dict.fromkeys([*earlier["norms"], *norms])),
+        "seeds": list(dict.fromkeys([*earlier["seeds"], *seeds])),
+        "commands": [*earlier["commands"], *([command] if command else [])],
+    }
+    if sweep:
+        study["sweep"] = {
+            "flag": sweep["flag"],
+            "values": list(dict.fromkeys([*(before or {}).get("values", []), *sweep["values"]])),
+        }
+    files.write_atomic(root / STUDY_FILE, json.dumps(study | {"command": command}, indent=2) + "\n")
 
 
 def is_finished(run: pathlib.Path, config: TrainConfig) -> bool:
@@ -80,12 +119,11 @@ def run_study(
             for norm in norms:
                 config = base.replace(norm=norm, seed=int(seed), **({flag: value} if flag else {}))
                 runs.append((run_dir(root, config.norm, config.seed, setting), config))
+    files.check_output(root, "--workdir", directory=True)
     check_runs(runs, overwrite=overwrite)
     root.mkdir(parents=True, exist_ok=True)
-    study = {"norms": list(dict.fromkeys(c.norm for _, c in runs)), "seeds": list(dict.fromkeys(map(int, seeds)))}
-    if flag:
-        study["sweep"] = {"flag": flag, "values": list(values)}
-    files.write_atomic(root / STUDY_FILE, json.dumps(study | {"command": command}, indent=2) + "\n")
+    swept = {"flag": flag, "values": list(values)} if flag else None
+    record_study(root, [c.norm for _, c in runs], [c.seed for _, c in runs], command, swept)
     summaries = []
     for i, (run, config) in enumerate(runs):
         head = f"[{i + 1}/{len(runs)}] {config.norm} seed {config.seed} ({run})"
@@ -152,13 +190,15 @@ def body(fv: flags.FlagValues, args: list[str], command: str = "") -> int:
         seeds = [int(s) for s in fv.seeds]
     except ValueError:
         raise errors.ConfigError(f"--seeds must be integers, got {','.join(fv.seeds)}") from None
+    if not fv.norms or not seeds:
+        raise errors.ConfigError("--norms and --seeds must each name at least one value")
+    for seed in seeds:
+        check_int("seeds", seed, 0, SEED_MAX)
     base = common.config_from_flags(fv, fv.preset)
     sweep = parse_sweep(fv, fv.sweep) if fv.sweep else None
     for norm in fv.norms:  # an unknown name or value fails here, before anything trains
         for value in sweep[1].values() if sweep else [None]:
             base.replace(norm=norm, **({sweep[0]: value} if sweep else {}))
-    if not fv.norms or not seeds:
-        raise errors.ConfigError("--norms and --seeds must each name at least one value")
     cli.init_distributed(fv)
     root = pathlib.Path(fv.workdir or f"runs/study_{fv.preset}")
     summaries = run_study(base, fv.norms, seeds, root, sweep=sweep, overwrite=fv.overwrite, command=command)

@@ -198,3 +198,29 @@ def test_a_rollback_restores_the_averaged_generator_of_its_checkpoint(tmp_path, 
     for a, b in zip(jax.tree_util.tree_leaves(restored[3]), jax.tree_util.tree_leaves(saved[3])):
         np.testing.assert_array_equal(a, b)
     assert all(np.all(np.isfinite(a)) for a in jax.tree_util.tree_leaves(saved[6]))
+
+
+def test_a_failed_write_in_orbax_threads_logs_no_traceback(tmp_path, monkeypatch, caplog):
+    """A full disk hits orbax in its writer threads, which log the exception with its traceback before it
+    reaches ``save``: the user sees the one ``CheckpointError`` line only. A save that succeeds keeps its logs."""
+    import errno
+    import logging
+
+    import numpy as np
+    import orbax.checkpoint as ocp
+
+    async def full_disk(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    models = {"generator": {"w": np.arange(6, dtype=np.float32)}}
+    ckpt = checkpoint.Checkpoints(tmp_path / "run")
+    monkeypatch.setattr(ocp.type_handlers.NumpyHandler, "_open_and_write", full_disk)
+    with caplog.at_level(logging.WARNING), pytest.raises(errors.CheckpointError, match="No space left") as raised:
+        ckpt.save(1, models, {"iteration": 1})
+    assert "\n" not in str(raised.value)
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage()[:200] for r in caplog.records]
+    monkeypatch.undo()
+    logging.getLogger("absl").warning("after the failed save")  # the logger is not left muted
+    ckpt.save(1, models, {"iteration": 1})
+    ckpt.close()
+    assert [r.getMessage() for r in caplog.records] == ["after the failed save"]

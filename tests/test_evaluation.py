@@ -51,10 +51,16 @@ def test_paired_difference_refuses_unpaired_losses():
         paired_difference(np.ones(3), np.ones(3), confidence=95)
 
 
-def test_curve_steps_end_at_the_final_step():
-    assert curve_steps(2000) == (50, 100, 200, 500, 1000, 2000)
-    assert curve_steps(50) == (50,)
-    assert curve_steps(3) == (3,)
+def test_curve_steps_end_at_the_final_step_and_share_their_points():
+    """Rising step counts ending at the final test's; a shorter final test records exactly a longer one's points
+    below its own count (so curves of runs with different --final_test_steps meet there); the 2000-step final
+    test (paper Table 2) records the running test's 50-step loss on its way."""
+    longest = curve_steps(10_000)
+    for steps in range(1, 10_000):
+        points = curve_steps(steps)
+        assert points[-1] == steps and all(a < b for a, b in zip(points, points[1:]))
+        assert points[:-1] == tuple(p for p in longest[:-1] if p < steps)
+    assert curve_steps(2000)[0] == 50 and curve_steps(3) == (3,)
 
 
 @contextlib.contextmanager

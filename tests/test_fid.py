@@ -107,18 +107,18 @@ def test_inception_features_batches(weights):
 
 
 def test_reference_cache_and_sample_metrics(tmp_path, weights, monkeypatch):
-    """Reference features are computed once per (fingerprint, count, weights) and read back; sample_metrics
-    reports what the metric functions compute on the same features."""
+    """Reference features are computed once per (fingerprint, count, weights) and read back. sample_metrics on
+    features known by construction (the flattened pixels stand for Inception's): the reference images
+    themselves give FID 0 and precision = recall = 1; the same images shifted by c in each of their 4 pixels
+    have the same covariance, so FID = 4 c^2, and a KID far above that of the unshifted ones."""
     calls = []
 
-    def fake_features(images, w, batch_size=None, dtype=jnp.float32):
+    def pixels_as_features(images, w, batch_size=None, dtype=jnp.float32):
         calls.append(len(images))
-        flat = np.asarray(images, np.float32).reshape(len(images), -1)
-        return np.concatenate([flat, flat**2], axis=1)
+        return np.asarray(images, np.float64).reshape(len(images), -1)
 
-    monkeypatch.setattr(fid, "inception_features", fake_features)
-    rng = np.random.default_rng(1)
-    real, fake = rng.uniform(0, 1, (40, 2, 2, 1)), rng.uniform(0.2, 1, (30, 2, 2, 1))
+    monkeypatch.setattr(fid, "inception_features", pixels_as_features)
+    real = np.random.default_rng(1).uniform(0, 1, (40, 2, 2, 1))
     with pytest.warns(UserWarning, match="40 images, fewer than 2048"):
         ref = fid.reference(real, weights, cache_dir=tmp_path, fingerprint="abc")
     with pytest.warns(UserWarning):
@@ -131,21 +131,22 @@ def test_reference_cache_and_sample_metrics(tmp_path, weights, monkeypatch):
         again = fid.reference(real, weights, cache_dir=tmp_path, fingerprint="abc")
     assert calls == [40, 40] and np.load(cached)["features"].shape == ref.features.shape
 
+    c = 0.25
     with pytest.warns(UserWarning):
-        out = fid.sample_metrics(fake, ref, weights, kid_subsets=5, kid_subset_size=20)
-    f = fake_features(fake, weights)
-    assert out["fid"] == pytest.approx(fid.frechet_distance(f, ref.features))
-    assert (out["kid"], out["kid_std"]) == fid.kernel_inception_distance(f, ref.features, subsets=5, subset_size=20)
-    assert (out["precision"], out["recall"]) == fid.precision_recall(ref.features, f)
-    assert out["num_generated"] == 30 and out["num_reference"] == 40
-    assert set(fid.sample_metrics(fake, ref, weights, metrics=("pr",))) == {
+        same = fid.sample_metrics(real, ref, weights, kid_subsets=5, kid_subset_size=20)
+        shifted = fid.sample_metrics(real + c, ref, weights, kid_subsets=5, kid_subset_size=20)
+    assert same["fid"] == pytest.approx(0, abs=1e-9) and shifted["fid"] == pytest.approx(4 * c**2, rel=1e-9)
+    assert (same["precision"], same["recall"]) == (1.0, 1.0)
+    assert abs(same["kid"]) < 0.1 * shifted["kid"] and same["kid_std"] > 0
+    assert same["num_generated"] == 40 and same["num_reference"] == 40
+    assert set(fid.sample_metrics(real, ref, weights, metrics=("pr",))) == {
         "precision",
         "recall",
         "num_generated",
         "num_reference",
     }
     with pytest.raises(ConfigError, match="--metrics: unknown is"):
-        fid.sample_metrics(fake, ref, weights, metrics=("is",))
+        fid.sample_metrics(real, ref, weights, metrics=("is",))
 
 
 def test_dataset_reference(tmp_path, monkeypatch):
@@ -213,3 +214,36 @@ def test_eval_command_and_training_report_fid(tmp_path, weights, capsys):
     assert eval_cli.main(["--checkpoint", str(tmp_path / "run"), "--targets=x.npy", "--out=o", "--metrics=fid"]) == 1
     assert "pass --data" in capsys.readouterr().err
     assert eval_cli.main([*argv, "--metrics=fdi"]) == 1 and "unknown fdi" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--metrics=fid", "--fid_samples=0"], "--fid_samples must be at least 2 .*got 0"),
+        (["--metrics=fid", "--fid_samples=1"], "--fid_samples must be at least 2 .*got 1"),
+        (["--metrics=kid", "--fid_samples=-3"], "--fid_samples must be at least 2 .*got -3"),
+        (["--metrics=fid", "--fid_reference=0"], "--fid_reference must be at least 2 .*got 0"),
+        (["--metrics=recon,pr", "--fid_reference=3"], "--fid_reference must be at least 4 for --metrics pr"),
+        (["--metrics=recon,fid", "--inception_weights={tmp}/absent.pth"], "absent.pth do not exist"),
+        (["--metrics=recon,fid", "--inception_weights={tmp}/empty.npz"], "empty.npz is not a readable .npz"),
+        (["--metrics=recon", "--out={tmp}/a_file/out"], "--out=.* lies under the file"),
+        (["--metrics=recon", "--steps=0"], "--steps must be 1 or more, got 0"),
+    ],
+)
+def test_eval_checks_every_input_of_every_metric_before_any_work(tmp_path, capsys, monkeypatch, flags, expected):
+    """Wrong counts, unusable Inception weights and an output under a file are one line naming the flag or file,
+    before the checkpoint is read, the reconstruction runs or a reference feature is computed."""
+    import re
+
+    from wngan_jax import checkpoint, evaluation
+    from wngan_jax import eval as eval_cli
+
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "a_file").write_text("x")
+    for module, name in ((checkpoint, "load_generator"), (evaluation, "evaluate"), (fid, "dataset_reference")):
+        monkeypatch.setattr(module, name, lambda *a, _name=name, **k: pytest.fail(f"{_name} ran"))
+    argv = ["--checkpoint=run", "--data=digits", f"--out={tmp_path / 'out'}", f"--cache_dir={tmp_path / 'cache'}"]
+    assert eval_cli.main([*argv, *(f.format(tmp=tmp_path) for f in flags)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and re.search(expected, err), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "empty.npz"]

@@ -197,3 +197,31 @@ def test_params_from_state_dict_folds_batch_norm():
     params = inception.params_from_state_dict(sd)[name]
     np.testing.assert_allclose(params["kernel"], sd[f"{name}.conv.weight"].transpose(2, 3, 1, 0), rtol=1e-6)
     np.testing.assert_allclose(params["bias"], np.full(32, 1.0 - 3.0), rtol=1e-6)
+
+
+def test_empty_renamed_and_nan_weight_files_are_one_line(tmp_path):
+    """An empty file, a single ``.npy`` array named ``.npz`` and weights holding NaN are each a one-line
+    ``CheckpointError`` naming the file and where the weights are published."""
+    (tmp_path / "empty.npz").write_bytes(b"")
+    np.save(tmp_path / "array.npy", np.zeros(3))
+    (tmp_path / "array.npy").rename(tmp_path / "array.npz")
+    weights = inception.random_weights()
+    weights.params["Conv2d_1a_3x3"]["kernel"][0, 0, 0, 0] = np.nan
+    nan = inception.export_npz(weights, tmp_path / "nan.npz")
+    for name, expected in (
+        ("empty.npz", "empty.npz is not a readable .npz"),
+        ("array.npz", "array.npz holds one .npy array, not an .npz archive"),
+        (nan.name, "nan.npz holds NaN or infinite weights .*Conv2d_1a_3x3/kernel"),
+    ):
+        with pytest.raises(CheckpointError, match=expected) as e:
+            inception.load_weights(tmp_path / name)
+        assert "\n" not in str(e.value) and inception.WEIGHTS_URL in str(e.value)
+
+
+def test_export_to_a_path_under_a_file_is_refused_before_reading_the_weights(tmp_path, capsys, monkeypatch):
+    (tmp_path / "a_file").write_text("x")
+    monkeypatch.setattr(inception, "load_weights", lambda *a: pytest.fail("the weights were read"))
+    assert inception_cli.main(["export", "--out", str(tmp_path / "a_file" / "w.npz")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --out={tmp_path / 'a_file' / 'w.npz'} lies under the file {tmp_path / 'a_file'}")
+    assert len(err.strip().splitlines()) == 1

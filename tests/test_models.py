@@ -548,7 +548,7 @@ def test_spectral_norm_matches_torch_from_the_same_vector():
         conv.bias.copy_(torch.from_numpy(np.array(variables["params"]["level_0_conv"]["bias"])))
     conv = torch.nn.utils.spectral_norm(conv)
     with torch.no_grad():
-        conv.weight_u.copy_(torch.from_numpy(u0.reshape(-1)))
+        conv.weight_u.copy_(torch.from_numpy(u0.reshape(-1).copy()))
         conv.train()
         y_torch = conv(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
     np.testing.assert_allclose(y, y_torch, rtol=1e-5, atol=1e-6)

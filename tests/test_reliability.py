@@ -249,3 +249,33 @@ def test_overwrite_discards_the_run_but_keeps_it_locked(tmp_path):
         assert os.listdir(run) == [locks.LOCK_FILE]
         second = subprocess.run([sys.executable, "-c", HOLDER, str(run)], capture_output=True, text=True)
         assert second.returncode == 1 and "WorkdirConflict" in second.stderr
+
+
+def test_a_cut_off_config_is_refused_on_resume_naming_the_file(tmp_path, capsys):
+    """A plain resume and a study's rerun both refuse a run whose ``config.json`` is cut off, in one line that
+    names the file and what to do, before anything is loaded or written; ``--overwrite`` starts the run over."""
+    from experiments import study
+    from wngan_jax import train
+    from wngan_jax.config import TrainConfig
+    from wngan_jax.errors import DamagedFile
+    from wngan_jax.rundir import RunDirectory
+
+    run = tmp_path / "study" / "vanilla" / "seed_0"
+    run.mkdir(parents=True)
+    text = TrainConfig(data="digits").to_json()
+    (run / "config.json").write_text(text[: len(text) // 2])
+    with pytest.raises(DamagedFile) as refused:
+        train.train_and_evaluate(TrainConfig(data="digits"), run)
+    message = str(refused.value)
+    assert message.startswith(f"{run / 'config.json'} is cut off or damaged") and "--overwrite" in message
+    assert "\n" not in message and os.listdir(run) == ["config.json"]
+    argv = ["--norms=vanilla", "--seeds=0", "--iterations=2", f"--workdir={tmp_path / 'study'}"]
+    assert study.main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {run / 'config.json'} is cut off") and len(err.strip().splitlines()) == 1
+    (run / "data.json").write_text('{"spec": "digits", "content_sha256": "ab')
+    with pytest.raises(DamagedFile, match=f"^{run / 'data.json'} is cut off or damaged .*--overwrite"):
+        RunDirectory(run).check_data(TrainConfig(data="digits"), {"content_sha256": "ab"}, overwrite=False)
+    with locks.hold_run(run):
+        RunDirectory(run).check_config(TrainConfig(data="digits"), overwrite=True)
+        assert os.listdir(run) == [locks.LOCK_FILE]

@@ -24,6 +24,9 @@ RUNS = {
 }
 
 
+CODE_SIZE = digits().model.code_size
+
+
 def make_run(root, model, seed, losses, final):
     run = root / model / f"seed_{seed}"
     run.mkdir(parents=True)
@@ -281,3 +284,139 @@ def test_a_sweep_is_reported_per_value_and_a_divergence_is_a_collapse(tmp_path):
     assert (tmp_path / "out" / "fig_collapse_fraction.png").stat().st_size > 1000
     assert (tmp_path / "out" / "fig1_running_test_loss_lr=4e-3.png").is_file()
     assert (tmp_path / "out" / "fig_survival.png").is_file()
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "flag, expected",
+    [
+        ("--out={file}", "--out=.* is a file; name a directory"),
+        ("--out={file}/report", "--out=.* lies under the file"),
+        ("--out={readonly}/report", "--out=.* cannot be written \\(Read-only file system\\)"),
+        ("--plot={readonly}/fig1.png", "--plot=.* cannot be written"),
+        ("--plot={tmp}/fig.xyz", "--plot=.*unknown figure extension '.xyz'"),
+        ("--plot={file}/fig.png", "--plot=.* lies under the file"),
+        ("--markdown={file}/results.md", "--markdown=.* lies under the file"),
+        ("--collapse_factor=-1", "--collapse_factor must be a number above 1.*-1"),
+        ("--collapse_factor=nan", "--collapse_factor must be a number above 1"),
+        ("--collapse_tests=0", "--collapse_tests must be 1 or more.*0"),
+    ],
+)
+def test_bad_outputs_and_rules_are_refused_before_any_run_is_read(study, tmp_path, monkeypatch, capsys, flag, expected):
+    import errno
+    import re
+    import tempfile
+
+    (tmp_path / "a_file").write_text("x")
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    real_temporary_file = tempfile.TemporaryFile
+
+    def read_only_mount(*args, dir=None, **kwargs):  # the tests run as root, where permissions do not hold
+        if dir is not None and pathlib.Path(dir) == readonly:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_temporary_file(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only_mount)
+    monkeypatch.setattr(loading, "load", lambda *a, **k: pytest.fail("a run was read"))
+    flag = flag.format(file=tmp_path / "a_file", readonly=readonly, tmp=tmp_path)
+    extra = [f"--out={tmp_path / 'out'}"] if flag.startswith("--markdown") else []
+    before = sorted(tmp_path.rglob("*"))
+    assert report.main([str(study), flag, *extra]) == 1
+    assert re.search(expected, _one_error_line(capsys.readouterr().err))
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written
+
+
+def _truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def test_damaged_files_leave_out_their_part_of_the_report_and_say_so(study, tmp_path, capsys):
+    """Each damaged file costs only what it holds: the report is written, Table 2 is made of the rest, and
+    each damage is one line naming the file, in the report and on stderr."""
+    _truncate(study / "vanilla" / "seed_1" / "config.json")  # the whole run: its model and seed are unknown
+    metrics_file = study / "bn" / "seed_0" / "metrics.jsonl"  # its curve
+    metrics_file.write_text(metrics_file.read_text().replace('"test_loss": 0.06', '"test_loss": null'))
+    _truncate(study / "wn" / "seed_0" / "final_test" / "report.json")  # its final test's numbers
+    codes = study / "wn" / "seed_1" / "final_test" / "codes.npy"
+    np.save(codes, np.zeros((20, CODE_SIZE), np.float32))
+    _truncate(codes)  # its reconstructions
+    broken_record = study / "wn" / "seed_2"
+    writer = record.RecordWriter(broken_record, np.zeros((3, 4), np.float32))
+    for it in (100, 200, 300):
+        writer.write(it, np.zeros((3, 16, 16, 1) if it != 200 else (3, 8, 8, 1), np.uint8))  # one of another shape
+    cut_record = study / "vanilla" / "seed_0"
+    writer = record.RecordWriter(cut_record, np.zeros((3, 4), np.float32))
+    for it in (100, 200):
+        writer.write(it, np.zeros((3, 16, 16, 1), np.uint8))
+    _truncate(cut_record / "record" / "iter_0000100.npy")
+
+    assert report.main([str(study), f"--out={tmp_path / 'out'}"]) == 0
+    out, err = capsys.readouterr()
+    assert "| vanilla | 1 |" in out  # seed 1 is left out
+    assert "| bn | 1 | - | - | - | 0/1 |" in out  # no curve
+    assert (
+        f"| wn | 3 | {ms([0.016, 0.015, 0.017])} | {ms([1000, 1400, 600], '{:,.0f}')} | {ms([0.014, 0.016])} |" in out
+    )
+    damaged = {
+        study / "vanilla" / "seed_1" / "config.json": "leaves out this run",
+        metrics_file: "bn seed 0: the running-test curve left out",
+        study / "wn" / "seed_0" / "final_test" / "report.json": "wn seed 0: the final test's numbers left out",
+        codes: "wn seed 1: the final test's reconstructions left out",
+        broken_record / "record" / "iter_0000200.npy": "wn seed 2: the fixed-code record left out",
+        cut_record / "record" / "iter_0000100.npy": "vanilla seed 0: the fixed-code record left out",
+    }
+    notes = [line for line in err.splitlines() if line.startswith("left out: ")]
+    assert len(notes) == len(damaged) and "Traceback" not in err
+    page = (tmp_path / "out" / "index.html").read_text()
+    tables = (tmp_path / "out" / "tables.md").read_text()
+    for path, part in damaged.items():
+        (note,) = [n for n in notes if str(path) in n]
+        assert part in note
+        assert str(path) in page and f"{path}" in tables
+    assert page.count("<figure>") >= 7  # every figure or its sentence
+
+
+def test_damaged_study_file_finds_the_runs_below_it(study, tmp_path, capsys):
+    (study / "study.json").write_text('{"norms": ["vanilla", "bn", "wn"], "seeds": [0, 1')
+    assert report.main([str(study), f"--plot={tmp_path / 'fig1.png'}"]) == 0
+    out, err = capsys.readouterr()
+    assert "| wn | 3 |" in out and "| vanilla | 2 |" in out
+    (note,) = err.splitlines()
+    assert note.startswith(f"left out: {study / 'study.json'} is cut off or damaged") and "below" in note
+
+
+def test_metrics_values_that_are_not_numbers_are_one_line_naming_the_record(tmp_path):
+    from wngan_jax.errors import DamagedFile
+
+    rows = [{"iteration": 100, "test_loss": "nan"}, {"iteration": 200, "test_loss": "0.5x"}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(DamagedFile, match=r"metrics.jsonl: the record of iteration 200 has test_loss = '0.5x'"):
+        metrics.read_metrics(tmp_path, "test_loss")
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    assert np.isnan(metrics.read_metrics(tmp_path, "test_loss")[1][0])  # how non-finite losses are written
+
+
+def test_empty_checkpoint_directories_give_sentences_not_an_aborted_report(study, tmp_path):
+    """A run whose ``checkpoints/best`` and ``last`` are empty (killed before its first save) has no generator to
+    show: Figs. 2/12 and the interpolation say so, and every other figure is still made."""
+    run = study / "wn" / "seed_1"
+    for which in ("best", "last"):
+        (run / "checkpoints" / which).mkdir(parents=True)
+    np.save(run / "final_test" / "codes.npy", np.zeros((20, CODE_SIZE), np.float32))
+    run = study / "vanilla" / "seed_0"  # the representative of vanilla, with a best checkpoint that cannot be read
+    (run / "checkpoints" / "best" / "5").mkdir(parents=True)
+    np.save(run / "final_test" / "codes.npy", np.zeros((20, CODE_SIZE), np.float32))
+    index = report.write_report([study], tmp_path / "out", factor=1.5, tests=3)
+    page = index.read_text()
+    assert page.count("<figure>") == 8  # with the time to collapse
+    assert "Figs. 2, 12" in page and "Not available: no run has a final test" in page
+    assert "Interpolation" in page
+    (note,) = page.split("<h2>Left out</h2><ul><li>")[1].split("</ul>")[0].split("<li>")
+    assert note.startswith("vanilla seed 0: the best generator left out: ") and str(study / "vanilla") in note

@@ -48,11 +48,15 @@ def test_study_trains_every_pair_then_resumes_then_skips(study_dir, capsys):
         assert json.loads((run / "final_test" / "report.json").read_text())["iteration"] in (2, 4)
         iterations, images = record.read(run)
         assert iterations == [1, 2, 3, 4] and images.shape == (4, 16, 16, 16, 1) and images.dtype == np.uint8
-        codes = np.load(run / "record" / "codes.npy")
-        assert codes.shape == (16, 16) and np.array_equal(codes, record.record_codes(16, 16, 0))
         images = tensorboard_images(run)
         assert set(images) == {"samples", "running_test_pairs"}
         assert images["samples"] == (8 * 66 + 2, 8 * 66 + 2)  # 64 codes, 16x16 enlarged 4x, 2-pixel borders
+    # The record's codes depend on the seed only: both models of seed 0 are recorded on the same 16 codes,
+    # standard normal ones.
+    vanilla, wn = (np.load(root / norm / "seed_0" / "record" / "codes.npy") for norm in ("vanilla", "wn"))
+    np.testing.assert_array_equal(vanilla, wn)
+    assert vanilla.shape == (16, 16) and vanilla.dtype == np.float32 and len(np.unique(vanilla)) == 256
+    assert abs(vanilla.mean()) < 0.25 and 0.8 < vanilla.std() < 1.2
     assert json.loads((root / "study.json").read_text())["norms"] == ["vanilla", "wn"]
 
 
@@ -100,6 +104,12 @@ def test_a_sweep_trains_every_model_value_and_seed_and_a_diverged_run_is_a_resul
     assert study.main(argv) == 0
     assert "diverged earlier, skipped" in capsys.readouterr().out
     assert ("vanilla/lr=4e-3/seed_0", 4e-3, "vanilla", 0) not in trained and len(trained) == 6
+    # The union of calls: another value adds to study.json; no sweep, or another flag, is another study.
+    assert study.main(["--norms=sn", "--seeds=0", "--sweep=lr=1e-3", f"--workdir={tmp_path}"]) == 0
+    assert json.loads((tmp_path / "study.json").read_text())["sweep"]["values"] == ["2e-4", "4e-3", "1e-3"]
+    for other in ("--sweep=batch_size=8,16", "--iterations=3"):
+        assert study.main(["--norms=sn", other, f"--workdir={tmp_path}"]) == 1
+        assert "this study sweeps --lr" in capsys.readouterr().err
     for bad, message in [
         ("--sweep=lr", "--sweep must be FLAG=V1,V2"),
         ("--sweep=seed=1,2", "other than norm and seed"),
@@ -232,3 +242,35 @@ def test_report_renders_every_figure_after_the_training_data_is_deleted(study_di
     assert page.count("<img ") == 4  # the curves, the survival, the samples over time and the diversity need no data
     assert page.count("holds no targets.npy and the run&#x27;s data (digits) cannot be loaded") == 2
     assert page.count("digits is not on this machine") == 2
+
+
+def test_a_rerun_with_fewer_models_keeps_every_run_in_the_study_and_its_report(study_dir, tmp_path, caplog):
+    """A study directory is the union of what was asked of it: a second call with fewer models and another
+    seed adds to ``study.json``, and the report shows every run on disk and names the ones never started."""
+    root, argv = study_dir
+    copy = tmp_path / "study"
+    shutil.copytree(root, copy)
+    argv = [a for a in argv if not a.startswith("--workdir")] + [f"--workdir={copy}", "--iterations=4"]
+    assert study.main([*argv, "--norms=wn"]) == 0  # finished: skipped, nothing trains
+    spec = json.loads((copy / "study.json").read_text())
+    assert spec["norms"] == ["vanilla", "wn"] and spec["seeds"] == [0]
+    assert "--norms=vanilla,wn" in spec["commands"][0] and spec["commands"][-1].endswith("--norms=wn")
+    assert {(i.model, i.seed) for i in report.load([copy]).instances} == {("vanilla", 0), ("wn", 0)}
+    # A study.json of an earlier release, rewritten by its last call, still leaves no finished run out;
+    # a run it asked for that was never started is named.
+    (copy / "study.json").write_text(json.dumps({"norms": ["wn"], "seeds": [0, 1], "command": "old"}))
+    with caplog.at_level("WARNING"):
+        loaded = report.load([copy])
+    assert {(i.model, i.seed) for i in loaded.instances} == {("vanilla", 0), ("wn", 0)}
+    assert loaded.command == "old" and "never started" in caplog.text and "wn/seed_1" in caplog.text
+
+
+def test_a_damaged_study_file_is_rebuilt_from_the_runs_on_disk(tmp_path):
+    """A rerun over a cut-off ``study.json`` keeps every run on disk in the union (nothing is dropped)."""
+    for norm, seed in (("wn", 0), ("bn", 3)):
+        (tmp_path / norm / f"seed_{seed}").mkdir(parents=True)
+        (tmp_path / norm / f"seed_{seed}" / "config.json").write_text("{}")
+    (tmp_path / "study.json").write_text('{"norms": ["wn", "b')
+    study.record_study(tmp_path, ["vanilla"], [1], "python -m experiments.study ...")
+    recorded = json.loads((tmp_path / "study.json").read_text())
+    assert recorded["norms"] == ["bn", "wn", "vanilla"] and recorded["seeds"] == [0, 3, 1]

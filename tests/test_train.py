@@ -14,7 +14,14 @@ from wngan_jax.checkpoint import Checkpoints
 from wngan_jax.config import TrainConfig
 from wngan_jax.models import VARIANTS, alpha_clipped_modules
 from wngan_jax.sharding import make_mesh, replicate, shard_batch
-from wngan_jax.train_step import init_state, make_train_step, rmsprop, run_key
+from wngan_jax.train_step import (
+    discriminator_loss,
+    generator_loss,
+    init_state,
+    make_train_step,
+    rmsprop,
+    run_key,
+)
 
 
 def tiny(**changes) -> TrainConfig:
@@ -141,6 +148,77 @@ def test_generator_ema_is_the_debiased_mean_of_the_generators():
         np.testing.assert_array_equal(a, b)
 
 
+# Losses on D's logits. sigmoid(ln 3) = 3/4, sigmoid(0) = 1/2, sigmoid(-ln 3) = 1/4, so the hand values below
+# are sums of logs of small fractions and of squares of quarters.
+LN3 = float(np.log(3.0))
+REAL_LOGITS = np.float32([LN3, 0.0, -LN3])  # D(x) = 3/4, 1/2, 1/4
+FAKE_LOGITS = np.float32([-LN3, 0.0])  # D(G(z)) = 1/4, 1/2
+HAND_LOSSES = {  # kind: (D's loss, G's loss)
+    # Paper §5.1: D: -mean log D(x) - mean log(1 - D(G(z))); G, non-saturating: -mean log D(G(z)).
+    # D: (ln 4/3 + ln 2 + ln 4) / 3 + (ln 4/3 + ln 2) / 2; G: (ln 4 + ln 2) / 2.
+    "bce": (np.log(32 / 3) / 3 + np.log(8 / 3) / 2, 1.5 * np.log(2)),
+    # Least squares on D's sigmoid output against 1 (real) and 0 (fake): D: mean (D(x) - 1)^2 + mean D(G(z))^2;
+    # G: mean (D(G(z)) - 1)^2. D: (1/16 + 1/4 + 9/16) / 3 + (1/16 + 1/4) / 2 = 7/24 + 5/32; G: (9/16 + 1/4) / 2.
+    "lsgan": (43 / 96, 13 / 32),
+    # Appendix D: the critic's raw outputs C, no sigmoid. D: mean C(G(z)) - mean C(x); G: -mean C(G(z)).
+    "wasserstein": (-LN3 / 2, LN3 / 2),
+}
+
+
+def np_losses(kind, real_logits, fake_logits):
+    """(D's loss, G's loss) from the definitions above, in float64."""
+    real, fake = np.asarray(real_logits, np.float64), np.asarray(fake_logits, np.float64)
+    d_real, d_fake = 1 / (1 + np.exp(-real)), 1 / (1 + np.exp(-fake))
+    if kind == "bce":  # -log s(x) = log(1 + e^-x), -log(1 - s(x)) = log(1 + e^x): exact in float64 at any x
+        return np.mean(np.logaddexp(0, -real)) + np.mean(np.logaddexp(0, fake)), np.mean(np.logaddexp(0, -fake))
+    if kind == "lsgan":
+        return np.mean((d_real - 1) ** 2) + np.mean(d_fake**2), np.mean((d_fake - 1) ** 2)
+    return np.mean(fake) - np.mean(real), -np.mean(fake)
+
+
+@pytest.mark.parametrize("kind", sorted(HAND_LOSSES))
+def test_losses_equal_hand_computed_values(kind):
+    d_loss, g_loss = HAND_LOSSES[kind]
+    assert float(discriminator_loss(kind, REAL_LOGITS, FAKE_LOGITS)) == pytest.approx(d_loss, rel=1e-6)
+    assert float(generator_loss(kind, FAKE_LOGITS)) == pytest.approx(g_loss, rel=1e-6)
+    assert np_losses(kind, REAL_LOGITS, FAKE_LOGITS) == (pytest.approx(d_loss), pytest.approx(g_loss))
+
+
+@pytest.mark.parametrize("kind", sorted(HAND_LOSSES))
+def test_losses_equal_their_definitions_on_random_and_extreme_logits(kind):
+    """Random logits (batches of 5 real, 7 fake) in float64 definitions; BCE from logits stays exact where
+    D's sigmoid output rounds to 0 or 1 in float32 (logits of +-40 and beyond)."""
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(0, 3, 5).astype(np.float32), rng.normal(0, 3, 7).astype(np.float32)
+    for r, f in ((real, fake), (np.float32([-60.0, 40.0]), np.float32([45.0, -80.0, 0.5]))):
+        d_loss, g_loss = np_losses(kind, r, f)
+        assert float(discriminator_loss(kind, r, f)) == pytest.approx(d_loss, rel=1e-5)
+        assert float(generator_loss(kind, f)) == pytest.approx(g_loss, rel=1e-5)
+
+
+def test_unknown_loss_is_a_config_error():
+    with pytest.raises(errors.ConfigError, match="unknown loss 'hinge'"):
+        discriminator_loss("hinge", REAL_LOGITS, FAKE_LOGITS)
+    with pytest.raises(errors.ConfigError, match="unknown loss 'hinge'"):
+        generator_loss("hinge", FAKE_LOGITS)
+
+
+def test_lsgan_trains_end_to_end(tmp_path, cache_dir):
+    """A short lsgan run: finite losses that change from row to row, and each row's D loss is a least-squares
+    one. With s the sigmoid outputs in (0, 1), d_real = mean s(real) and d_fake = mean s(fake) (logged beside
+    it), Jensen and s^2 <= s bound mean (s(real) - 1)^2 + mean s(fake)^2 between (1 - d_real)^2 + d_fake^2 and
+    (1 - d_real) + d_fake; BCE's D loss, -mean log s(real) - mean log(1 - s(fake)), lies above that range."""
+    summary = train.train_and_evaluate(tiny(loss="lsgan", cache_dir=cache_dir), tmp_path / "run")
+    assert summary["iteration"] == 6 and summary["rollbacks"] == 0 and np.isfinite(summary["best_loss"])
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == list(range(1, 7))
+    for r in rows:
+        low, high = (1 - r["d_real"]) ** 2 + r["d_fake"] ** 2, (1 - r["d_real"]) + r["d_fake"]
+        assert low - 1e-6 <= r["d_loss"] <= high + 1e-6, r
+        assert 0 <= r["g_loss"] <= 1 and np.isfinite(r["g_loss"]), r
+    assert len({r["d_loss"] for r in rows}) == 6 and len({r["g_loss"] for r in rows}) == 6
+
+
 @pytest.mark.parametrize("norm", ["bn", "wn"])
 def test_four_devices_equal_one(norm):
     """Data parallel over 4 CPU devices gives the parameters of 1 device after three steps.
@@ -243,9 +321,21 @@ def test_bfloat16_compute_keeps_float32_parameters_and_tracks_float32():
     assert float(bf16_history[0]["d_loss"]) != float(f32_history[0]["d_loss"])  # bfloat16 did run
 
 
+KILL_AFTER = 50  # the iteration whose metrics row is the signal to kill (its checkpoint is written before it)
+
+
+def _logged_iterations(workdir) -> list[int]:
+    """Iterations of the complete rows of a run's metrics.jsonl (the last line may be half-written)."""
+    path = workdir / "metrics.jsonl"
+    lines = path.read_text().split("\n")[:-1] if path.exists() else []
+    return [json.loads(line)["iteration"] for line in lines]
+
+
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, cache_dir):
-    """SIGKILL a training process at a random moment after its first checkpoint: the checkpoints stay
-    readable and the same command finishes the run from the last one."""
+    """SIGKILL a training process at a fixed point, as soon as it has logged iteration KILL_AFTER (checkpoints
+    every 10): the checkpoints stay readable and the same command finishes the run from the last one, with
+    each metrics row written once. The child's stderr goes to a file (it never waits on a full pipe) and is
+    printed, so pytest shows it when the test fails."""
     import os
     import signal
     import subprocess
@@ -257,26 +347,31 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, cache_dir):
     flags += [f"--{k}={v}" for k, v in config.model.to_dict().items() if k not in ("image_size", "critic")]
     flags += ["--image_size=16", f"--workdir={tmp_path / 'run'}"]
     env = dict(os.environ, PYTHONPATH=os.getcwd())
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "experiments.digits", *flags],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    stderr_path = tmp_path / "child_stderr.txt"
+    with open(stderr_path, "w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "experiments.digits", *flags], env=env, stdout=subprocess.DEVNULL, stderr=stderr
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while KILL_AFTER not in _logged_iterations(tmp_path / "run"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+    print(f"stderr of the killed run:\n{stderr_path.read_text()}")
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it was killed"
+    assert KILL_AFTER in _logged_iterations(tmp_path / "run"), "the run was killed before its signal (timeout)"
     last = tmp_path / "run" / "checkpoints" / "last"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (last.is_dir() and any(p.name.isdigit() for p in last.iterdir())):
-        assert proc.poll() is None, proc.stderr.read()
-        time.sleep(0.2)
-    time.sleep(np.random.default_rng().uniform(0.0, 1.0))
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
     killed_at = max(int(p.name) for p in last.iterdir() if p.name.isdigit())
+    assert KILL_AFTER <= killed_at < 400
     summary = train.train_and_evaluate(config, tmp_path / "run")
-    assert killed_at < 400 and summary["iteration"] == 400
+    assert summary["iteration"] == 400
     _, meta = _final_params(tmp_path / "run")
     assert meta["iteration"] == 400
+    assert _logged_iterations(tmp_path / "run") == list(range(10, 401, 10))
 
 
 class _RecordingConfig:

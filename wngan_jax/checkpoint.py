@@ -15,6 +15,7 @@ never leaves a half-written checkpoint behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import pathlib
@@ -50,6 +51,38 @@ def read_model_config(run_dir) -> ModelConfig:
         return ModelConfig.from_dict(json.loads(path.read_text()))
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{path} is not a valid model config: {e}") from e
+
+
+class _HeldErrors(logging.Filter):
+    """Holds back the tracebacks orbax logs when one of its writer threads fails (a full disk): the same
+    exception then leaves ``save`` and becomes one ``CheckpointError`` line. ``release`` logs them after all."""
+
+    def __init__(self, logger: logging.Logger):
+        super().__init__()
+        self.logger, self.held = logger, []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and "orbax" in record.pathname:
+            self.held.append(record)
+            return False
+        return True
+
+    def release(self) -> None:
+        self.logger.removeFilter(self)
+        for record in self.held:
+            self.logger.handle(record)
+        self.held = []
+
+
+@contextlib.contextmanager
+def _writer_thread_errors_held():
+    logger = logging.getLogger("absl")  # orbax logs through absl.logging
+    held = _HeldErrors(logger)
+    logger.addFilter(held)
+    try:
+        yield held
+    finally:
+        logger.removeFilter(held)
 
 
 class Checkpoints:
@@ -101,7 +134,9 @@ class Checkpoints:
         ``CheckpointError`` line: the checkpoints saved before it stay as they were."""
         manager = self._managers[name]
         try:
-            manager.save(step, args=ocp.args.Composite(**items), force=True)
+            with _writer_thread_errors_held() as held:
+                manager.save(step, args=ocp.args.Composite(**items), force=True)
+                held.release()  # the save went through: whatever its threads logged is shown
         except Exception as e:  # orbax and TensorStore raise many types for a failed write
             for tmp in manager.directory.glob("*.orbax-checkpoint-tmp*"):
                 shutil.rmtree(tmp, ignore_errors=True)

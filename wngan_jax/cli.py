@@ -7,8 +7,8 @@
   ``main(argv) -> exit code``, and ``sys.exit(main())`` under ``__main__``.
 * ``--help`` prints the command's description and flags. A bad flag exits with code 2, a
   ``wngan_jax.errors.UserError`` with code 1; both print one line, ``error: <message>``.
-* The spellings of an earlier release (``--data-dir``, ``--batch-size``, ``--batch``, ``--image-size``, ...)
-  still work for one release and print a deprecation note naming the new spelling.
+* The spellings of 0.1.0 and 0.2.0 (``--data-dir``, ``--batch-size``, ``--batch``, ``--image-size``, ...)
+  still work until ``SPELLINGS_REMOVED_IN`` and print a deprecation note naming the new spelling.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ from absl import flags
 from absl import logging as absl_logging
 
 from wngan_jax.errors import ConfigError, UserError
-from wngan_jax.models import image_hw
+from wngan_jax.models import INT32_MAX, image_hw
 
-# Old spelling -> flag, accepted with a deprecation note until the next release.
+# The release that stops accepting DEPRECATED_SPELLINGS (CHANGELOG.md, 0.3.0: Deprecated).
+SPELLINGS_REMOVED_IN = "1.0.0"
+# Spelling of 0.1.0 and 0.2.0 -> flag, accepted with a deprecation note until SPELLINGS_REMOVED_IN.
 DEPRECATED_SPELLINGS = {
     "data-dir": "data_dir",
     "cache-dir": "cache_dir",
@@ -84,6 +86,14 @@ class IntListParser(flags.ArgumentParser):
 
 def define_int_list(fv: flags.FlagValues, name: str, default, help_text: str) -> None:
     flags.DEFINE(IntListParser(), name, default, help_text, flag_values=fv, serializer=flags.CsvListSerializer(","))
+
+
+def define_count(
+    fv: flags.FlagValues, name: str, default, help_text: str, *, minimum: int = 1, maximum: int = INT32_MAX
+) -> None:
+    """An integer flag from ``minimum`` to ``maximum`` (the config's limit, ``models.INT32_MAX``): a value
+    outside is a bad flag (exit 2) before the command starts."""
+    flags.DEFINE_integer(name, default, help_text, lower_bound=minimum, upper_bound=maximum, flag_values=fv)
 
 
 def no_arguments(args: list[str]) -> None:
@@ -163,7 +173,10 @@ def respell(argv: Sequence[str]) -> list[str]:
             name, eq, value = arg[2:].partition("=")
             if name in DEPRECATED_SPELLINGS:
                 new = DEPRECATED_SPELLINGS[name]
-                print(f"note: --{name} is deprecated and will be removed; use --{new}", file=sys.stderr)
+                print(
+                    f"note: --{name} is deprecated and will be removed in {SPELLINGS_REMOVED_IN}; use --{new}",
+                    file=sys.stderr,
+                )
                 arg = f"--{new}{eq}{value}"
         out.append(arg)
     return out

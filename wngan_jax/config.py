@@ -14,12 +14,39 @@ import math
 from typing import Literal
 
 from wngan_jax.errors import ConfigError
-from wngan_jax.models import ModelConfig
+from wngan_jax.models import INT32_MAX, ModelConfig, check_int
 
 LOSSES = ("bce", "lsgan", "wasserstein")
 DTYPES = ("float32", "bfloat16")
 # Model fields a user sets; ``critic`` follows from the loss.
 MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name != "critic")
+POSITIVE_FIELDS = (
+    "batch_size",
+    "iterations",
+    "test_every",
+    "test_steps",
+    "sample_every",
+    "num_fixed_codes",
+    "record_every",
+    "keep_every",
+    "log_every",
+    "final_test",
+    "running_test",
+)
+NON_NEGATIVE_FIELDS = (
+    "final_test_samples",
+    "final_test_steps",
+    "max_rollbacks",
+    "split_seed",
+    "seed",
+    "fid_every",
+    "fid_samples",
+    "fid_reference",
+    "record_codes",
+)
+# ``jax.random.key`` keeps a seed's low 32 bits (JAX's default without x64): a larger seed would repeat a
+# smaller one's run.
+SEED_MAX = 2**32 - 1
 # Fields that may differ when a run is resumed: they change how far or how verbosely it runs, not its maths.
 RESUMABLE_CHANGES = (
     "iterations",
@@ -34,7 +61,7 @@ RESUMABLE_CHANGES = (
 # Where things are, not what they are: a moved dataset or cache resumes its runs (the data is compared by its
 # content, ``wngan_jax.rundir.RunDirectory.check_data``).
 LOCATION_FIELDS = ("data_dir", "cache_dir", "inception_weights")
-# Spellings of earlier releases, read from old config.json files.
+# Field names of 0.1.0 and 0.2.0, read from the config.json files those releases wrote.
 RENAMED_FIELDS = {"progress": "progress_bar", "max_nan_restarts": "max_rollbacks"}
 
 
@@ -98,41 +125,25 @@ class TrainConfig:
             raise ConfigError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         for name in ("lr", "rmsprop_eps"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"--{name} must be a positive finite number, got {value!r}")
         for name in ("rmsprop_decay", "ema_decay"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 <= value < 1):
-                raise ConfigError(f"--{name} must lie in [0, 1), got {value!r}")
-        positive = (
-            "batch_size",
-            "iterations",
-            "test_every",
-            "test_steps",
-            "sample_every",
-            "num_fixed_codes",
-            "record_every",
-            "keep_every",
-            "log_every",
-            "final_test",
-            "running_test",
-        )
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name} must be positive, got {getattr(self, name)}")
-        for name in (
-            "final_test_samples",
-            "final_test_steps",
-            "max_rollbacks",
-            "split_seed",
-            "seed",
-            "fid_every",
-            "record_codes",
-        ):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{name} must not be negative, got {getattr(self, name)}")
-        if self.fid_every and (self.fid_samples <= 0 or self.fid_reference <= 0):
-            raise ConfigError("--fid_samples and --fid_reference must be positive when --fid_every is set")
+            decay = getattr(self, name)
+            if isinstance(decay, bool) or not (isinstance(decay, (int, float)) and 0 <= decay < 1):
+                raise ConfigError(f"--{name} must lie in [0, 1), got {decay!r}")
+        for name in POSITIVE_FIELDS + NON_NEGATIVE_FIELDS:
+            minimum = 1 if name in POSITIVE_FIELDS else 0
+            check_int(name, getattr(self, name), minimum, SEED_MAX if name == "seed" else INT32_MAX)
+        for name in ("data", "data_dir", "cache_dir", "inception_weights"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"--{name} must be a string, got {getattr(self, name)!r}")
+        if not self.data.strip():
+            raise ConfigError("--data must name a data source: digits, folder:PATH, lmdb:PATH or tfds:NAME[:SPLIT]")
+        if not isinstance(self.progress_bar, bool):
+            raise ConfigError(f"--progress_bar must be true or false, got {self.progress_bar!r}")
+        for name in ("fid_samples", "fid_reference") if self.fid_every else ():
+            if getattr(self, name) < 2:  # FID's covariance needs two images (fid.min_images)
+                raise ConfigError(f"--{name} must be at least 2 when --fid_every is set, got {getattr(self, name)}")
         if self.running_test > self.final_test:
             raise ConfigError(
                 f"--running_test ({self.running_test}) must not exceed --final_test ({self.final_test}): "
@@ -160,7 +171,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        """From ``to_dict``'s form, or from the flat form of earlier releases (model fields at the top)."""
+        """From ``to_dict``'s form, or from the flat form that 0.1.0 and 0.2.0 wrote (model fields at the top,
+        ``RENAMED_FIELDS``)."""
         d = {RENAMED_FIELDS.get(k, k): v for k, v in d.items()}
         model = dict(d.pop("model", {}))
         model |= {k: d.pop(k) for k in MODEL_FIELDS + ("variant",) if k in d}

@@ -35,6 +35,11 @@ class WorkdirConflict(UserError):
     """The run directory holds a run that cannot be continued by this command."""
 
 
+class DamagedFile(WorkdirConflict):
+    """A file of a run or study that is cut off or holds something else than it should (names the file and
+    what to do: restore or delete it, or start the run over)."""
+
+
 class TrainingDiverged(UserError):
     """The loss stayed non-finite after the allowed number of rollbacks (``iteration``: the last time)."""
 

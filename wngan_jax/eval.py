@@ -21,7 +21,7 @@ import sys
 
 from absl import flags
 
-from wngan_jax import checkpoint, cli, evaluation, fid, reconstruction
+from wngan_jax import checkpoint, cli, evaluation, fid, files, inception, reconstruction
 from wngan_jax.errors import ConfigError
 
 
@@ -40,33 +40,48 @@ def define(fv: flags.FlagValues) -> None:
     cli.define_inception_weights(fv)
     flags.DEFINE_integer("fid_samples", 10_000, "fid/kid/pr: images generated from random codes", flag_values=fv)
     flags.DEFINE_integer("fid_reference", 10_000, "fid/kid/pr: training images of --data compared with", flag_values=fv)
-    flags.DEFINE_integer("samples", 2000, "number of test images (paper: 2000)", flag_values=fv)
-    flags.DEFINE_integer("steps", 2000, "RMSProp steps per code (paper: 2000)", flag_values=fv)
-    flags.DEFINE_integer(
+    cli.define_count(fv, "samples", 2000, "number of test images (paper: 2000)")
+    cli.define_count(fv, "steps", 2000, "RMSProp steps per code (paper: 2000)", minimum=0)
+    cli.define_count(
+        fv,
         "batch_size",
         reconstruction.AUTHORS_BATCH,
         "the authors' test batch, which sets each sample's 1/B loss scale (12 for LSUN)",
-        flag_values=fv,
     )
     cli.define_int_list(
         fv, "record_steps", None, "also record the mean loss after these steps (default: 50,100,200,... below --steps)"
     )
-    flags.DEFINE_integer("chunk_size", None, "samples per device per pass (default: fit memory)", flag_values=fv)
+    cli.define_count(fv, "chunk_size", None, "samples per device per pass (default: fit memory)")
     flags.DEFINE_string("out", None, "output directory", flag_values=fv)
     flags.mark_flag_as_required("out", flag_values=fv)
     flags.DEFINE_bool("pairs", False, "one (target | reconstruction) PNG per sample", flag_values=fv)
     flags.DEFINE_bool("benchmark", False, "compile first, then time the reconstruction", flag_values=fv)
 
 
+def check_inputs(fv: flags.FlagValues, quality: tuple[str, ...]):
+    """Every input of every requested metric, before any work: counts, the output directory and the Inception
+    weights (loaded here, so that missing weights are not found after hours of reconstruction)."""
+    if quality and fv.data is None:
+        raise ConfigError(f"--metrics {','.join(quality)} compares with the training images of --data; pass --data")
+    if "recon" in fv.metrics:
+        for name in ("samples", "steps", "batch_size"):
+            if fv[name].value < 1:
+                raise ConfigError(f"--{name} must be 1 or more, got {fv[name].value}")
+    files.check_output(fv.out, "--out", directory=True)
+    if not quality:
+        return None
+    fid.check_set_sizes(quality, {"--fid_samples": fv.fid_samples, "--fid_reference": fv.fid_reference})
+    return fid.extractor(inception.load_weights(fv.inception_weights))
+
+
 def body(fv: flags.FlagValues, args: list[str]) -> int:
     cli.no_arguments(args)
     quality = fid.check_metrics([m for m in fv.metrics if m != "recon"])
-    if quality and not fv.data:
-        raise ConfigError(f"--metrics {','.join(quality)} compares with the training images of --data; pass --data")
+    extractor = check_inputs(fv, quality)
     model, variables, iteration = checkpoint.load_generator(fv.checkpoint, fv.which)
     report = {"checkpoint": str(pathlib.Path(fv.checkpoint).absolute()), "which": fv.which, "iteration": iteration}
     dataset = None
-    if fv.data:
+    if fv.data is not None:
         dataset = evaluation.load_dataset(fv.data, model, fv.samples, data_dir=fv.data_dir, cache_dir=fv.cache_dir)
     if "recon" in fv.metrics:
         if fv.targets:
@@ -91,7 +106,6 @@ def body(fv: flags.FlagValues, args: list[str]) -> int:
             f"{report['device']})"
         )
     if quality:
-        extractor = fid.extractor(fv.inception_weights)
         reference = fid.dataset_reference(dataset, extractor, num=fv.fid_reference)
         report["sample_quality"] = evaluation.sample_quality(
             model, variables, reference, extractor, quality, samples=fv.fid_samples

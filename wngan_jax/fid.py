@@ -34,6 +34,7 @@ from wngan_jax.errors import ConfigError, DataError
 
 METRICS = ("fid", "kid", "pr")
 MIN_FID_SAMPLES = 2048  # below the feature dimension the covariance is singular and FID strongly biased
+NEAREST_K = 3  # precision/recall's k (prdc's default)
 PER_DEVICE_BATCH = 32
 
 
@@ -195,7 +196,7 @@ def _coverage(points: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> flo
     return float(inside.mean())
 
 
-def precision_recall(reference_features, generated_features, nearest_k: int = 3) -> tuple[float, float]:
+def precision_recall(reference_features, generated_features, nearest_k: int = NEAREST_K) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019) with k = ``nearest_k``, as ``prdc`` computes
     them: precision is the share of generated features closer (strictly) than its k-NN radius to some
     reference feature; recall the share of reference features closer than its k-NN radius to some generated
@@ -279,6 +280,24 @@ def check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
     return tuple(metrics)
 
 
+def min_images(metrics: Sequence[str]) -> int:
+    """The fewest images a set may hold for ``metrics``: two for a covariance (FID) or an unbiased MMD (KID),
+    ``NEAREST_K + 1`` for a k-nearest-neighbour radius (precision/recall)."""
+    return max([2] + [NEAREST_K + 1 for m in metrics if m == "pr"])
+
+
+def check_set_sizes(metrics: Sequence[str], sizes: dict[str, int]) -> None:
+    """Each set of images, ``{flag: count}``, large enough for ``metrics`` (a ``ConfigError`` naming the flag),
+    checked before any image is generated or any feature computed."""
+    need = min_images(metrics)
+    for flag, count in sizes.items():
+        if count < need:
+            raise ConfigError(
+                f"{flag} must be at least {need} for --metrics {','.join(metrics)} (a covariance needs two images; "
+                f"precision/recall {NEAREST_K + 1}), got {count}; use {MIN_FID_SAMPLES} or more for a usable FID"
+            )
+
+
 def sample_metrics(
     generated: np.ndarray | Iterable[np.ndarray],
     reference_set: Reference | np.ndarray,
@@ -289,7 +308,7 @@ def sample_metrics(
     dtype=jnp.float32,
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
-    nearest_k: int = 3,
+    nearest_k: int = NEAREST_K,
 ) -> dict:
     """FID, KID and/or precision/recall of ``generated`` images against ``reference_set`` (a :class:`Reference`
     from :func:`reference`, or images), as a JSON-ready dict: ``fid``; ``kid`` and ``kid_std``; ``precision``

@@ -7,20 +7,24 @@ a missing or damaged one is a one-line error.
 * ``append`` adds a line or nothing: when the write fails part way, the file is cut back to its old length.
 * Temporary names are ``<stem>.<random>.tmp<suffix>`` (``temp_path``; ``is_temp`` recognises them), so the
   leftovers of a killed process can be found and removed.
-* ``load_npy`` reads a user's ``.npy`` array (never unpickling), or says in one line what is wrong with it.
+* ``load_npy`` reads a user's ``.npy`` array (never unpickling), or says in one line what is wrong with it;
+  ``load_json`` reads a run's JSON file, or says that it is damaged and what to do.
+* ``check_output`` refuses, before any work, a place a command could not write its output to.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
+import tempfile
 import uuid
 from pathlib import Path
 
 import numpy as np
 
-from wngan_jax.errors import DataError, MissingDataError
+from wngan_jax.errors import ConfigError, DamagedFile, DataError, MissingDataError
 
 _TEMP = re.compile(r"\.[0-9a-f]{32}\.tmp(\.[^.]*)?$")
 
@@ -102,3 +106,38 @@ def load_npy(path, what: str, mmap_mode=None) -> np.ndarray:
         return np.load(path, mmap_mode=mmap_mode)
     except (OSError, ValueError, EOFError) as e:
         raise DataError(f"{what}={path} is not a readable .npy array: {e}") from e
+
+
+def load_json(path, fix: str):
+    """The JSON in ``path``; a file cut off or not JSON is a one-line ``DamagedFile`` naming it and ending with
+    ``fix`` (what to do about it)."""
+    try:
+        return json.loads(Path(path).read_bytes())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DamagedFile(f"{path} is cut off or damaged (not JSON: {e}); {fix}") from None
+
+
+def check_output(path, flag: str, *, directory: bool = False) -> Path:
+    """``path`` (``~`` expanded), where a command will write a file (or with ``directory`` a folder), once it is
+    sure the command can: an empty path, a folder where a file goes (or a file where a folder goes), a file where
+    a parent folder goes, or a location that cannot be written (tried with a temporary file, so that it holds
+    for root too) is a one-line ``ConfigError`` naming ``flag``, raised before any work. Nothing is created."""
+    want = "directory" if directory else "file"
+    if not str(path).strip():
+        raise ConfigError(f"{flag} is empty; name the {want} to write")
+    path = Path(path).expanduser()
+    if path.exists() and path.is_dir() != directory:
+        raise ConfigError(f"{flag}={path} is a {'directory' if path.is_dir() else 'file'}; name a {want}")
+    existing = path.absolute() if directory else path.absolute().parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{flag}={path} lies under the file {existing}; name a {want} elsewhere")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise ConfigError(
+            f"{flag}={path}: {existing} cannot be written ({e.strerror}); name a {want} elsewhere"
+        ) from None
+    return path

@@ -16,7 +16,7 @@ import pathlib
 import warnings
 
 from wngan_jax import files
-from wngan_jax.errors import WorkdirConflict
+from wngan_jax.errors import DamagedFile, WorkdirConflict
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -117,10 +117,28 @@ def records(run_dir) -> list[dict]:
 
 
 def read_metrics(run_dir, key: str) -> tuple[list[int], list[float]]:
-    """(iterations, values) of one scalar from a run's ``metrics.jsonl``."""
-    xs, ys = [], []
+    """(iterations, values) of one scalar from a run's ``metrics.jsonl``. A value that is not a number (nor
+    the ``"nan"``/``"inf"`` strings non-finite values are written as) is a ``DamagedFile`` naming the record."""
+    return read_curves(run_dir, (key,))[key]
+
+
+def read_curves(run_dir, keys) -> dict[str, tuple[list[int], list[float]]]:
+    """``read_metrics`` of each of ``keys``, from one reading of the file."""
+    curves = {key: ([], []) for key in keys}
     for record in records(run_dir):
-        if key in record:
-            xs.append(record["iteration"])
-            ys.append(float(record[key]))
-    return xs, ys
+        for key in keys:
+            if key in record:
+                curves[key][0].append(record["iteration"])
+                curves[key][1].append(_number(record[key], run_dir, key, record["iteration"]))
+    return curves
+
+
+def _number(value, run_dir, key: str, iteration: int) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and value.lower() in ("nan", "inf", "-inf", "infinity", "-infinity"):
+        return float(value)
+    raise DamagedFile(
+        f"{pathlib.Path(run_dir) / METRICS_FILE}: the record of iteration {iteration} has {key} = {value!r}, "
+        "not a number; repair or delete that line"
+    )

@@ -21,6 +21,9 @@ from wngan_jax.errors import ConfigError
 from wngan_jax.layers import BatchNorm, Conv, Dense, PReLU, WeightNorm
 
 GENERATOR_FIRST_LAYER_INIT_SCALE = 0.01  # paper §5.1: t = 0.01 for the generator's first layer
+# The largest count a config field may hold: JAX counts in 32-bit integers (its default without x64), so
+# iterations, steps, sizes and shapes beyond this overflow.
+INT32_MAX = 2**31 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,9 +99,15 @@ def image_hw(image_size) -> tuple[int, int]:
     hw = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     if len(hw) != 2 or not all(isinstance(s, int) for s in hw):
         raise ConfigError(f"image size must be an int or (height, width), got {image_size!r}")
-    if min(hw) < 1:
-        raise ConfigError(f"image size must be positive, got {hw[0]}x{hw[1]}")
+    if min(hw) < 1 or max(hw) > INT32_MAX:
+        raise ConfigError(f"image size must be positive and at most {INT32_MAX}, got {hw[0]}x{hw[1]}")
     return hw
+
+
+def check_int(name: str, value, minimum: int, maximum: int = INT32_MAX) -> None:
+    """Refuse ``value`` unless it is an integer (not a bool) in ``[minimum, maximum]``; the error names ``--name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ConfigError(f"--{name} must be an integer from {minimum} to {maximum}, got {value!r}")
 
 
 def architecture(image_size, channels: int = 3, nfeature: int = 64) -> Architecture:
@@ -311,7 +320,12 @@ class ModelConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "image_size", image_hw(self.image_size))
+        if not isinstance(self.norm, str):
+            raise ConfigError(f"--norm must be a name, got {self.norm!r}")
         object.__setattr__(self, "norm", get_variant(self.norm).name)
+        check_int("channels", self.channels, 1)
+        check_int("nfeature", self.nfeature, 1)
+        check_int("code_size", self.code_size, 1)
         architecture(self.image_size, self.channels, self.nfeature)  # validates size and channels
 
     @property
@@ -330,7 +344,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        """From ``to_dict``'s form (``variant``, the earlier name of ``norm``, is read too)."""
+        """From ``to_dict``'s form; ``variant``, the name 0.1.0 and 0.2.0 wrote for ``norm``, is read too."""
         d = {("norm" if k == "variant" else k): v for k, v in d.items()}
         unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
         if unknown:

@@ -14,12 +14,14 @@ their own interval and codes.
 
 from __future__ import annotations
 
+import collections
 import io
 import pathlib
 
 import numpy as np
 
 from wngan_jax import files
+from wngan_jax.errors import DamagedFile
 from wngan_jax.visualize import to_uint8
 
 DIR = "record"
@@ -57,11 +59,32 @@ class RecordWriter:
 
 
 def read(run_dir) -> tuple[list[int], np.ndarray | None]:
-    """(iterations, samples ``(T, N, H, W, C)`` uint8) of a run's record; ``([], None)`` when it has none."""
-    files = _files(pathlib.Path(run_dir) / DIR)
-    if not files:
+    """(iterations, samples ``(T, N, H, W, C)`` uint8) of a run's record; ``([], None)`` when it has none.
+
+    A record file that is cut off, or whose array is not the ``(N, H, W, C)`` uint8 of the others, is a
+    ``DamagedFile`` naming it."""
+    paths = _files(pathlib.Path(run_dir) / DIR)
+    if not paths:
         return [], None
-    return [i for i, _ in files], np.stack([np.load(p) for _, p in files])
+    arrays = [_load(p) for _, p in paths]
+    kinds = collections.Counter((a.shape, a.dtype) for a in arrays)
+    (shape, dtype), _ = kinds.most_common(1)[0]
+    for (_, path), array in zip(paths, arrays):
+        if array.ndim != 4 or array.dtype != np.uint8 or (array.shape, array.dtype) != (shape, dtype):
+            raise DamagedFile(
+                f"{path} holds a {array.dtype} array of shape {array.shape}, not the uint8 (N, H, W, C) "
+                f"samples {shape} of the record's other files; delete it (the rest of the record stays usable)"
+            )
+    return [i for i, _ in paths], np.stack(arrays)
+
+
+def _load(path: pathlib.Path) -> np.ndarray:
+    try:
+        return np.load(path)
+    except (OSError, ValueError, EOFError) as e:
+        raise DamagedFile(
+            f"{path} is cut off or damaged ({e}); delete it (the rest of the record stays usable)"
+        ) from None
 
 
 def _files(directory: pathlib.Path) -> list[tuple[int, pathlib.Path]]:

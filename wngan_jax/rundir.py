@@ -22,13 +22,27 @@ import numpy as np
 
 from wngan_jax import checkpoint, files, locks, metrics
 from wngan_jax.config import LOCATION_FIELDS, RESUMABLE_CHANGES, TrainConfig
-from wngan_jax.errors import WorkdirConflict
+from wngan_jax.errors import DamagedFile, UserError, WorkdirConflict
 
 CONFIG_FILE = "config.json"
 DATA_FILE = "data.json"
 FIXED_CODES_FILE = "fixed_codes.npy"
 FINAL_TEST_DIR = "final_test"
 SAMPLES_DIR = "samples"
+RESUME_FIX = "restore it from a copy, or pass --overwrite to discard that run"
+
+
+def read_config(run, fix: str = RESUME_FIX) -> TrainConfig | None:
+    """The ``TrainConfig`` in ``run/config.json`` (``None`` without one). A file that is cut off or holds no
+    config is a ``DamagedFile`` naming it and ending with ``fix``."""
+    path = pathlib.Path(run) / CONFIG_FILE
+    if not path.exists():
+        return None
+    recorded = files.load_json(path, fix)
+    try:
+        return TrainConfig.from_dict(recorded)
+    except (UserError, TypeError, KeyError, ValueError, AttributeError) as e:
+        raise DamagedFile(f"{path} does not hold a wngan_jax config ({e}); {fix}") from None
 
 
 class RunDirectory:
@@ -53,15 +67,21 @@ class RunDirectory:
                 child.unlink()
 
     def recorded_config(self) -> TrainConfig | None:
-        path = self.path / CONFIG_FILE
-        return TrainConfig.from_dict(json.loads(path.read_text())) if path.exists() else None
+        return read_config(self.path)
 
     def check_config(self, config: TrainConfig, overwrite: bool) -> bool:
-        """Refuse a directory that holds a run with another config (clear it when ``overwrite``).
+        """Refuse a directory that holds a run with another config, or a damaged ``config.json`` (clear it
+        when ``overwrite``).
 
         Where the data and cache live is not part of a run's identity, nor is the data spec: returns whether
         the spec differs, so that the data can be compared by content once it is loaded (``check_data``)."""
-        recorded = self.recorded_config()
+        try:
+            recorded = self.recorded_config()
+        except DamagedFile:
+            if not overwrite:
+                raise
+            self.clear()
+            return False
         if recorded is None:
             return False
         diff = recorded.differences(config, ignore=RESUMABLE_CHANGES + LOCATION_FIELDS + ("data",))
@@ -80,7 +100,13 @@ class RunDirectory:
         """A run whose data spec changed resumes only on the same images (``content_sha256`` of the cache):
         moved folders, lmdb files and TFDS directories are recognised; other data is refused."""
         path = self.path / DATA_FILE
-        recorded = json.loads(path.read_text()) if path.exists() else {}
+        try:
+            recorded = files.load_json(path, RESUME_FIX) if path.exists() else {}
+        except DamagedFile:
+            if not overwrite:
+                raise
+            recorded = {}
+        recorded = recorded if isinstance(recorded, dict) else {}
         if recorded.get("content_sha256") and recorded["content_sha256"] == info.get("content_sha256"):
             logging.warning(
                 "%s: the data moved from %s to %s (same images); resuming", self.path, recorded["spec"], config.data

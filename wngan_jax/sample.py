@@ -17,26 +17,28 @@ import sys
 import numpy as np
 from absl import flags
 
-from wngan_jax import checkpoint, cli, generation, visualize
+from wngan_jax import checkpoint, cli, files, generation, visualize
+from wngan_jax.config import SEED_MAX
 
 
 def define(fv: flags.FlagValues) -> None:
     cli.define_checkpoint_flags(fv)
     flags.DEFINE_string("codes", None, ".npy file of codes, shape (N, code_size)", flag_values=fv)
-    flags.DEFINE_integer("num", None, "draw this many standard normal codes", flag_values=fv)
+    cli.define_count(fv, "num", None, "draw this many standard normal codes")
     flags.mark_flags_as_mutual_exclusive(["codes", "num"], required=True, flag_values=fv)
-    flags.DEFINE_integer("seed", 0, "seed for --num", flag_values=fv)
+    cli.define_count(fv, "seed", 0, "seed for --num", minimum=0, maximum=SEED_MAX)
     flags.DEFINE_string("out", None, ".npy file for the images (N, H, W, C) in [0, 1]", flag_values=fv)
     flags.mark_flag_as_required("out", flag_values=fv)
     flags.DEFINE_string("grid", None, "also write the images as one grid image (.png, .jpg, ...)", flag_values=fv)
-    flags.DEFINE_integer("columns", None, "grid columns (default: about square)", flag_values=fv)
-    flags.DEFINE_integer("batch_size", 64, "codes per generator call", flag_values=fv)
+    cli.define_count(fv, "columns", None, "grid columns (default: about square)")
+    cli.define_count(fv, "batch_size", 64, "codes per generator call")
 
 
 def body(fv: flags.FlagValues, args: list[str]) -> int:
     cli.no_arguments(args)
+    files.check_output(fv.out, "--out")  # before anything is computed or written
     if fv.grid:
-        visualize.check_image_path(fv.grid, "--grid")  # before anything is written
+        visualize.check_image_path(files.check_output(fv.grid, "--grid"), "--grid")
     config, variables, step = checkpoint.load_generator(fv.checkpoint, fv.which)
     if fv.codes:
         codes = generation.load_codes(fv.codes, config.code_size)

@@ -48,7 +48,7 @@ class CheckpointMeta:
 
     @classmethod
     def from_dict(cls, meta: dict) -> CheckpointMeta:
-        meta = {("rollbacks" if k == "nan_events" else k): v for k, v in meta.items()}  # the earlier name
+        meta = {("rollbacks" if k == "nan_events" else k): v for k, v in meta.items()}  # 0.1.0, 0.2.0 name
         return cls(**{f.name: meta[f.name] for f in dataclasses.fields(cls) if f.name in meta})
 
 

@@ -62,6 +62,16 @@ def check_image_path(path, flag: str) -> None:
         raise ConfigError(f"{flag}={path}: unknown image extension {suffix or '(none)'!r}; use .png or .jpg")
 
 
+def check_figure_path(path, flag: str) -> None:
+    """A figure path whose extension matplotlib can write (.png, .pdf, .svg, ...), or a ``ConfigError``
+    naming ``flag``."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    suffix = pathlib.Path(path).suffix.lower()
+    if suffix[1:] not in FigureCanvasBase.get_supported_filetypes():
+        raise ConfigError(f"{flag}={path}: unknown figure extension {suffix or '(none)'!r}; use .png, .pdf or .svg")
+
+
 def save_png(image: np.ndarray, path) -> pathlib.Path:
     """Write one uint8 image; the format follows the extension (PNG for ``.png``)."""
     path = pathlib.Path(path)

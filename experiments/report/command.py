@@ -15,10 +15,13 @@ row per model) and plots Fig. 1.
 
 from __future__ import annotations
 
+import math
+import sys
+
 from absl import flags
 
 from experiments.report import figures, loading, render, tables
-from wngan_jax import cli, diagnostics
+from wngan_jax import cli, diagnostics, files, visualize
 from wngan_jax.errors import ConfigError, MissingDataError
 
 
@@ -46,23 +49,41 @@ def define(fv: flags.FlagValues) -> None:
     )
 
 
-def body(fv: flags.FlagValues, args: list[str]) -> int:
+def check_flags(fv: flags.FlagValues, args: list[str]) -> None:
+    """Every flag and output path, before any run is read."""
     if not args:
         raise MissingDataError("name the run directories or study directories to report on")
     if fv.markdown and not fv.out:
         raise ConfigError("--markdown needs --out (the report it is made from)")
+    if not (math.isfinite(fv.collapse_factor) and fv.collapse_factor > 1):
+        raise ConfigError(f"--collapse_factor must be a number above 1 (times the best loss), got {fv.collapse_factor}")
+    if fv.collapse_tests < 1:
+        raise ConfigError(f"--collapse_tests must be 1 or more (running tests in a row), got {fv.collapse_tests}")
     if not 0 <= fv.collapse_diversity < 1:
-        raise ConfigError(f"--collapse_diversity must lie in [0, 1), got {fv.collapse_diversity}")
+        raise ConfigError(f"--collapse_diversity must lie in [0, 1) (0: loss rule only), got {fv.collapse_diversity}")
+    if fv.out:
+        files.check_output(fv.out, "--out", directory=True)
+    if fv.markdown:
+        files.check_output(fv.markdown, "--markdown", directory=False)
+    if fv.plot:
+        visualize.check_figure_path(fv.plot, "--plot")
+        files.check_output(fv.plot, "--plot", directory=False)
+
+
+def body(fv: flags.FlagValues, args: list[str]) -> int:
+    check_flags(fv, args)
     diversity = fv.collapse_diversity or None
     study = loading.load(args, factor=fv.collapse_factor, tests=fv.collapse_tests, diversity=diversity)
     if fv.out:
         index = render.write(study, fv.out, markdown=fv.markdown)
         print(render.markdown_table(tables.summary(study)))
         print(f"\nreport: {index}\ntables: {index.parent / 'tables.md'}")
-        return 0
-    print(render.markdown_table(tables.summary(study)))
-    if fv.plot:
-        print(f"plot: {figures.plot_curves(study.instances, fv.plot)}")
+    else:
+        print(render.markdown_table(tables.summary(study)))
+        if fv.plot:
+            print(f"plot: {figures.plot_curves(study.instances, fv.plot)}")
+    for note in study.left_out:
+        print(f"left out: {note}", file=sys.stderr)
     return 0
 
 

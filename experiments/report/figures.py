@@ -151,9 +151,11 @@ def fig_reconstruction_steps(instances: list[Instance], out: pathlib.Path) -> Fi
 
 
 def _with_final_codes(instances: list[Instance], count: int) -> dict[str, Instance]:
-    """Each model's representative, where it has a best checkpoint and ``count`` or more final-test codes."""
+    """Each model's representative, where it has ``count`` or more final-test codes and a best checkpoint that
+    restores (one that does not is noted in the instance's ``left_out``)."""
     reps = {m: representative(g) for m, g in by_model(instances).items()}
-    return {m: i for m, i in reps.items() if i.has_best and i.final_codes is not None and len(i.final_codes) >= count}
+    reps = {m: i for m, i in reps.items() if i.has_best and i.final_codes is not None and len(i.final_codes) >= count}
+    return {m: i for m, i in reps.items() if i.generator is not None}
 
 
 def _final_targets(instance: Instance, count: int) -> tuple[np.ndarray | None, str]:

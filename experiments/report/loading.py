@@ -5,25 +5,30 @@ runs under ``<norm>/seed_<k>/``, or ``<norm>/<flag>=<value>/seed_<k>/`` for a st
 (``run_dir``); a run the study gave up on (its loss stayed non-finite past its rollbacks) holds
 ``diverged.json``. These names live here, where the runner that writes them and the report that reads them
 can import them.
+
+A damaged file leaves out only what it holds, and says so (``Study.left_out``, shown in the report): a run
+whose ``config.json`` is cut off is left out; a damaged curve, final test, record or best checkpoint leaves
+out that part of its run; a damaged ``study.json`` makes the runs below the directory be found by their
+``config.json``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
+import logging
 import pathlib
 
 import numpy as np
 
-from wngan_jax import checkpoint, diagnostics, evaluation, metrics
+from wngan_jax import checkpoint, diagnostics, evaluation, files, metrics
 from wngan_jax import record as record_lib
 from wngan_jax.config import MODEL_FIELDS, TrainConfig
-from wngan_jax.errors import MissingDataError
+from wngan_jax.errors import CheckpointError, DamagedFile, MissingDataError
 from wngan_jax.models import VARIANTS
-from wngan_jax.rundir import FINAL_TEST_DIR
+from wngan_jax.rundir import FINAL_TEST_DIR, read_config
 
-STUDY_FILE = "study.json"  # a study directory's models, seeds, swept flag and values, and command
+STUDY_FILE = "study.json"  # a study directory's models, seeds, swept flag and values, and commands
 DIVERGED_FILE = "diverged.json"  # in a run the study gave up on: the iteration and the error
 
 
@@ -54,6 +59,7 @@ class Instance:
     collapse: diagnostics.Collapse | None
     final_codes: np.ndarray | None = None  # the first SHOWN_TARGETS codes the final test found
     final_targets: np.ndarray | None = None  # their targets, uint8 (None: a run written before targets.npy)
+    left_out: list[str] = dataclasses.field(default_factory=list)  # damaged parts: file, what, what to do
     ema_iterations: list[int] = dataclasses.field(default_factory=list)  # the averaged generator's running test
     ema_losses: list[float] = dataclasses.field(default_factory=list)  # (runs with --ema_decay)
     setting: str | None = None  # "lr=2e-4": the value of the flag its study sweeps (run_dir)
@@ -62,6 +68,11 @@ class Instance:
     @property
     def label(self) -> str:
         return f"{self.model} seed {self.seed}" + (f", {self.setting}" if self.setting else "")
+
+    @property
+    def best(self) -> tuple[int, float] | tuple[None, None]:
+        """(iteration, loss) of the lowest running-test loss (the earliest if tied)."""
+        return _lowest(self.iterations, self.losses)
 
     @property
     def setting_value(self):
@@ -89,11 +100,6 @@ class Instance:
         return self.final.get("ema", {}).get("mean_loss")
 
     @property
-    def best(self) -> tuple[int, float] | tuple[None, None]:
-        """(iteration, loss) of the lowest running-test loss (the earliest if tied)."""
-        return _lowest(self.iterations, self.losses)
-
-    @property
     def final_loss(self) -> float | None:
         """The final test of the best generator (paper Table 2)."""
         return self.final.get("mean_loss")
@@ -105,28 +111,48 @@ class Instance:
 
     @property
     def has_best(self) -> bool:
-        return (self.run / "checkpoints" / "best").is_dir()
+        """Whether ``checkpoints/best`` holds a checkpoint (not only its empty directory)."""
+        best = self.run / "checkpoints" / "best"
+        return best.is_dir() and any(p.name.isdigit() for p in best.iterdir())
 
     @functools.cached_property
     def record(self) -> tuple[list[int], np.ndarray | None]:
         """(iterations, samples ``(T, N, H, W, C)`` uint8) of the run's fixed-code record (``wngan_jax.record``),
         kept once read: only the figures of a model's representative run and of collapses show its images."""
-        return record_lib.read(self.run)
+        return self._read_record()
 
     @functools.cached_property
     def diversity(self) -> tuple[list[int], list[float]]:
         """(recorded iterations, ``diagnostics.sample_diversity`` of each record): from the record when it was
         read for a figure, otherwise read for this alone and not kept (a study's records need not fit memory)."""
-        its, images = self.__dict__["record"] if "record" in self.__dict__ else record_lib.read(self.run)
+        its, images = self.__dict__["record"] if "record" in self.__dict__ else self._read_record()
         if not its or images.shape[1] < 2:
             return [], []
         return its, [diagnostics.sample_diversity(x) for x in images]
 
+    def _read_record(self) -> tuple[list[int], np.ndarray | None]:
+        try:
+            return record_lib.read(self.run)
+        except DamagedFile as e:
+            self.leave_out(e, "the fixed-code record")
+            return [], None
+
     @functools.cached_property
     def generator(self):
-        """(ModelConfig, variables) of the best generator, restored from ``checkpoints/best``."""
-        config, variables, _ = checkpoint.load_generator(self.run, "best")
+        """(ModelConfig, variables) of the best generator, restored from ``checkpoints/best``; ``None`` (and
+        noted in ``left_out``) when that checkpoint cannot be restored."""
+        try:
+            config, variables, _ = checkpoint.load_generator(self.run, "best")
+        except CheckpointError as e:
+            self.leave_out(e, "the best generator")
+            return None
         return config, variables
+
+    def leave_out(self, error: Exception, part: str) -> None:
+        """Note that ``part`` of this run is left out of the report because of ``error``."""
+        note = f"{self.label}: {part} left out: {error}"
+        if note not in self.left_out:
+            self.left_out.append(note)
 
 
 def _lowest(iterations, losses) -> tuple[int, float] | tuple[None, None]:
@@ -147,6 +173,7 @@ class Study:
     factor: float
     tests: int
     command: str | None = None  # the study's command line (``study.json``), when a study directory was named
+    skipped: list[str] = dataclasses.field(default_factory=list)  # runs left out whole, and why
     diversity: float | None = diagnostics.DIVERSITY_FRACTION  # the diversity rule's fraction (None: not applied)
 
     @property
@@ -155,69 +182,103 @@ class Study:
         flags = {i.setting.partition("=")[0] for i in self.instances if i.setting}
         return flags.pop() if len(flags) == 1 else None
 
+    @property
+    def left_out(self) -> list[str]:
+        """What the report leaves out and why: runs that could not be read, then damaged parts of runs."""
+        return self.skipped + [note for i in self.instances for note in i.left_out]
+
 
 def find_runs(paths) -> list[pathlib.Path]:
-    """Run directories: given directly (with ``config.json``), the runs of a study directory (its
-    ``study.json``), or every run below a directory."""
+    """Run directories: given directly (with ``config.json``), or every run below a directory (a study
+    directory's runs are those below it, whatever its ``study.json`` asked for)."""
     return _find(paths)[0]
 
 
-def _find(paths) -> tuple[list[pathlib.Path], str | None]:
-    runs, command = [], None
+def read_study(root) -> dict | None:
+    """The ``study.json`` of a study directory (the union of the models, seeds and commands every call of
+    ``experiments.study`` on it asked for), or None where there is none; a damaged one is a ``DamagedFile``."""
+    path = pathlib.Path(root) / STUDY_FILE
+    if not path.is_file():
+        return None
+    fix = "the report reads the runs below its directory without it (rerun the study to write it again)"
+    spec = files.load_json(path, fix)
+    if not (isinstance(spec, dict) and isinstance(spec.get("norms"), list) and isinstance(spec.get("seeds"), list)):
+        raise DamagedFile(f"{path} does not hold a study's norms and seeds; {fix}")
+    # Earlier releases recorded the latest call's command alone.
+    return spec | {"commands": spec.get("commands") or [c for c in [spec.get("command")] if c]}
+
+
+def _find(paths) -> tuple[list[pathlib.Path], str | None, list[str]]:
+    """(runs, the study's latest command, notes on damaged ``study.json`` files). A study directory gives every
+    run below it, whatever its ``study.json`` lists."""
+    runs, command, notes = [], None, []
     for path in map(pathlib.Path, paths):
         if (path / "config.json").is_file():
-            found = [path]
-        elif (path / STUDY_FILE).is_file():
-            spec = json.loads((path / STUDY_FILE).read_text())
-            command = command or spec.get("command")
-            found = [
-                run_dir(path, n, s, setting)
-                for n in spec["norms"]
-                for setting in settings(spec.get("sweep"))
-                for s in spec["seeds"]
-            ]
-            found = [r for r in found if (r / "config.json").is_file()]
-        else:
-            found = sorted(p.parent for p in path.rglob("config.json"))
+            runs.append(path)
+            continue
+        found = sorted(p.parent for p in path.rglob("config.json"))
         if not found:
             raise MissingDataError(f"{path} is not a run directory and holds none (no config.json below it)")
+        try:
+            spec = read_study(path)
+        except DamagedFile as e:
+            notes.append(str(e))
+            spec = None
+        if spec:
+            command = command or (spec["commands"][-1] if spec["commands"] else None)
+            wanted = (
+                run_dir(path, n, s, setting)
+                for s in spec["seeds"]
+                for setting in settings(spec.get("sweep"))
+                for n in spec["norms"]
+            )
+            missing = [r for r in wanted if r not in found]
+            if missing:
+                logging.warning(
+                    "%s asked for runs that were never started, left out: %s",
+                    path / STUDY_FILE,
+                    ", ".join(str(r.relative_to(path)) for r in missing),
+                )
         runs += found
-    return runs, command
+    return runs, command, notes
 
 
 def load_instance(run, *, factor: float, tests: int) -> Instance:
     """Read one run: its config, running-test curve (and collapse by the rule ``factor``, ``tests``), final
     test report and the first final-test codes and targets."""
     run = pathlib.Path(run)
-    config = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
-    curves = _curves(run, ("test_loss", "ema_test_loss"))
-    (iterations, losses), (ema_iterations, ema_losses) = curves["test_loss"], curves["ema_test_loss"]
-    final_dir = run / FINAL_TEST_DIR
-    final = json.loads((final_dir / "report.json").read_text()) if (final_dir / "report.json").exists() else {}
-    diverged = json.loads((run / DIVERGED_FILE).read_text()) if (run / DIVERGED_FILE).exists() else None
+    config = read_config(run, "the report leaves out this run (restore the file to include it)")
+    instance = Instance(run, config.norm, config.seed, config, [], [], {}, None, setting=_setting(run))
+    try:
+        curves = metrics.read_curves(run, ("test_loss", "ema_test_loss"))
+        instance.iterations, instance.losses = curves["test_loss"]
+        instance.ema_iterations, instance.ema_losses = curves["ema_test_loss"]
+    except DamagedFile as e:
+        instance.leave_out(e, "the running-test curve")
     gave_up = None
-    if diverged is not None:
-        gave_up = diagnostics.Collapse(
-            diverged.get("iteration") or (iterations[-1] if iterations else 0), rule="diverged"
-        )
-    return Instance(
-        run=run,
-        model=config.norm,
-        seed=config.seed,
-        config=config,
-        iterations=iterations,
-        losses=losses,
-        final=final,
-        collapse=diagnostics.earliest(
-            diagnostics.find_collapse(iterations, losses, factor=factor, tests=tests), gave_up
-        ),
-        final_codes=_first(final_dir / "codes.npy"),
-        final_targets=_first(final_dir / "targets.npy"),
-        ema_iterations=ema_iterations,
-        ema_losses=ema_losses,
-        setting=_setting(run),
-        diverged=diverged,
-    )
+    if (run / DIVERGED_FILE).exists():  # the study gave up on the run: a collapse where it stopped
+        try:
+            diverged = files.load_json(run / DIVERGED_FILE, "the divergence is dated by the run's last test")
+        except DamagedFile as e:
+            instance.leave_out(e, "the iteration of its divergence")
+            diverged = {}
+        instance.diverged = diverged if isinstance(diverged, dict) else {}
+        gave_up = diagnostics.Collapse(instance.diverged.get("iteration") or instance.ended_at, rule="diverged")
+    found = diagnostics.find_collapse(instance.iterations, instance.losses, factor=factor, tests=tests)
+    instance.collapse = diagnostics.earliest(found, gave_up)
+    final_dir = run / FINAL_TEST_DIR
+    try:
+        if (final_dir / "report.json").exists():
+            instance.final = _final_report(final_dir / "report.json")
+    except DamagedFile as e:
+        instance.leave_out(e, "the final test's numbers")
+    try:
+        instance.final_codes = _first(final_dir / "codes.npy", (config.model.code_size,))
+        instance.final_targets = _first(final_dir / "targets.npy", (*config.model.image_size, config.model.channels))
+    except DamagedFile as e:
+        instance.final_codes, instance.final_targets = None, None
+        instance.leave_out(e, "the final test's reconstructions")
+    return instance
 
 
 def _setting(run: pathlib.Path) -> str | None:
@@ -227,22 +288,27 @@ def _setting(run: pathlib.Path) -> str | None:
     return run.parent.name if sep and flag in fields else None
 
 
-def _curves(run: pathlib.Path, keys) -> dict[str, tuple[list[int], list[float]]]:
-    """(iterations, values) of each scalar in ``keys`` from one reading of the run's metrics."""
-    curves = {k: ([], []) for k in keys}
-    for row in metrics.records(run):
-        for key in keys:
-            if key in row:
-                curves[key][0].append(row["iteration"])
-                curves[key][1].append(float(row[key]))
-    return curves
+def _final_report(path: pathlib.Path) -> dict:
+    fix = "rerun the final test (python -m wngan_jax.eval --checkpoint RUN --out RUN/final_test)"
+    final = files.load_json(path, fix)
+    if not isinstance(final, dict):
+        raise DamagedFile(f"{path} holds a {type(final).__name__}, not a final-test report; {fix}")
+    return final
 
 
-def _first(path: pathlib.Path) -> np.ndarray | None:
-    """The first ``SHOWN_TARGETS`` rows of a ``.npy`` file (only those are read), or None without it."""
+def _first(path: pathlib.Path, row_shape: tuple[int, ...]) -> np.ndarray | None:
+    """The first ``SHOWN_TARGETS`` rows of a ``.npy`` file (only those are read), or None without it; a file
+    cut off, or whose rows are not ``row_shape``, is a ``DamagedFile``."""
     if not path.exists():
         return None
-    return np.array(np.load(path, mmap_mode="r")[: evaluation.SHOWN_TARGETS])
+    fix = "rerun the final test (python -m wngan_jax.eval --checkpoint RUN --out RUN/final_test)"
+    try:
+        array = np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as e:
+        raise DamagedFile(f"{path} is cut off or damaged ({e}); {fix}") from None
+    if tuple(array.shape[1:]) != tuple(row_shape):
+        raise DamagedFile(f"{path} holds an array of shape {array.shape}, not rows of {tuple(row_shape)}; {fix}")
+    return np.array(array[: evaluation.SHOWN_TARGETS])
 
 
 def load(
@@ -253,12 +319,20 @@ def load(
     diversity: float | None = diagnostics.DIVERSITY_FRACTION,
 ) -> Study:
     """The runs in ``paths`` (``find_runs``), each read once, with collapses by the loss rule ``factor``,
-    ``tests``, by the diversity rule ``diversity`` (``None``: not applied) and by divergence."""
-    runs, command = _find(paths)
-    instances = [load_instance(r, factor=factor, tests=tests) for r in runs]
+    ``tests``, by the diversity rule ``diversity`` (``None``: not applied) and by divergence. Runs that cannot
+    be read are left out and listed in ``Study.skipped``; when none can be read, that is an error."""
+    runs, command, skipped = _find(paths)
+    instances = []
+    for run in runs:
+        try:
+            instances.append(load_instance(run, factor=factor, tests=tests))
+        except DamagedFile as e:
+            skipped.append(str(e))
+    if not instances:
+        raise MissingDataError(f"no run could be read: {'; '.join(skipped)}")
     if diversity is not None:
         apply_diversity_rule(instances, diversity)
-    return Study(list(map(pathlib.Path, paths)), instances, factor, tests, command, diversity)
+    return Study(list(map(pathlib.Path, paths)), instances, factor, tests, command, skipped, diversity)
 
 
 def apply_diversity_rule(instances: list[Instance], fraction: float) -> None:
@@ -267,7 +341,7 @@ def apply_diversity_rule(instances: list[Instance], fraction: float) -> None:
     the records that figures show (each model's representative, the collapsed runs) stay in memory."""
     shown = {id(representative(group)) for group in by_model(instances).values()}
     for instance in instances:
-        its, images = record_lib.read(instance.run)
+        its, images = instance._read_record()
         values = [diagnostics.sample_diversity(x) for x in images] if its and images.shape[1] >= 2 else []
         instance.__dict__["diversity"] = (its, values) if values else ([], [])
         found = diagnostics.find_diversity_collapse(its, values, fraction=fraction) if values else None

@@ -46,6 +46,13 @@ def html_table(table: Table) -> str:
     return "\n".join(parts)
 
 
+def left_out_markdown(study: Study) -> str:
+    """What the report leaves out and why (damaged files), as a Markdown section; empty when nothing is."""
+    if not study.left_out:
+        return ""
+    return "## Left out\n\n" + "\n".join(f"- {note}" for note in study.left_out) + "\n"
+
+
 def html_page(study: Study, tables: list[Table], figures: list[Figure]) -> str:
     """``index.html``: provenance, the tables, and every figure (its PNG embedded) or why it is missing."""
     parts = [
@@ -60,6 +67,9 @@ def html_page(study: Study, tables: list[Table], figures: list[Figure]) -> str:
     ]
     if study.command:
         parts.append(f"<p>Study command: <code>{html.escape(study.command)}</code></p>")
+    if study.left_out:
+        notes = "".join(f"<li>{html.escape(note)}</li>" for note in study.left_out)
+        parts.append(f"<h2>Left out</h2><ul>{notes}</ul>")
     parts += [html_table(t) for t in tables]
     for fig in figures:
         parts.append(f"<figure><h2>{html.escape(fig.title)}</h2>")
@@ -120,9 +130,9 @@ def write(study: Study, out, *, markdown=None) -> pathlib.Path:
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tables = tables_lib.all_tables(study)
-    tables_md = tables_markdown(tables)
+    figures = figures_lib.all_figures(study, out)  # after it, ``study.left_out`` holds what the figures lacked
+    tables_md = "\n".join(part for part in (left_out_markdown(study), tables_markdown(tables)) if part)
     (out / "tables.md").write_text(tables_md)
-    figures = figures_lib.all_figures(study, out)
     index = out / "index.html"
     index.write_text(html_page(study, tables, figures))
     if markdown is not None:

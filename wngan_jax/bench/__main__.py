@@ -28,12 +28,12 @@ def define(fv: flags.FlagValues) -> None:
     flags.DEFINE_enum("what", "all", WHAT + ("all",), "which benchmark", flag_values=fv)
     flags.DEFINE_multi_integer("image_size", None, "square image size (repeatable); default per bench", flag_values=fv)
     flags.DEFINE_multi_string("norm", None, "norm variant (repeatable); default vanilla, bn, wn", flag_values=fv)
-    flags.DEFINE_integer("batch_size", 32, "training batch, and the authors' reconstruction batch", flag_values=fv)
-    flags.DEFINE_integer("repeats", 5, "timed repetitions (the median is reported)", flag_values=fv)
+    cli.define_count(fv, "batch_size", 32, "training batch, and the authors' reconstruction batch")
+    cli.define_count(fv, "repeats", 5, "timed repetitions (the median is reported)")
     flags.DEFINE_enum("dtype", "float32", ("float32", "bfloat16"), "train: compute dtype", flag_values=fv)
-    flags.DEFINE_integer("samples", 64, "reconstruct: number of target images", flag_values=fv)
+    cli.define_count(fv, "samples", 64, "reconstruct: number of target images")
     flags.DEFINE_string("profile", None, "train: also trace three iterations into this directory", flag_values=fv)
-    flags.DEFINE_integer("chunk_size", None, "reconstruct: samples per chunk (default: memory budget)", flag_values=fv)
+    cli.define_count(fv, "chunk_size", None, "reconstruct: samples per chunk (default: memory budget)")
     flags.DEFINE_bool("json", False, "one JSON object per measurement", flag_values=fv)
 
 

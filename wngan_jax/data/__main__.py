@@ -20,9 +20,9 @@ def define(fv: flags.FlagValues) -> None:
     flags.DEFINE_string("manual_dir", None, "prepare: directory holding the raw files", flag_values=fv)
     cli.define_image_size(fv, help_text="info: also build or open the cache at this size (N or HxW)")
     flags.DEFINE_integer("channels", 3, "info: 1 (gray) or 3 (RGB)", flag_values=fv)
-    flags.DEFINE_integer("crop", None, "info: centre crop side before resizing (default: the source's)", flag_values=fv)
-    flags.DEFINE_integer("final_test", 2000, "info: final test set size", flag_values=fv)
-    flags.DEFINE_integer("running_test", 200, "info: running test set size", flag_values=fv)
+    cli.define_count(fv, "crop", None, "info: centre crop side before resizing (default: the source's)")
+    cli.define_count(fv, "final_test", 2000, "info: final test set size")
+    cli.define_count(fv, "running_test", 200, "info: running test set size")
 
 
 def body(fv: flags.FlagValues, args: list[str]) -> int:

@@ -143,7 +143,7 @@ def load(
         "channels": channels,
         "count": count,
         "fingerprint": params["fingerprint"],
-        "content_sha256": meta.get("content_sha256"),  # absent in caches of earlier releases
+        "content_sha256": meta.get("content_sha256"),  # absent in caches built by 0.1.0 and 0.2.0
         "skipped": meta["skipped"],
         "split_seed": split_seed,
         "final_test": final_test,

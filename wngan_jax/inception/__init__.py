@@ -334,6 +334,12 @@ def _checked(flat: dict[tuple[str, ...], np.ndarray], source: str) -> dict:
             f"{source} is not pytorch-fid's Inception state dict ({len(missing)} parameters missing, "
             f"{len(wrong)} of the wrong shape, e.g. {first}). {_how_to_get()}"
         )
+    nonfinite = [p for p in expected if not np.isfinite(flat[p]).all()]
+    if nonfinite:
+        raise CheckpointError(
+            f"{source} holds NaN or infinite weights ({len(nonfinite)} parameters, e.g. {'/'.join(nonfinite[0])}): "
+            f"the file is damaged. {_how_to_get()}"
+        )
     return _nest({p: np.asarray(flat[p], np.float32) for p in expected})
 
 
@@ -396,9 +402,15 @@ def _read_pth(path: Path) -> InceptionWeights:
 
 def _read_npz(path: Path) -> InceptionWeights:
     try:
-        with np.load(path) as f:
+        loaded = np.load(path)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"{path} is not a readable .npz ({e or 'empty file'}). {_how_to_get()}") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise CheckpointError(f"{path} holds one .npy array, not an .npz archive of weights. {_how_to_get()}")
+    try:
+        with loaded as f:
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"{path} is not a readable .npz ({e}). {_how_to_get()}") from None
     sha = str(arrays.pop("sha256", ""))
     if not sha:
@@ -420,12 +432,16 @@ def load_weights(path: str | os.PathLike | None = None) -> InceptionWeights:
     return _read_npz(path) if path.suffix == ".npz" else _read_pth(path)
 
 
+def npz_path(out: str | os.PathLike) -> Path:
+    """``out``, with ``.npz`` appended unless it ends so (where :func:`export_npz` writes)."""
+    out = Path(out)
+    return out if out.suffix == ".npz" else out.with_name(out.name + ".npz")
+
+
 def export_npz(weights: InceptionWeights, out: str | os.PathLike) -> Path:
     """Write ``weights`` (folded, float32) and the source file's SHA-256 to ``out``: an ``.npz`` that
     :func:`load_weights` reads without PyTorch."""
-    out = Path(out)
-    if out.suffix != ".npz":
-        out = out.with_name(out.name + ".npz")
+    out = npz_path(out)
     flat = jax.tree_util.tree_flatten_with_path(weights.params)[0]
     arrays = {"/".join(k.key for k in path): np.asarray(leaf) for path, leaf in flat}
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ import sys
 
 from absl import flags
 
-from wngan_jax import cli, inception
+from wngan_jax import cli, files, inception
 from wngan_jax.errors import ConfigError
 
 
@@ -24,7 +24,9 @@ def define(fv: flags.FlagValues) -> None:
 def body(fv: flags.FlagValues, args: list[str]) -> int:
     if args != ["export"]:
         raise ConfigError(f"expected the subcommand `export`, got {' '.join(args) or 'none'}")
-    out = inception.export_npz(inception.load_weights(fv.inception_weights), fv.out)
+    files.check_output(fv.out, "--out")  # an empty --out, first: it has no name to add .npz to
+    out = files.check_output(inception.npz_path(fv.out), "--out")
+    out = inception.export_npz(inception.load_weights(fv.inception_weights), out)
     print(f"wrote {out}; pass --inception_weights {out} (no PyTorch needed)")
     return 0
 
