@@ -14,7 +14,7 @@ import numpy as np
 
 from experiments.report.loading import Instance, Study, by_model, load, representative
 from experiments.report.tables import by_setting, loss_names, survival_events
-from wngan_jax import data, diagnostics, evaluation, visualize
+from wngan_jax import diagnostics, evaluation, train, visualize
 from wngan_jax.errors import UserError
 from wngan_jax.generation import generate
 from wngan_jax.visualize import Interval, Line, plot_intervals, plot_lines
@@ -166,17 +166,7 @@ def _final_targets(instance: Instance, count: int) -> tuple[np.ndarray | None, s
         return instance.final_targets[:count], ""
     c = instance.config
     try:
-        ds = data.load(
-            c.data,
-            c.model.image_size,
-            channels=c.model.channels,
-            cache_dir=c.cache_dir or None,
-            data_dir=c.data_dir or None,
-            final_test=c.final_test,
-            running_test=c.running_test,
-            split_seed=c.split_seed,
-            progress=False,
-        )
+        ds = train.load_data(c, progress=False)
     except UserError as e:
         return None, (
             f"Not available: {instance.run / 'final_test'} holds no targets.npy and the run's data "

@@ -11,12 +11,7 @@ the cost of the normalization from that of the architecture).
 
 from __future__ import annotations
 
-import time
-
-import jax
-import numpy as np
-
-from wngan_jax.bench.common import rows_over
+from wngan_jax.bench.common import interleaved_median_ms, rows_over
 from wngan_jax.bench.train import iteration_fn
 
 # Variant -> (norm, iteration_fn keywords).
@@ -31,16 +26,7 @@ VARIANTS = {
 def measure(size: int, batch: int, *, repeats: int = 20) -> dict:
     """Median ms per iteration of every variant, each one's ratio to plain WN, and XLA's GFLOP per iteration."""
     built = {name: iteration_fn(size, norm, batch, **kw) for name, (norm, kw) in VARIANTS.items()}
-    iterations = {name: iterate for name, (iterate, _) in built.items()}
-    for iterate in iterations.values():
-        jax.block_until_ready(iterate())
-    times = {name: [] for name in VARIANTS}
-    for _ in range(repeats):
-        for name, iterate in iterations.items():
-            start = time.perf_counter()
-            jax.block_until_ready(iterate())
-            times[name].append(time.perf_counter() - start)
-    ms = {name: float(np.median(t)) * 1e3 for name, t in times.items()}
+    ms = interleaved_median_ms({name: iterate for name, (iterate, _) in built.items()}, repeats)
     return dict(
         what="stabilizers",
         size=size,
