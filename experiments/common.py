@@ -32,6 +32,7 @@ _FIELD_HELP = {
     "dtype": "compute dtype: float32, or bfloat16 on GPU/TPU (parameters and losses stay float32)",
     "progress_bar": "show a progress bar",
     "max_rollbacks": "non-finite losses in a row rolled back to the last checkpoint before giving up",
+    "ema_decay": "keep an exponential moving average of the generator with this decay (0.999 typical; 0: none)",
 }
 
 
@@ -97,7 +98,7 @@ def run_experiment(fv: flags.FlagValues, preset: str, workdir=None, **overrides)
     summary = train_and_evaluate(config, workdir, overwrite=fv.overwrite)
     print(f"run directory: {workdir}")
     print(f"best running-test loss {summary['best_loss']} at iteration {summary['best_iteration']}")
-    for which in ("best", "last"):
+    for which in ("best", "last", "ema", "ema_last"):
         final = summary.get("final_test", {}).get(which)
         if final:
             print(

@@ -8,8 +8,10 @@ times, appendix C.1), each data-parallel over all devices, every model for the f
 weight-normalized ResNet follow-up with the preset's ResNet setting (``--norms=vanilla,bn,wn,resnet_wn``).
 Running the same command again resumes unfinished runs and skips finished ones, so a killed study continues
 where it stopped. Every flag of the preset's own command (``--iterations``, ``--lr``, ``--data``, ...) applies
-to every run. ``python -m experiments.report runs/study --out runs/study/report`` then writes the paper's
-tables and figures from the runs (docs/study.md).
+to every run. ``--sweep=lr=2e-4,1e-3,4e-3`` trains every (model, value, seed) instead, in
+``runs/study/<model>/lr=2e-4/seed_<k>/``. A run whose loss stays non-finite past its rollbacks is marked
+(``diverged.json``, a collapse for the report) and the study goes on. ``python -m experiments.report runs/study
+--out runs/study/report`` then writes the paper's tables and figures from the runs (docs/study.md).
 """
 
 from __future__ import annotations
@@ -24,39 +26,56 @@ from collections.abc import Mapping
 from absl import flags
 
 from experiments import common
-from experiments.report.loading import STUDY_FILE, read_study, run_dir
+from experiments.report.loading import DIVERGED_FILE, STUDY_FILE, read_study, run_dir
 from wngan_jax import checkpoint, cli, errors, files, train
 from wngan_jax.config import PRESETS, SEED_MAX, TrainConfig
 from wngan_jax.models import check_int
 from wngan_jax.rundir import RunDirectory
 
 
-def check_runs(configs, root, *, overwrite: bool) -> None:
-    """Refuse, before anything trains, a study whose runs on disk were made with another config."""
+def check_runs(runs, *, overwrite: bool) -> None:
+    """Refuse, before anything trains, a study whose runs on disk (``(directory, config)``) were made with
+    another config."""
     if overwrite:
         return
-    for config in configs:
-        RunDirectory(run_dir(root, config.model.name, config.seed)).check_config(config, overwrite=False)
+    for run, config in runs:
+        RunDirectory(run).check_config(config, overwrite=False)
 
 
-def record_study(root: pathlib.Path, norms, seeds, command: str | None) -> None:
-    """Add ``norms``, ``seeds`` and ``command`` to ``ROOT/study.json``: it records the union of every call on
-    the directory, so a later call with fewer models or seeds takes nothing from the report."""
+def record_study(root: pathlib.Path, norms, seeds, command: str | None, sweep: dict | None = None) -> None:
+    """Add ``norms``, ``seeds``, ``command`` and the values of ``sweep`` (``{"flag", "values"}``) to
+    ``ROOT/study.json``: it records the union of every call on the directory, so a later call with fewer models,
+    seeds or values takes nothing from the report. A study sweeps one flag, or none, in every call."""
     try:
         earlier = read_study(root) or {"norms": [], "seeds": [], "commands": []}
     except errors.DamagedFile as e:  # rebuilt from the runs on disk: the union is what they are
         logging.warning("%s; rebuilding it from the runs below %s", e, root)
-        runs = [p.parent.relative_to(root).parts for p in root.glob("*/seed_*/config.json")]
+        runs = [p.parent.relative_to(root).parts for p in root.glob("**/seed_*/config.json")]
         earlier = {
-            "norms": sorted({n for n, _ in runs}),
-            "seeds": sorted({int(s[5:]) for _, s in runs}),
+            "norms": sorted({r[0] for r in runs}),
+            "seeds": sorted({int(r[-1][5:]) for r in runs}),
             "commands": [],
         }
+        swept = sorted({r[1] for r in runs if len(r) == 3 and "=" in r[1]})
+        if swept:
+            earlier["sweep"] = {"flag": swept[0].partition("=")[0], "values": [v.partition("=")[2] for v in swept]}
+    before = earlier.get("sweep")
+    if (before or {}).get("flag") != (sweep or {}).get("flag") and (earlier["norms"] or before):
+        had = f"sweeps --{before['flag']}" if before else "sweeps no flag"
+        now = f"--sweep={sweep['flag']}=..." if sweep else "no --sweep"
+        raise errors.ConfigError(
+            f"{root / STUDY_FILE}: this study {had}; a call with {now} belongs in another --workdir"
+        )
     study = {
         "norms": list(dict.fromkeys([*earlier["norms"], *norms])),
         "seeds": list(dict.fromkeys([*earlier["seeds"], *seeds])),
         "commands": [*earlier["commands"], *([command] if command else [])],
     }
+    if sweep:
+        study["sweep"] = {
+            "flag": sweep["flag"],
+            "values": list(dict.fromkeys([*(before or {}).get("values", []), *sweep["values"]])),
+        }
     files.write_atomic(root / STUDY_FILE, json.dumps(study | {"command": command}, indent=2) + "\n")
 
 
@@ -78,27 +97,46 @@ def is_finished(run: pathlib.Path, config: TrainConfig) -> bool:
 
 
 def run_study(
-    models: Mapping[str, TrainConfig], seeds, root, *, overwrite: bool = False, command: str | None = None
+    models: Mapping[str, TrainConfig],
+    seeds,
+    root,
+    *,
+    sweep: tuple[str, dict[str, object]] | None = None,
+    overwrite: bool = False,
+    command: str | None = None,
 ) -> list[dict]:
     """Train (or resume, or skip) each model's config (``{name: config}``, names as ``ModelConfig.name``) for
     every seed under ``root``; one summary per run.
 
-    A run whose loss stays non-finite (``TrainingDiverged``) is reported and the study goes on.
+    ``sweep`` is ``(flag, {value text: value})``: every run is then trained at every value of ``flag``. A run
+    whose loss stays non-finite past its rollbacks (``TrainingDiverged``) is marked with ``diverged.json``
+    (the report counts it as a collapse), skipped when the study is run again, and the study goes on.
     """
     root = pathlib.Path(root)
     for name, config in models.items():
         if config.model.name != name:
             raise errors.ConfigError(f"the study's model {name!r} has the config of {config.model.name!r}")
-    # Seed-major: a study stopped early has every model at least once.
-    configs = [config.replace(seed=int(seed)) for seed in seeds for config in models.values()]
+    flag, values = sweep or (None, {None: None})
+    # Seed-major: a study stopped early has every model (at every value) at least once.
+    runs = []
+    for seed in seeds:
+        for text, value in values.items():
+            setting = f"{flag}={text}" if flag else None
+            for base in models.values():
+                config = base.replace(seed=int(seed), **({flag: value} if flag else {}))
+                runs.append((run_dir(root, config.model.name, config.seed, setting), config))
     files.check_output(root, "--workdir", directory=True)
-    check_runs(configs, root, overwrite=overwrite)
+    check_runs(runs, overwrite=overwrite)
     root.mkdir(parents=True, exist_ok=True)
-    record_study(root, [c.model.name for c in configs], [c.seed for c in configs], command)
+    swept = {"flag": flag, "values": list(values)} if flag else None
+    record_study(root, [c.model.name for _, c in runs], [c.seed for _, c in runs], command, swept)
     summaries = []
-    for i, config in enumerate(configs):
-        run = run_dir(root, config.model.name, config.seed)
-        head = f"[{i + 1}/{len(configs)}] {config.model.name} seed {config.seed} ({run})"
+    for i, (run, config) in enumerate(runs):
+        head = f"[{i + 1}/{len(runs)}] {config.model.name} seed {config.seed} ({run})"
+        if (run / DIVERGED_FILE).exists():
+            print(f"{head}: diverged earlier, skipped", flush=True)
+            summaries.append({"workdir": str(run), "status": "diverged"})
+            continue
         if is_finished(run, config):
             print(f"{head}: finished, skipped", flush=True)
             summaries.append({"workdir": str(run), "status": "skipped"})
@@ -107,10 +145,36 @@ def run_study(
         try:
             summary = train.train_and_evaluate(config, run, overwrite=overwrite) | {"status": "trained"}
         except errors.TrainingDiverged as e:
-            print(f"{head}: failed: {e}", flush=True)
+            print(f"{head}: diverged (a collapse for the report): {e}", flush=True)
+            record = {"iteration": e.iteration, "error": str(e)}
+            run.mkdir(parents=True, exist_ok=True)
+            files.write_atomic(run / DIVERGED_FILE, json.dumps(record, indent=2) + "\n")
             summary = {"workdir": str(run), "status": "diverged", "error": str(e)}
         summaries.append(summary)
     return summaries
+
+
+def parse_sweep(fv: flags.FlagValues, text: str) -> tuple[str, dict[str, object]]:
+    """``"lr=2e-4,1e-3"`` -> ``("lr", {"2e-4": 0.0002, "1e-3": 0.001})``: one config flag and its values, each
+    parsed as that flag parses it."""
+    flag, sep, values = text.partition("=")
+    names = {f.name for f in common.config_fields()} - {"norm", "arch", "seed"}
+    if not sep or flag not in names:
+        raise errors.ConfigError(
+            f"--sweep must be FLAG=V1,V2,... with FLAG a config flag other than norm, arch and seed, got {text!r}"
+        )
+    if fv[flag].present:
+        raise errors.ConfigError(f"--{flag} is set per run by --sweep; leave it out")
+    texts = [v.strip() for v in values.split(",") if v.strip()]
+    if not texts or len(set(texts)) != len(texts):
+        raise errors.ConfigError(f"--sweep needs distinct values of --{flag}, got {values!r}")
+    parsed = {}
+    for value in texts:
+        try:
+            parsed[value] = fv[flag].parser.parse(value)
+        except (ValueError, TypeError) as e:
+            raise errors.ConfigError(f"--sweep: {value!r} is not a value of --{flag}: {e}") from None
+    return flag, parsed
 
 
 def define(fv: flags.FlagValues) -> None:
@@ -123,6 +187,9 @@ def define(fv: flags.FlagValues) -> None:
         flag_values=fv,
     )
     flags.DEFINE_list("seeds", "0", "seeds to train each model with (the --seed of each run)", flag_values=fv)
+    flags.DEFINE_string(
+        "sweep", None, "FLAG=V1,V2,...: train every model and seed at each value of one config flag", flag_values=fv
+    )
 
 
 def body(fv: flags.FlagValues, args: list[str], command: str = "") -> int:
@@ -138,18 +205,20 @@ def body(fv: flags.FlagValues, args: list[str], command: str = "") -> int:
         raise errors.ConfigError("--norms and --seeds must each name at least one value")
     for seed in seeds:
         check_int("seeds", seed, 0, SEED_MAX)
+    sweep = parse_sweep(fv, fv.sweep) if fv.sweep else None
     models = {}
-    for model in fv.norms:
+    for model in fv.norms:  # an unknown name or value fails here, before anything trains
         config = common.config_for_model(fv, fv.preset, model)
         models[config.model.name] = config  # the authors' names (weight) become the project's (wn)
+        for value in sweep[1].values() if sweep else [None]:
+            config.replace(**({sweep[0]: value} if sweep else {}))
     cli.init_distributed(fv)
     root = pathlib.Path(fv.workdir or f"runs/study_{fv.preset}")
-    summaries = run_study(models, seeds, root, overwrite=fv.overwrite, command=command)
+    summaries = run_study(models, seeds, root, sweep=sweep, overwrite=fv.overwrite, command=command)
     failed = [s["workdir"] for s in summaries if s["status"] == "diverged"]
     print(f"\nstudy directory: {root}\nreport: python -m experiments.report {root} --out {root / 'report'}")
-    if failed:
-        print(f"runs that diverged: {', '.join(failed)}", file=sys.stderr)
-        return 1
+    if failed:  # a result of the study (a collapse), not a failure of the command
+        print(f"runs that diverged past their rollbacks (collapses in the report): {', '.join(failed)}")
     return 0
 
 

@@ -4,11 +4,13 @@ import importlib.util
 import json
 import math
 
+import jax
 import numpy as np
 import pytest
 
 from wngan_jax import models
 from wngan_jax.bench.__main__ import main
+from wngan_jax.config import TrainConfig
 
 COMMON = {"what", "size", "norm", "batch", "median_ms", "gflops", "roofline_fraction", "device"}
 
@@ -148,3 +150,19 @@ def test_their_resnet_iteration_trains_both_networks():
         for (name, p), q in zip(net.named_parameters(), old):
             assert np.array_equal(p.detach().numpy(), q.numpy()) == (".residue." in name), name
             assert np.isfinite(p.detach().numpy()).all()
+
+
+def test_stabilizers_rows_time_ema_and_sn_against_wn(capsys):
+    """Every variant timed against plain WN; XLA's count of the iteration with a generator EMA exceeds plain
+    WN's by about one multiply-add and one subtraction per generator parameter (``avg + s * (theta - avg)``),
+    and the sn step's exceeds vanilla's (the power iterations and the division)."""
+    (row,) = rows(capsys, "--what=stabilizers", "--image_size", "16", "--batch_size", "4")
+    assert set(row["variants_ms"]) == {"wn", "wn + EMA", "sn", "vanilla"} and row["median_ms"] > 0
+    assert all(ratio > 0 for ratio in row["ratio_to_wn"].values())
+    model = TrainConfig().replace(image_size=(16, 16)).model
+    codes = jax.numpy.zeros((1, model.code_size))
+    variables = jax.eval_shape(lambda: model.generator().init(jax.random.key(0), codes))
+    params = sum(x.size for x in jax.tree.leaves(variables["params"]))
+    gflop = row["gflop_per_iteration"]
+    assert 2 * params <= (gflop["wn + EMA"] - gflop["wn"]) * 1e9 <= 4 * params
+    assert gflop["sn"] > gflop["vanilla"]

@@ -137,6 +137,7 @@ def test_nonsense_flags_are_refused_before_anything_is_written(tmp_path, capsys)
     for bad, message in [
         ("--lr=-1", "--lr must be a positive"),
         ("--rmsprop_decay=1.5", "--rmsprop_decay must lie in [0, 1)"),
+        ("--ema_decay=1", "--ema_decay must lie in [0, 1)"),
         ("--test_every=0", "--test_every must be an integer from 1 to 2147483647"),
         ("--nfeature=0", "--nfeature must be an integer from 1"),  # was a ZeroDivisionError after writing
         ("--code_size=-1", "--code_size must be an integer from 1"),  # was a negative-dimensions ValueError

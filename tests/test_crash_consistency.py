@@ -1,5 +1,6 @@
 """A run survives crashes at the exact points that used to break it, a moved dataset, a lost checkpoint and
-nonsense input: each resumed run ends with the metrics, best pointer and parameters of an uninterrupted one."""
+nonsense input: each resumed run ends with the metrics, best pointer and parameters of an uninterrupted one.
+The runs compared keep a generator EMA (``--ema_decay``), so resume and rollback are checked to keep it too."""
 
 import json
 import shutil
@@ -10,9 +11,14 @@ import pytest
 from test_data import make_folder
 from test_train import tiny
 
-from wngan_jax import checkpoint, errors, evaluation, generation, train
+from wngan_jax import checkpoint, data, errors, evaluation, generation, train
 from wngan_jax.checkpoint import Checkpoints
 from wngan_jax.metrics import MetricsWriter
+
+
+def averaged(**changes):
+    """The tiny run of tests/test_train.py, keeping a generator EMA."""
+    return tiny(ema_decay=0.9, **changes)
 
 
 class Crash(BaseException):
@@ -28,7 +34,7 @@ def cache_dir(tmp_path_factory):
 def straight(tmp_path_factory, cache_dir):
     """The uninterrupted run every crash is compared with (iterations 6, tests at 3 and 6)."""
     workdir = tmp_path_factory.mktemp("straight") / "run"
-    train.train_and_evaluate(tiny(cache_dir=cache_dir), workdir)
+    train.train_and_evaluate(averaged(cache_dir=cache_dir), workdir)
     return workdir
 
 
@@ -43,10 +49,12 @@ def _state(workdir):
 def _assert_same_run(workdir, straight):
     models, meta, best, rows = _state(workdir)
     want_models, want_meta, want_best, want_rows = _state(straight)
+    assert set(models) == set(want_models) == {"generator", "discriminator", "generator_ema"}
     assert best == want_best and meta["best_iteration"] == want_meta["best_iteration"]
     assert [r["iteration"] for r in rows] == [r["iteration"] for r in want_rows]
     for got, want in zip(rows, want_rows):
         assert got.get("test_loss") == want.get("test_loss") and got["d_loss"] == want["d_loss"]
+        assert got.get("ema_test_loss") == want.get("ema_test_loss")
     for a, b in zip(jax.tree_util.tree_leaves(models), jax.tree_util.tree_leaves(want_models)):
         np.testing.assert_array_equal(a, b)
 
@@ -67,9 +75,9 @@ def _crash_once(monkeypatch, cls, name, when):
 def test_crash_between_the_last_and_the_best_save_keeps_the_best_generator(tmp_path, cache_dir, straight, monkeypatch):
     _crash_once(monkeypatch, Checkpoints, "save_best", lambda step, *a, **k: step == 3)
     with pytest.raises(Crash):
-        train.train_and_evaluate(tiny(cache_dir=cache_dir), tmp_path / "run")
+        train.train_and_evaluate(averaged(cache_dir=cache_dir), tmp_path / "run")
     monkeypatch.undo()
-    summary = train.train_and_evaluate(tiny(cache_dir=cache_dir), tmp_path / "run")
+    summary = train.train_and_evaluate(averaged(cache_dir=cache_dir), tmp_path / "run")
     assert summary["iteration"] == 6
     _assert_same_run(tmp_path / "run", straight)
 
@@ -77,9 +85,9 @@ def test_crash_between_the_last_and_the_best_save_keeps_the_best_generator(tmp_p
 def test_crash_between_a_checkpoint_and_its_metrics_row_loses_no_row(tmp_path, cache_dir, straight, monkeypatch):
     _crash_once(monkeypatch, MetricsWriter, "write", lambda iteration, scalars: "test_loss" in scalars)
     with pytest.raises(Crash):
-        train.train_and_evaluate(tiny(cache_dir=cache_dir), tmp_path / "run")
+        train.train_and_evaluate(averaged(cache_dir=cache_dir), tmp_path / "run")
     monkeypatch.undo()
-    train.train_and_evaluate(tiny(cache_dir=cache_dir), tmp_path / "run")
+    train.train_and_evaluate(averaged(cache_dir=cache_dir), tmp_path / "run")
     _assert_same_run(tmp_path / "run", straight)
 
 
@@ -142,11 +150,11 @@ def test_full_disk_at_a_checkpoint_is_one_line_and_the_run_resumes(tmp_path, cac
 
     monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
     with pytest.raises(errors.CheckpointError, match="No space left on device") as raised:
-        train.train_and_evaluate(tiny(cache_dir=cache_dir), tmp_path / "run")
+        train.train_and_evaluate(averaged(cache_dir=cache_dir), tmp_path / "run")
     assert "\n" not in str(raised.value) and "run the same command again" in str(raised.value)
     assert not list((tmp_path / "run" / "checkpoints").glob("*/*.orbax-checkpoint-tmp*"))
     monkeypatch.undo()
-    train.train_and_evaluate(tiny(cache_dir=cache_dir), tmp_path / "run")
+    train.train_and_evaluate(averaged(cache_dir=cache_dir), tmp_path / "run")
     _assert_same_run(tmp_path / "run", straight)
 
 
@@ -160,6 +168,36 @@ def test_corrupt_checkpoint_arrays_are_one_line(tmp_path, cache_dir):
         checkpoint.load_generator(tmp_path / "run", "best")
     message = str(raised.value)
     assert "\n" not in message and len(message) < 600 and "best checkpoint at iteration 3" in message
+
+
+def test_a_rollback_restores_the_averaged_generator_of_its_checkpoint(tmp_path, cache_dir, monkeypatch):
+    """A NaN batch at iteration 5 poisons the raw and the averaged generator; the rollback to iteration 3 puts
+    back the average saved there, and the run ends finite."""
+    saved, restored = {}, {}
+    save, roll_back, next_batch = train.Trainer.save, train.Trainer.roll_back, data.BatchIterator.__next__
+
+    def saving(self, best):
+        save(self, best)
+        saved[self.meta.iteration] = jax.device_get(self.state["generator_ema"])
+
+    def rolling_back(self, iteration):
+        roll_back(self, iteration)
+        restored[self.meta.iteration] = jax.device_get(self.state["generator_ema"])
+
+    calls = []
+
+    def poisoned(self):
+        calls.append(1)
+        return next_batch(self) * np.nan if len(calls) == 5 else next_batch(self)
+
+    monkeypatch.setattr(train.Trainer, "save", saving)
+    monkeypatch.setattr(train.Trainer, "roll_back", rolling_back)
+    monkeypatch.setattr(data.BatchIterator, "__next__", poisoned)
+    summary = train.train_and_evaluate(averaged(cache_dir=cache_dir), tmp_path / "run")
+    assert summary["rollbacks"] == 1 and list(restored) == [3]
+    for a, b in zip(jax.tree_util.tree_leaves(restored[3]), jax.tree_util.tree_leaves(saved[3])):
+        np.testing.assert_array_equal(a, b)
+    assert all(np.all(np.isfinite(a)) for a in jax.tree_util.tree_leaves(saved[6]))
 
 
 def test_a_failed_write_in_orbax_threads_logs_no_traceback(tmp_path, monkeypatch, caplog):

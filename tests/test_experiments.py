@@ -42,11 +42,13 @@ def test_digits_runs_give_table_plot_grids_and_checkpoints(tmp_path):
             assert last["mean_loss"] == final["last"]["mean_loss"] and len(last["per_sample_loss"]) == 20
         runs.append(tmp_path / norm)
     text = report.summary_table(runs).splitlines()
-    assert text[0] == "| Model | Instances | Best 3-step loss | Iteration | Final 3-step loss | Collapsed |"
+    assert text[0] == (
+        "| Model | Instances | Best 3-step loss | Iteration | Final 3-step loss | Collapsed | Median collapse |"
+    )
     rows = {cells[0]: cells for cells in ([c.strip() for c in line.strip("|").split("|")] for line in text[2:])}
     assert set(rows) == {"vanilla", "wn"}
     for name, run in zip(("vanilla", "wn"), runs):
-        _, count, best, iteration, final, _ = rows[name]
+        _, count, best, iteration, final, _, _ = rows[name]
         assert count == "1" and int(iteration) == summaries[name]["best_iteration"]
         assert best == f"{summaries[name]['best_loss']:.6f}"
         assert final == f"{summaries[name]['final_test']['best']['mean_loss']:.6f}"

@@ -86,7 +86,7 @@ def test_output_shapes(size, variant):
 
 @pytest.mark.parametrize("variant", list(models.VARIANTS))
 def test_every_variant_builds_non_square(variant):
-    """All six variants build at 64x96 with the right output shapes."""
+    """Every variant builds at 64x96 with the right output shapes."""
     config = models.ModelConfig(variant, (64, 96))
     g, d = config.generator(), config.discriminator()
     assert jax.eval_shape(lambda v, z: g.apply(v, z), abstract_init(g, CODE), CODE).shape == (2, 64, 96, 3)
@@ -149,6 +149,11 @@ def c2_column(net, variant):
 
 EXPECTED_160 = {v: {n: table_column((n, v)) for n in "DG"} for v in ("vanilla", "bn", "wn")}
 EXPECTED_160 |= {v: {n: c2_column(n, v) for n in "DG"} for v in ("affine_wn", "wn_meanbn", "wn_clip")}
+# sn (not in the paper): the vanilla column with every D convolution spectrally normalized, G vanilla.
+EXPECTED_160["sn"] = {
+    "D": [("SN" + s if s.startswith("Conv") else s) for s in EXPECTED_160["vanilla"]["D"]],
+    "G": EXPECTED_160["vanilla"]["G"],
+}
 
 
 def test_table_1_transcription_sanity():
@@ -186,14 +191,17 @@ def traced_layers(module, x):
     with nn.intercept_methods(record):
         jax.eval_shape(lambda v, x: module.apply(v, x), variables, x)
     prefix = {"none": "", "strict": "SWN", "affine": "AWN"}
-    rows = []
+    rows, spectral = [], False
     for i, (m, _shape) in enumerate(calls):
-        if isinstance(m, layers.Dense):  # G's first layer, written as a deconv from a 1x1 code
+        if isinstance(m, nn.SpectralNorm):  # wraps the convolution called next
+            spectral = True
+        elif isinstance(m, layers.Dense):  # G's first layer, written as a deconv from a 1x1 code
             h, w, c = calls[i + 1][1][1:]
             k = str(h) if h == w else f"{h}x{w}"
             rows.append(f"{prefix[m.norm]}Deconv {k}, 1, 0, {c}")
         elif isinstance(m, layers.Conv):
-            kind = prefix[m.norm] + ("Deconv" if m.transpose else "Conv")
+            kind = ("SN" if spectral else "") + prefix[m.norm] + ("Deconv" if m.transpose else "Conv")
+            spectral = False
             k = m.kernel_size
             ks = str(k[0]) if k[0] == k[1] else f"{k[0]}x{k[1]}"
             pad = str(m.padding[0]) if m.padding[0] == m.padding[1] else f"{m.padding[0]}x{m.padding[1]}"
@@ -455,3 +463,95 @@ def test_model_config_round_trip():
     assert config.to_dict()["image_size"] == [64, 96]
     with pytest.raises(ValueError, match="unknown model config fields"):
         models.ModelConfig.from_dict({"variant": "wn", "colour": 3})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Spectral normalization (the sn variant): flax's nn.SpectralNorm on the project's convolutions
+
+
+def _spectral_stats(variables):
+    """{layer: (u, sigma)} of an sn discriminator's ``batch_stats``."""
+    out = {}
+    for wrapper, stats in variables["batch_stats"].items():
+        layer = wrapper.removesuffix("_sn")
+        out[layer] = (np.asarray(stats[f"{layer}/kernel/u"]), float(stats[f"{layer}/kernel/sigma"]))
+    return out
+
+
+def test_spectral_norm_divides_every_kernel_by_its_largest_singular_value():
+    """After 500 stored power iterations each layer's sigma is the float64 SVD's largest singular value of its
+    kernel as a (kh*kw*c_in, c_out) matrix, and the sn discriminator is the vanilla one with every kernel
+    divided by it: the normalized kernels' largest singular value is 1."""
+    config = models.ModelConfig("sn", 16, channels=1, nfeature=8)
+    d = config.discriminator()
+    x = jax.random.uniform(jax.random.key(1), (4, 16, 16, 1))
+    variables = d.init(jax.random.key(0), x)
+    assert set(variables["batch_stats"]) == {f"{n}_sn" for n in variables["params"] if n.endswith("conv")}
+    iterate = jax.jit(lambda v: {**v, **d.apply(v, x, train=True, update_spectral=True, mutable=["batch_stats"])[1]})
+    for _ in range(500):  # close top singular values of a random kernel make the iteration slow
+        variables = iterate(variables)
+    normalized = {}
+    for name, layer in variables["params"].items():
+        if "kernel" not in layer:
+            continue
+        kernel = np.asarray(layer["kernel"], np.float64)
+        top = np.linalg.svd(kernel.reshape(-1, kernel.shape[-1]), compute_uv=False)[0]
+        assert _spectral_stats(variables)[name][1] == pytest.approx(top, rel=1e-5), name
+        normalized[name] = {**layer, "kernel": kernel / top}
+        matrix = normalized[name]["kernel"].reshape(-1, kernel.shape[-1])
+        assert np.linalg.svd(matrix, compute_uv=False)[0] == pytest.approx(1.0, abs=1e-12)
+    vanilla = models.ModelConfig("vanilla", 16, channels=1, nfeature=8).discriminator()
+    params = {**variables["params"], **jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), normalized)}
+    np.testing.assert_allclose(d.apply(variables, x), vanilla.apply({"params": params}, x), rtol=1e-4, atol=1e-5)
+
+
+def test_spectral_norm_stores_its_vector_only_when_asked():
+    """Only a forward with ``update_spectral=True`` changes the stored vectors (of the layers with more than one
+    output channel: the final layer's is a sign); other variants ignore it."""
+    d = models.ModelConfig("sn", 16, channels=1, nfeature=8).discriminator()
+    x = jax.random.uniform(jax.random.key(1), (2, 16, 16, 1))
+    variables = d.init(jax.random.key(0), x)
+    for update, train in ((False, True), (False, False), (True, True)):
+        _, out = d.apply(variables, x, train=train, update_spectral=update, mutable=["batch_stats"])
+        before, after = _spectral_stats(variables), _spectral_stats(out)
+        changed = [bool(np.any(before[n][0] != after[n][0])) for n in before if n != "final_conv"]
+        assert len(changed) == 2 and (all(changed) if update else not any(changed))
+    vanilla = models.ModelConfig("vanilla", 16, channels=1, nfeature=8).discriminator()
+    v = vanilla.init(jax.random.key(0), x)
+    np.testing.assert_array_equal(vanilla.apply(v, x, update_spectral=True), vanilla.apply(v, x))
+
+
+def test_spectral_norm_matches_torch_from_the_same_vector():
+    """One training-mode forward of ``torch.nn.utils.spectral_norm(Conv2d)`` from our stored vector ``u``:
+    the same output and the same new ``u`` as the sn discriminator's first layer."""
+    torch = pytest.importorskip("torch", reason="needs torch (pip install 'wngan_jax[dev]')")
+
+    class FirstLayer(nn.Module):
+        @nn.compact
+        def __call__(self, x, update):
+            conv = layers.Conv(6, (4, 4), (2, 2), (1, 1), name="level_0_conv")
+            return models._linear(models.get_variant("sn"), conv, x, update)
+
+    module = FirstLayer()
+    x = np.asarray(jax.random.uniform(jax.random.key(2), (3, 8, 8, 2)), np.float32)
+    variables = module.init(jax.random.key(3), x, False)
+    variables["params"]["level_0_conv"]["bias"] = jax.random.normal(jax.random.key(4), (6,))
+    u0, _ = _spectral_stats(variables)["level_0_conv"]
+    y, updates = module.apply(variables, x, True, mutable=["batch_stats"])
+    u1, sigma = _spectral_stats(updates)["level_0_conv"]
+
+    conv = torch.nn.Conv2d(2, 6, 4, stride=2, padding=1)
+    with torch.no_grad():
+        conv.weight.copy_(
+            torch.from_numpy(np.asarray(variables["params"]["level_0_conv"]["kernel"]).transpose(3, 2, 0, 1).copy())
+        )
+        conv.bias.copy_(torch.from_numpy(np.array(variables["params"]["level_0_conv"]["bias"])))
+    conv = torch.nn.utils.spectral_norm(conv)
+    with torch.no_grad():
+        conv.weight_u.copy_(torch.from_numpy(u0.reshape(-1).copy()))
+        conv.train()
+        y_torch = conv(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(y, y_torch, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(u1.reshape(-1), conv.weight_u.numpy(), rtol=1e-5, atol=1e-6)
+    w = conv.weight_orig.detach().numpy().reshape(6, -1)
+    assert sigma == pytest.approx(float(conv.weight_u.numpy() @ w @ conv.weight_v.numpy()), rel=1e-5)

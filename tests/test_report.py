@@ -66,9 +66,20 @@ def test_summary_and_instance_tables(study):
         best_iteration=ms([600, 800], "{:,.0f}"),  # the earliest of two equal losses
         final_loss=ms([0.021, 0.020]),
         collapsed="1/2",
+        median_collapse="1,000",  # one of two collapsed at 1,000, the other ran to 1,400: S = 1/2 there
+        ema_best_loss="-",
+        ema_final_loss="-",
     )
     assert rows["bn"] == dict(
-        model="bn", instances=1, best_loss="0.029000", best_iteration="1,000", final_loss="-", collapsed="0/1"
+        model="bn",
+        instances=1,
+        best_loss="0.029000",
+        best_iteration="1,000",
+        final_loss="-",
+        collapsed="0/1",
+        median_collapse="not reached",
+        ema_best_loss="-",
+        ema_final_loss="-",
     )
     assert rows["wn"]["best_loss"] == ms([0.016, 0.015, 0.017])
     assert rows["wn"]["best_iteration"] == ms([1000, 1400, 600], "{:,.0f}")
@@ -83,6 +94,10 @@ def test_summary_and_instance_tables(study):
         last_iteration="1,400",
         last_final_loss="0.042000",
         collapse="1,000",
+        collapse_rule="loss",
+        ema_best_loss="-",
+        ema_final_loss="-",
+        setting="-",
     )
     assert [per_instance[("wn", s)]["collapse"] for s in range(3)] == ["-", "-", "-"]
     # A looser rule (two tests above 1.1 x the best before them) finds more and earlier collapses:
@@ -98,12 +113,14 @@ def test_summary_and_instance_tables(study):
 def test_report_pages_and_markdown(study, tmp_path):
     index = report.write_report([study], tmp_path / "out", markdown=tmp_path / "docs" / "results.md")
     tables = (tmp_path / "out" / "tables.md").read_text()
-    assert "| Model | Instances | Best 50-step loss | Iteration | Final 500-step loss | Collapsed |" in tables
-    assert f"| vanilla | 2 | {ms([0.02, 0.021])} | {ms([600, 800], '{:,.0f}')} | {ms([0.021, 0.02])} | 1/2 |" in tables
-    assert "| vanilla | 0 | 600 | 0.020000 | 0.021000 | 1,400 | 0.042000 | 1,000 |" in tables
-    assert "| bn | 0 | 1,000 | 0.029000 | - | 1,400 | - | - |" in tables
+    head = "| Model | Instances | Best 50-step loss | Iteration | Final 500-step loss | Collapsed | Median collapse |"
+    assert head in tables
+    vanilla = f"| vanilla | 2 | {ms([0.02, 0.021])} | {ms([600, 800], '{:,.0f}')} | {ms([0.021, 0.02])} | 1/2 | 1,000 |"
+    assert vanilla in tables and "EMA" not in tables  # no run kept a generator EMA
+    assert "| vanilla | 0 | 600 | 0.020000 | 0.021000 | 1,400 | 0.042000 | 1,000 | loss |" in tables
+    assert "| bn | 0 | 1,000 | 0.029000 | - | 1,400 | - | - | - |" in tables
     page = index.read_text()
-    assert page.count("<img ") == 1  # only the curves: these runs have no checkpoints and no record
+    assert page.count("<img ") == 2  # the curves and the survival: these runs have no checkpoints and no record
     # The loss against reconstruction steps, Figs. 2, 3-4, the collapse samples, the diversity and the
     # interpolation say why they are missing.
     assert page.count("Not available") == 6 and "collapse at iteration 1,000" in page
@@ -112,6 +129,12 @@ def test_report_pages_and_markdown(study, tmp_path):
     assert tables in results and "trained to iterations 1,400" in results
     assert "![Figs. 1, 13-14: running-test reconstruction loss](results/fig1_running_test_loss.png)" in results
     assert (tmp_path / "docs" / "results" / "fig1_running_test_loss.png").is_file()
+    # Regenerating the page keeps its hand-written stability section (results of other studies), once.
+    section = "## Stability under stress\n\nLong runs: ...\n\n### A sweep\n\n| a | b |\n"
+    (tmp_path / "docs" / "results.md").write_text(results + "\n## Notes\n\ngone\n\n" + section)
+    report.write_report([study], tmp_path / "out", markdown=tmp_path / "docs" / "results.md")
+    again = (tmp_path / "docs" / "results.md").read_text()
+    assert again.endswith(section) and again.count("## Stability under stress") == 1 and "gone" not in again
 
 
 def test_collapse_figure_and_diversity_from_a_record(study, tmp_path):
@@ -127,7 +150,7 @@ def test_collapse_figure_and_diversity_from_a_record(study, tmp_path):
     index = report.write_report([study], tmp_path / "out")
     page = index.read_text()
     assert (tmp_path / "out" / "fig5_collapse_vanilla_seed0.png").is_file()
-    assert page.count("<img ") == 4  # curves, samples over time, the collapse, diversity
+    assert page.count("<img ") == 5  # curves, survival, samples over time, the collapse, diversity
     assert "3 fixed codes (rows)" in page
 
 
@@ -135,9 +158,11 @@ def test_the_command_keeps_its_single_run_form(study, tmp_path, capsys):
     runs = [study / "vanilla" / "seed_0", study / "wn" / "seed_0"]
     assert report.main([*map(str, runs), f"--plot={tmp_path / 'fig1.png'}"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "| Model | Instances | Best 50-step loss | Iteration | Final 500-step loss | Collapsed |"
-    assert lines[2] == "| vanilla | 1 | 0.020000 | 600 | 0.021000 | 1/1 |"
-    assert lines[3] == "| wn | 1 | 0.016000 | 1,000 | 0.015000 | 0/1 |"
+    assert lines[0] == (
+        "| Model | Instances | Best 50-step loss | Iteration | Final 500-step loss | Collapsed | Median collapse |"
+    )
+    assert lines[2] == "| vanilla | 1 | 0.020000 | 600 | 0.021000 | 1/1 | 1,000 |"
+    assert lines[3] == "| wn | 1 | 0.016000 | 1,000 | 0.015000 | 0/1 | not reached |"
     assert (tmp_path / "fig1.png").is_file()
     assert report.main([str(tmp_path / "empty")]) == 1
     assert "not a run directory" in capsys.readouterr().err
@@ -181,7 +206,7 @@ def test_the_report_reads_each_run_once(study, tmp_path, monkeypatch, capsys):
         return wrapper
 
     monkeypatch.setattr(loading, "load_instance", counted("run", loading.load_instance))
-    monkeypatch.setattr(metrics, "read_metrics", counted("metrics", metrics.read_metrics))
+    monkeypatch.setattr(metrics, "records", counted("metrics", metrics.records))
     monkeypatch.setattr(record, "read", counted("record", record.read))
     assert report.main([str(study), f"--out={tmp_path / 'out'}"]) == 0
     assert "| wn | 3 |" in capsys.readouterr().out
@@ -189,6 +214,76 @@ def test_the_report_reads_each_run_once(study, tmp_path, monkeypatch, capsys):
     runs = report.find_runs([study])
     assert len(runs) == len(RUNS)
     assert reads == {(what, run): 1 for run in runs for what in ("run", "metrics", "record")}
+
+
+def test_ema_columns_and_which_rule_fired(study, tmp_path):
+    """Runs with a generator EMA get the averaged generator's best running-test loss and final loss beside the
+    raw one's; a run whose samples lose their diversity collapses by that rule though its loss does not rise."""
+    wn = study / "wn" / "seed_0"
+    rows = [json.loads(line) for line in (wn / "metrics.jsonl").read_text().splitlines()]
+    for row in rows:
+        if "test_loss" in row:
+            row["ema_test_loss"] = row["test_loss"] * 0.9
+    (wn / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    final = json.loads((wn / "final_test" / "report.json").read_text())
+    (wn / "final_test" / "report.json").write_text(json.dumps(final | {"ema": {"mean_loss": 0.0125}}))
+    writer = record.RecordWriter(wn, np.zeros((3, 4), np.float32))
+    rng = np.random.default_rng(0)
+    for it in range(100, 1401, 100):
+        images = rng.integers(0, 256, (3, 8, 8, 1), dtype=np.uint8)
+        writer.write(it, images if it < 700 else np.repeat(images[:1], 3, axis=0))
+    study_ = report.load([study])
+    (wn_row,) = [r for r in report.summary_rows(study_.instances) if r["model"] == "wn"]
+    assert wn_row["ema_best_loss"] == "0.014400" and wn_row["ema_final_loss"] == "0.012500"  # 0.9 x 0.016 (seed 0)
+    (collapse,) = [i.collapse for i in study_.instances if i.run == wn]
+    assert (collapse.iteration, collapse.rule) == (700, "diversity")
+    report.write(study_, tmp_path / "out")
+    tables = (tmp_path / "out" / "tables.md").read_text()
+    assert "| Collapsed | Median collapse | EMA best 50-step loss | EMA final loss |" in tables
+    assert (
+        "| wn | 0 | 1,000 | 0.016000 | 0.015000 | 1,400 | 0.030000 | 700 | diversity | 0.014400 | 0.012500 |" in tables
+    )
+    assert "below 0.5 times the highest before it (rule: diversity)" in tables
+    # The loss rule alone (--collapse_diversity=0) does not see it.
+    assert [i.collapse for i in report.load([study], diversity=None).instances if i.run == wn] == [None]
+
+
+def test_a_sweep_is_reported_per_value_and_a_divergence_is_a_collapse(tmp_path):
+    """A study that swept --lr: Table 2 per value, headed by it; the collapsed fraction against the value; a
+    run the study gave up on (diverged.json) collapsed where it stopped."""
+    root = tmp_path / "study"
+    spec = {"norms": ["vanilla", "wn"], "seeds": [0, 1], "sweep": {"flag": "lr", "values": ["2e-4", "4e-3"]}}
+    (root).mkdir()
+    (root / "study.json").write_text(json.dumps(spec | {"command": "python -m experiments.study --sweep=lr=..."}))
+    steady, rising = [0.05, 0.03, 0.02, 0.02], [0.05, 0.03, 0.06, 0.07, 0.08]
+    for model in ("vanilla", "wn"):
+        for text, lr in (("2e-4", 2e-4), ("4e-3", 4e-3)):
+            for seed in (0, 1):
+                run = loading.run_dir(root, model, seed, f"lr={text}")
+                losses = rising if (model, text, seed) == ("vanilla", "4e-3", 0) else steady
+                make_run(run.parent.parent.parent, model, seed, losses, 0.02)  # <model>/seed_k ...
+                run.parent.mkdir(parents=True, exist_ok=True)
+                (run.parent.parent / f"seed_{seed}").rename(run)  # ... moved under lr=<value>
+                config = json.loads((run / "config.json").read_text()) | {"lr": lr}
+                (run / "config.json").write_text(json.dumps(config))
+    gave_up = loading.run_dir(root, "vanilla", 1, "lr=4e-3")
+    (gave_up / "diverged.json").write_text(json.dumps({"iteration": 700, "error": "non-finite"}))
+    study_ = report.load([root])
+    assert study_.sweep == "lr" and len(study_.instances) == 8
+    report.write(study_, tmp_path / "out")
+    tables = (tmp_path / "out" / "tables.md").read_text()
+    assert "## Table 2, lr=2e-4: best generator of each model" in tables
+    assert "## Table 2, lr=4e-3: best generator of each model" in tables
+    low, high = tables.split("## Table 2, lr=4e-3")
+    assert "| vanilla | 2 |" in low and "| 0/2 | not reached |" in low
+    # vanilla at 4e-3: seed 0 collapses at 600 by the loss rule, seed 1 diverged at 700: median 600.
+    assert "| 2/2 | 600 |" in high
+    assert "| lr=4e-3 | vanilla | 1 |" in tables and "| 700 | diverged |" in tables
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "Collapses against lr" in page and "instances per point are few" in page
+    assert (tmp_path / "out" / "fig_collapse_fraction.png").stat().st_size > 1000
+    assert (tmp_path / "out" / "fig1_running_test_loss_lr=4e-3.png").is_file()
+    assert (tmp_path / "out" / "fig_survival.png").is_file()
 
 
 def _one_error_line(err: str) -> str:
@@ -320,7 +415,7 @@ def test_empty_checkpoint_directories_give_sentences_not_an_aborted_report(study
     np.save(run / "final_test" / "codes.npy", np.zeros((20, CODE_SIZE), np.float32))
     index = report.write_report([study], tmp_path / "out", factor=1.5, tests=3)
     page = index.read_text()
-    assert page.count("<figure>") == 7
+    assert page.count("<figure>") == 8  # with the time to collapse
     assert "Figs. 2, 12" in page and "Not available: no run has a final test" in page
     assert "Interpolation" in page
     (note,) = page.split("<h2>Left out</h2><ul><li>")[1].split("</ul>")[0].split("<li>")

@@ -303,7 +303,7 @@ def test_initialisation_follows_their_code():
         (dict(gen_blocks=(1,)), "--gen_features has 2 levels and --gen_blocks 1"),
         (dict(dis_features=()), "needs --dis_features"),
         (dict(dis_features=(4, 8, 8, 8, 8), dis_blocks=(1,) * 5), "discriminator has 5 levels, more than a 16x16"),
-        (dict(gen_blocks=(1, 0)), "--gen_blocks entries must be integers from 1"),
+        (dict(gen_blocks=(1, 0)), "entries must be integers from 1 to"),
         (dict(image_size=(16, 15)), "even"),
         (dict(channels=2), "channels"),
         (dict(arch="unet"), "--arch must be one of dcgan, resnet"),

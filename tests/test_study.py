@@ -74,6 +74,57 @@ def test_study_skips_finished_runs_and_refuses_changed_ones(tmp_path, capsys, st
     assert not (tmp_path / "nonsense").exists()
 
 
+def test_a_sweep_trains_every_model_value_and_seed_and_a_diverged_run_is_a_result(tmp_path, capsys, monkeypatch):
+    """``--sweep=lr=...``: one run per (model, value, seed) under ``<norm>/lr=<value>/seed_<k>``, each with its
+    value, recorded in study.json; a run that diverges is marked, the study goes on, exits 0, and skips it when
+    run again. (Training itself is replaced: the runs' training is tested above.)"""
+    trained = []
+
+    def fake_train(config, run, overwrite=False):
+        trained.append((run.relative_to(tmp_path).as_posix(), config.lr, config.norm, config.seed))
+        if config.lr == 4e-3 and config.norm == "vanilla":
+            raise errors.TrainingDiverged("the loss became non-finite", iteration=1234)
+        return {"workdir": str(run)}
+
+    monkeypatch.setattr(study.train, "train_and_evaluate", fake_train)
+    argv = ["--norms=vanilla,sn", "--seeds=0,1", "--sweep=lr=2e-4,4e-3", f"--workdir={tmp_path}"]
+    assert study.main(argv) == 0
+    assert trained[:4] == [
+        ("vanilla/lr=2e-4/seed_0", 2e-4, "vanilla", 0),
+        ("sn/lr=2e-4/seed_0", 2e-4, "sn", 0),
+        ("vanilla/lr=4e-3/seed_0", 4e-3, "vanilla", 0),
+        ("sn/lr=4e-3/seed_0", 4e-3, "sn", 0),
+    ]
+    assert len(trained) == 8 and "collapses in the report" in capsys.readouterr().out
+    spec = json.loads((tmp_path / "study.json").read_text())
+    assert spec["sweep"] == {"flag": "lr", "values": ["2e-4", "4e-3"]} and spec["norms"] == ["vanilla", "sn"]
+    diverged = json.loads((tmp_path / "vanilla" / "lr=4e-3" / "seed_1" / "diverged.json").read_text())
+    assert diverged["iteration"] == 1234 and "non-finite" in diverged["error"]
+    trained.clear()
+    assert study.main(argv) == 0
+    assert "diverged earlier, skipped" in capsys.readouterr().out
+    assert ("vanilla/lr=4e-3/seed_0", 4e-3, "vanilla", 0) not in trained and len(trained) == 6
+    # The union of calls: another value adds to study.json; no sweep, or another flag, is another study.
+    assert study.main(["--norms=sn", "--seeds=0", "--sweep=lr=1e-3", f"--workdir={tmp_path}"]) == 0
+    assert json.loads((tmp_path / "study.json").read_text())["sweep"]["values"] == ["2e-4", "4e-3", "1e-3"]
+    for other in ("--sweep=batch_size=8,16", "--iterations=3"):
+        assert study.main(["--norms=sn", other, f"--workdir={tmp_path}"]) == 1
+        assert "this study sweeps --lr" in capsys.readouterr().err
+    for bad, message in [
+        ("--sweep=lr", "--sweep must be FLAG=V1,V2"),
+        ("--sweep=seed=1,2", "other than norm and seed"),
+        ("--sweep=colour=1,2", "--sweep must be FLAG=V1,V2"),
+        ("--sweep=lr=1e-3,1e-3", "distinct values"),
+        ("--sweep=lr=fast", "is not a value of --lr"),
+        ("--sweep=lr=-1", "--lr must be a positive"),
+    ]:
+        assert study.main(["--norms=wn", bad, f"--workdir={tmp_path / 'bad'}"]) == 1, bad
+        assert message in capsys.readouterr().err, bad
+    assert study.main(["--norms=wn", "--lr=1e-3", "--sweep=lr=1e-3,2e-3", f"--workdir={tmp_path / 'bad'}"]) == 1
+    assert "set per run by --sweep" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def tensorboard_images(run) -> dict:
     """{tag: (height, width)} of the images in a run's TensorBoard event files."""
     from tensorboardX.proto.event_pb2 import Event
@@ -138,17 +189,18 @@ def test_report_of_real_runs_has_every_figure_and_opens_in_chromium(study_dir, t
         "fig3_samples_over_time.png",
         "fig_diversity.png",
         "fig_interpolation.png",
+        "fig_survival.png",
     ]
     text = index.read_text()
-    assert text.count("<img ") == 5 and "No instance collapsed" in text and "experiments.study" in text
+    assert text.count("<img ") == 6 and "No instance collapsed" in text and "experiments.study" in text
     if shutil.which("chromium") is None:
         pytest.skip("chromium is not installed (make test installs Debian's chromium where apt-get and root allow)")
-    assert _images_loaded_in_chromium(index, tmp_path) == "5/5"
+    assert _images_loaded_in_chromium(index, tmp_path) == "6/6"
     # The check sees a broken image: the same page with one image that cannot load.
     broken = tmp_path / "broken" / "index.html"
     broken.parent.mkdir()
     broken.write_text(text.replace("<h1>", "<img src='missing.png'><h1>"))
-    assert _images_loaded_in_chromium(broken, tmp_path) == "5/6"
+    assert _images_loaded_in_chromium(broken, tmp_path) == "6/7"
 
 
 def test_report_renders_every_figure_after_the_training_data_is_deleted(study_dir, tmp_path, monkeypatch):
@@ -171,7 +223,7 @@ def test_report_renders_every_figure_after_the_training_data_is_deleted(study_di
 
     monkeypatch.setattr(checkpoint, "load_generator", counted)
     page = report.write_report([runs], tmp_path / "report").read_text()
-    assert page.count("<img ") == 5  # as with the data (the final tests of 3 steps make no appendix C.3 curve)
+    assert page.count("<img ") == 6  # as with the data (the final tests of 3 steps make no appendix C.3 curve)
     assert not gone.exists()  # nothing read or rebuilt the data
     # Fig. 2 and the interpolation share each model's restored generator.
     assert restored == {("vanilla", "best"): 1, ("wn", "best"): 1}
@@ -187,7 +239,7 @@ def test_report_renders_every_figure_after_the_training_data_is_deleted(study_di
 
     monkeypatch.setattr(data, "load", no_data)
     page = report.write_report([runs], tmp_path / "missing").read_text()
-    assert page.count("<img ") == 3  # the curves, the samples over time and the diversity need no data
+    assert page.count("<img ") == 4  # the curves, the survival, the samples over time and the diversity need no data
     assert page.count("holds no targets.npy and the run&#x27;s data (digits) cannot be loaded") == 2
     assert page.count("digits is not on this machine") == 2
 

@@ -123,6 +123,31 @@ def test_rmsprop_matches_hand_computed_update():
     np.testing.assert_allclose(x, expected, rtol=1e-6)
 
 
+def test_generator_ema_is_the_debiased_mean_of_the_generators():
+    """With --ema_decay b the state's averaged generator after T iterations is, in float64 numpy,
+    ``m_T / (1 - b**T)`` with ``m_t = b m_{t-1} + (1 - b) theta_t`` from 0 (the raw generators theta_t); BN
+    running statistics are the raw generator's. With 0 the state holds no average."""
+    assert "generator_ema" not in init_state(tiny(norm="bn"), jax.random.key(0))
+    config = tiny(norm="bn", ema_decay=0.6)
+    mesh = make_mesh(jax.devices()[:1])
+    step = make_train_step(config, mesh)
+    state = replicate(init_state(config, jax.random.key(0)), mesh)
+    m = jax.tree.map(lambda a: np.zeros(a.shape), state["generator"]["params"])
+    for batch in _batches(config, 3):
+        state, _ = step(state, shard_batch(batch, mesh), run_key(1, 0, mesh))
+        m = jax.tree.map(
+            lambda m, theta: 0.6 * m + 0.4 * np.asarray(theta, np.float64), m, state["generator"]["params"]
+        )
+    expected = jax.tree.map(lambda m: m / (1 - 0.6**3), m)
+    average = state["generator_ema"]
+    for got, want in zip(jax.tree.leaves(average["params"]), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    raw = jax.tree.leaves(state["generator"]["params"])
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(average["params"]), raw))
+    for a, b in zip(jax.tree.leaves(average["batch_stats"]), jax.tree.leaves(state["generator"]["batch_stats"])):
+        np.testing.assert_array_equal(a, b)
+
+
 # Losses on D's logits. sigmoid(ln 3) = 3/4, sigmoid(0) = 1/2, sigmoid(-ln 3) = 1/4, so the hand values below
 # are sums of logs of small fractions and of squares of quarters.
 LN3 = float(np.log(3.0))
@@ -237,6 +262,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, cache_dir):
     assert resumed["best_loss"] == straight["best_loss"]
     a, meta_a = _final_params(tmp_path / "straight")
     b, meta_b = _final_params(tmp_path / "resumed")
+    assert set(a) == {"generator", "discriminator"}  # --ema_decay=0 adds no averaged generator
     assert meta_a["data"] == meta_b["data"] and meta_a["iteration"] == 6
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
         np.testing.assert_array_equal(x, y)  # bitwise on CPU

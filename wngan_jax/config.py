@@ -87,6 +87,9 @@ class TrainConfig:
     iterations: int = 500_000
     seed: int = 0
     dtype: Literal["float32", "bfloat16"] = "float32"
+    # Generator EMA (Yazici et al. 2019; not in the paper): 0 keeps the paper's protocol and adds nothing to the
+    # state; otherwise the averaged generator is kept beside the raw one and measured with it (train_step.py).
+    ema_decay: float = 0.0
     # Running test, samples, checkpoints, logs.
     test_every: int = 500
     test_steps: int = 50
@@ -124,9 +127,10 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"--{name} must be a positive finite number, got {value!r}")
-        decay = self.rmsprop_decay
-        if isinstance(decay, bool) or not (isinstance(decay, (int, float)) and 0 <= decay < 1):
-            raise ConfigError(f"--rmsprop_decay must lie in [0, 1), got {self.rmsprop_decay!r}")
+        for name in ("rmsprop_decay", "ema_decay"):
+            decay = getattr(self, name)
+            if isinstance(decay, bool) or not (isinstance(decay, (int, float)) and 0 <= decay < 1):
+                raise ConfigError(f"--{name} must lie in [0, 1), got {decay!r}")
         for name in POSITIVE_FIELDS + NON_NEGATIVE_FIELDS:
             minimum = 1 if name in POSITIVE_FIELDS else 0
             check_int(name, getattr(self, name), minimum, SEED_MAX if name == "seed" else INT32_MAX)

@@ -41,7 +41,11 @@ class DamagedFile(WorkdirConflict):
 
 
 class TrainingDiverged(UserError):
-    """The loss stayed non-finite after the allowed number of rollbacks."""
+    """The loss stayed non-finite after the allowed number of rollbacks (``iteration``: the last time)."""
+
+    def __init__(self, message: str, iteration: int | None = None):
+        super().__init__(message)
+        self.iteration = iteration
 
 
 class MissingDependency(UserError, ImportError):

@@ -146,9 +146,10 @@ def final_test(
     """The paper's final evaluation (§5.1, Tables 6-7) of a run's ``generators``: ``{"best": (iteration,
     variables), "last": (iteration, variables)}``; "last" is left out when it is the best one (the paper tests
     the last generator too, "in case it converges with a much worse 50-step loss than at its optimal
-    iteration"). Each reconstructs ``targets`` in ``steps`` steps. With ``write``, ``out/report.json`` holds the
-    best's report with the last's under ``"last"`` and ``out/last/`` the last's outputs. Returns ``{"best":
-    {...}, "last": {...}}`` (mean loss, iteration, steps, samples, loss curve)."""
+    iteration"). Other names (the averaged generators ``ema`` and ``ema_last`` of a run with ``--ema_decay``) are
+    tested the same way. Each reconstructs ``targets`` in ``steps`` steps. With ``write``, ``out/report.json``
+    holds the best's report with each other's under its name, and ``out/<name>/`` each other's outputs. Returns
+    ``{"best": {...}, "last": {...}, ...}`` (mean loss, iteration, steps, samples, loss curve)."""
     reports, results = {}, {}
     for which, (iteration, variables) in generators.items():
         report, result = evaluate(
@@ -159,9 +160,10 @@ def final_test(
     reports.setdefault("last", reports["best"] | {"which": "last", "same_as_best": True})
     if write:
         out = pathlib.Path(out)
-        if "last" in results:
-            write_outputs(out / "last", reports["last"], results["last"], targets)
-        write_outputs(out, reports["best"] | {"last": reports["last"]}, results["best"], targets)
+        others = {which: report for which, report in reports.items() if which != "best"}
+        for which in others.keys() & results.keys():
+            write_outputs(out / which, reports[which], results[which], targets)
+        write_outputs(out, reports["best"] | others, results["best"], targets)
     keys = ("mean_loss", "iteration", "steps", "samples", "loss_curve")
     return {which: {k: r[k] for k in keys} for which, r in reports.items()}
 

@@ -119,12 +119,18 @@ def records(run_dir) -> list[dict]:
 def read_metrics(run_dir, key: str) -> tuple[list[int], list[float]]:
     """(iterations, values) of one scalar from a run's ``metrics.jsonl``. A value that is not a number (nor
     the ``"nan"``/``"inf"`` strings non-finite values are written as) is a ``DamagedFile`` naming the record."""
-    xs, ys = [], []
+    return read_curves(run_dir, (key,))[key]
+
+
+def read_curves(run_dir, keys) -> dict[str, tuple[list[int], list[float]]]:
+    """``read_metrics`` of each of ``keys``, from one reading of the file."""
+    curves = {key: ([], []) for key in keys}
     for record in records(run_dir):
-        if key in record:
-            xs.append(record["iteration"])
-            ys.append(_number(record[key], run_dir, key, record["iteration"]))
-    return xs, ys
+        for key in keys:
+            if key in record:
+                curves[key][0].append(record["iteration"])
+                curves[key][1].append(_number(record[key], run_dir, key, record["iteration"]))
+    return curves
 
 
 def _number(value, run_dir, key: str, iteration: int) -> float:

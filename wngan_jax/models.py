@@ -37,6 +37,7 @@ class Variant:
     translated_activation: bool  # TPReLU instead of PReLU
     batch_norm: Literal["none", "full", "mean_only"]
     clip_alpha: bool = False  # "WN + clipping": alpha of G's first two TPReLU layers in [0, 1]
+    spectral_norm: bool = False  # every layer of D spectrally normalized (Miyato et al. 2018); G as vanilla
 
 
 VARIANTS = {
@@ -46,6 +47,7 @@ VARIANTS = {
     "affine_wn": Variant("affine_wn", "affine", "affine", False, "none"),
     "wn_meanbn": Variant("wn_meanbn", "affine", "affine", False, "mean_only"),
     "wn_clip": Variant("wn_clip", "strict", "affine", True, "none", clip_alpha=True),
+    "sn": Variant("sn", "none", "none", False, "none", spectral_norm=True),  # not in the paper: its successor
 }
 AUTHOR_NAMES = {"none": "vanilla", "batch": "bn", "weight": "wn", "weight-affine": "affine_wn"}
 
@@ -205,6 +207,12 @@ class Discriminator(nn.Module):
 
     ``critic=True`` is appendix D's WGAN critic: the WN discriminator with a strict last layer; its output is
     the critic value (no sigmoid is meant).
+
+    The ``sn`` variant divides every layer's kernel by its largest singular value (spectral normalization,
+    Miyato et al. 2018), estimated by flax's ``nn.SpectralNorm``: one power iteration from a vector ``u`` kept
+    in the ``batch_stats`` collection, the kernel read as a ``(kh * kw * c_in, c_out)`` matrix. Every forward
+    runs that iteration; only a forward with ``update_spectral=True`` stores its ``u`` (the train step sets it
+    on one forward per D update, ``wngan_jax/train_step.py``). Other variants ignore ``update_spectral``.
     """
 
     norm: str = "wn"
@@ -215,7 +223,7 @@ class Discriminator(nn.Module):
     dtype: Any = None
 
     @nn.compact
-    def __call__(self, x, train: bool = False):
+    def __call__(self, x, train: bool = False, update_spectral: bool = False):
         v = get_variant(self.norm)
         arch = architecture(self.image_size, self.channels, self.nfeature)
         if x.shape[1:] != arch.image_hw + (arch.channels,):
@@ -227,7 +235,7 @@ class Discriminator(nn.Module):
         dtype = self.dtype or jnp.float32
         x = x.astype(dtype)
         for i, level in enumerate(arch.levels):
-            x = Conv(
+            conv = Conv(
                 level.code_side_channels,
                 (4, 4),
                 (2, 2),
@@ -235,20 +243,24 @@ class Discriminator(nn.Module):
                 dtype=dtype,
                 name=f"level_{i}_conv",
                 **_linear_kwargs(v.weight_norm),
-            )(x)
+            )
+            x = _linear(v, conv, x, update_spectral)
             norm = _norm_layer(v, f"level_{i}_norm") if i > 0 else None
             if norm is not None:
                 x = norm(x, use_running_average=not train)
             x = _activation(v, f"level_{i}_act")(x)
         last_norm = "strict" if self.critic else v.last_weight_norm
-        x = Conv(
-            1,
-            arch.top_hw,
-            dtype=dtype,
-            name="final_conv",
-            **_linear_kwargs(last_norm),
-        )(x)
+        conv = Conv(1, arch.top_hw, dtype=dtype, name="final_conv", **_linear_kwargs(last_norm))
+        x = _linear(v, conv, x, update_spectral)
         return x.reshape(x.shape[0]).astype(jnp.float32)
+
+
+def _linear(variant: Variant, layer: nn.Module, x, update_spectral: bool):
+    """``layer(x)``, through ``nn.SpectralNorm`` (its vector stored in ``batch_stats`` under ``<layer>_sn``) for
+    the spectrally normalized variant; the layer's own parameters keep their names either way."""
+    if not variant.spectral_norm:
+        return layer(x)
+    return nn.SpectralNorm(layer, name=f"{layer.name}_sn")(x, update_stats=update_spectral)
 
 
 def alpha_clipped_modules(norm: str, image_size, nfeature: int = 64) -> tuple[str, ...]:
@@ -268,6 +280,7 @@ def layer_table(norm: str, image_size, channels: int = 3, nfeature: int = 64):
     v = get_variant(norm)
     arch = architecture(image_size, channels, nfeature)
     kind = {"none": "Conv", "strict": "SWNConv", "affine": "AWNConv"}
+    d_kind = {k: "SN" + name for k, name in kind.items()} if v.spectral_norm else kind
     bn = {"none": None, "full": "BN", "mean_only": "MeanOnlyBN"}[v.batch_norm]
     act = "TPReLU" if v.translated_activation else "PReLU"
 
@@ -277,11 +290,11 @@ def layer_table(norm: str, image_size, channels: int = 3, nfeature: int = 64):
     d = []
     for i, level in enumerate(arch.levels):
         pad = k(level.padding)
-        d.append(f"{kind[v.weight_norm]} 4, 2, {pad}, {level.code_side_channels}")
+        d.append(f"{d_kind[v.weight_norm]} 4, 2, {pad}, {level.code_side_channels}")
         if bn and i > 0:
             d.append(bn)
         d.append(act)
-    d += [f"{kind[v.last_weight_norm]} {k(arch.top_hw)}, 1, 0, 1", "Sigmoid"]
+    d += [f"{d_kind[v.last_weight_norm]} {k(arch.top_hw)}, 1, 0, 1", "Sigmoid"]
     g = [f"{kind[v.weight_norm].replace('Conv', 'Deconv')} {k(arch.top_hw)}, 1, 0, {arch.top_channels}"]
     g += [bn] if bn else []
     g.append(act)

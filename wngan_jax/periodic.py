@@ -6,6 +6,9 @@ iteration's losses were fetched and found finite:
 * ``RunningTest`` (every ``test_every`` and at the end): the 50-step reconstruction loss of the running test set
   (paper §4), which picks the best generator;
 * ``SampleQuality`` (every ``fid_every``): FID of generated images (docs/metrics.md);
+
+these two measure the averaged generator too when the run keeps one (``--ema_decay``: ``ema_test_loss``,
+``ema_fid``), which never picks the best iteration (the paper's selection stays the raw generator's);
 * ``Checkpointing`` (with every running test, and every ``keep_every``): ``last``, and ``best`` when the test just
   run is the best so far; the checkpoint carries this iteration's metrics row;
 * ``SampleGrids`` (every ``sample_every`` and at the end): the fixed codes' samples as a PNG and in TensorBoard;
@@ -45,20 +48,24 @@ class RunningTest(PeriodicAction):
     lowest loss so far marks the best generator (``meta.best_iteration``)."""
 
     def __call__(self, trainer, scalars: dict) -> None:
-        # Over the run's mesh: with several processes each evaluates its share of the samples.
         targets = trainer.dataset.running_test
-        result = reconstruction.reconstruct(
-            reconstruction.generator_fn(trainer.generator, trainer.state["generator"]),
-            targets,
-            steps=trainer.config.test_steps,
-            authors_batch=trainer.config.batch_size,
-            mesh=trainer.mesh,
-            return_reconstructions=True,
-        )
-        meta, loss = trainer.meta, float(result.mean_loss)
-        pairs = visualize.grid(visualize.pairs(targets[:TENSORBOARD_PAIRS], result.reconstructions[:TENSORBOARD_PAIRS]))
-        trainer.metrics.image("running_test_pairs", pairs, meta.iteration)
-        meta.last_test_loss = scalars["test_loss"] = loss
+        for name, variables in trainer.generators().items():
+            # Over the run's mesh: with several processes each evaluates its share of the samples.
+            result = reconstruction.reconstruct(
+                reconstruction.generator_fn(trainer.generator, variables),
+                targets,
+                steps=trainer.config.test_steps,
+                authors_batch=trainer.config.batch_size,
+                mesh=trainer.mesh,
+                return_reconstructions=name == "raw",
+            )
+            scalars[_scalar("test_loss", name)] = float(result.mean_loss)
+            if name == "raw":
+                shown = slice(TENSORBOARD_PAIRS)
+                pairs = visualize.grid(visualize.pairs(targets[shown], result.reconstructions[shown]))
+                trainer.metrics.image("running_test_pairs", pairs, trainer.meta.iteration)
+        meta, loss = trainer.meta, scalars["test_loss"]
+        meta.last_test_loss = loss
         if meta.best_loss is None or loss < meta.best_loss:
             meta.best_loss, meta.best_iteration = loss, meta.iteration
 
@@ -74,17 +81,17 @@ class SampleQuality(PeriodicAction):
 
     def __call__(self, trainer, scalars: dict) -> None:
         config = trainer.config
-        generator = sharding.local_copy(trainer.state["generator"])
-        quality = evaluation.sample_quality(
-            config.model,
-            generator,
-            self.reference,
-            self.extractor,
-            ("fid",),
-            samples=config.fid_samples,
-            seed=config.seed,
-        )
-        scalars["fid"] = quality["fid"]
+        for name, variables in trainer.generators().items():
+            quality = evaluation.sample_quality(
+                config.model,
+                sharding.local_copy(variables),
+                self.reference,
+                self.extractor,
+                ("fid",),
+                samples=config.fid_samples,
+                seed=config.seed,
+            )
+            scalars[_scalar("fid", name)] = quality["fid"]
 
 
 class Checkpointing(PeriodicAction):
@@ -124,3 +131,8 @@ class FixedCodeRecord(PeriodicAction):
 
     def __call__(self, trainer, scalars: dict) -> None:
         self.writer.write(trainer.meta.iteration, trainer.sample(self.writer.codes))
+
+
+def _scalar(key: str, generator: str) -> str:
+    """The metrics name of ``key`` measured on ``generator`` (``raw``: ``key``; ``ema``: ``ema_<key>``)."""
+    return key if generator == "raw" else f"{generator}_{key}"

@@ -28,7 +28,7 @@ from wngan_jax import record as record_lib
 from wngan_jax.config import TrainConfig
 from wngan_jax.errors import DataError, TrainingDiverged
 from wngan_jax.rundir import FINAL_TEST_DIR, RunDirectory
-from wngan_jax.train_step import init_state, make_train_step, run_key
+from wngan_jax.train_step import MODELS, init_state, make_train_step, run_key
 
 
 @dataclasses.dataclass
@@ -100,7 +100,8 @@ class Trainer:
         ]
         self.record = record
         self.meta = CheckpointMeta()
-        self._best_generator = None  # host copy of the best generator's variables once this run has seen it
+        # Host copies of the best iteration's generators (raw, and averaged with --ema_decay) once seen.
+        self._best_generators: dict | None = None
         self.restore_or_init()
         self.rollbacks_at_checkpoint = self.meta.rollbacks  # consecutive rollbacks count from here
 
@@ -134,7 +135,7 @@ class Trainer:
             )
             restored = self.checkpoints.restore(
                 "last",
-                models={"generator": abstract["generator"], "discriminator": abstract["discriminator"]},
+                models=_models(abstract),
                 train={"g_opt": abstract["g_opt"], "d_opt": abstract["d_opt"]},
                 with_train=True,
             )
@@ -162,12 +163,14 @@ class Trainer:
     def save(self, best: bool) -> None:
         """``last`` (with the optimizer states and the data position) and, with ``best``, ``best``."""
         self.meta.data = self.batches.state()
-        models = {"generator": self.state["generator"], "discriminator": self.state["discriminator"]}
+        models = _models(self.state)
         train = {"g_opt": self.state["g_opt"], "d_opt": self.state["d_opt"]}
         self.checkpoints.save(self.meta.iteration, models, self.meta.to_dict(), train=train, best=best)
         self.rollbacks_at_checkpoint = self.meta.rollbacks
         if best:
-            self._best_generator = jax.device_get(sharding.local_copy(self.state["generator"]))
+            self._best_generators = {
+                k: jax.device_get(sharding.local_copy(v)) for k, v in models.items() if k != "discriminator"
+            }
 
     def roll_back(self, iteration: int) -> None:
         """After a non-finite loss by ``iteration``: back to the last checkpoint, with a new random stream."""
@@ -177,7 +180,8 @@ class Trainer:
             raise TrainingDiverged(
                 f"the loss became non-finite {consecutive} times in a row (last at iteration {iteration}) "
                 f"although every time the run went back to its last checkpoint. Lower --lr, try another "
-                f"--seed, or another --norm."
+                f"--seed, or another --norm.",
+                iteration=iteration,
             )
         logging.warning(
             "non-finite loss by iteration %d: rolling back to the last checkpoint (%d rollbacks so far)",
@@ -193,11 +197,20 @@ class Trainer:
         generator = sharding.local_copy(self.state["generator"])
         return np.asarray(jax.device_get(self.sample_fn(generator, codes)))
 
-    def best_generator(self):
-        """The best generator's variables: kept in memory since it was saved, or read from ``checkpoints/best``."""
-        if self._best_generator is None:
-            self._best_generator = self.checkpoints.restore("best")["models"]["generator"]
-        return self._best_generator
+    def generators(self) -> dict:
+        """The current generators: ``{"raw": variables}``, and ``"ema"`` (the average) with ``--ema_decay``."""
+        out = {"raw": self.state["generator"]}
+        if "generator_ema" in self.state:
+            out["ema"] = self.state["generator_ema"]
+        return out
+
+    def best_generator(self, name: str = "generator"):
+        """The best iteration's generator (``name``: ``generator`` or, with ``--ema_decay``, ``generator_ema``, the
+        average at the iteration the raw generator's running test chose): kept in memory since it was saved, or
+        read from ``checkpoints/best``."""
+        if self._best_generators is None:
+            self._best_generators = dict(self.checkpoints.restore("best")["models"])
+        return self._best_generators[name]
 
     # Loop -----------------------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -247,11 +260,17 @@ class Trainer:
 
     def final_test(self) -> dict:
         """``evaluation.final_test`` of the best and the last generator on the first ``final_test_samples``
-        final-test images, written to ``RUN/final_test/``."""
+        final-test images, written to ``RUN/final_test/``; with ``--ema_decay`` also the averaged generator of
+        the best iteration (``ema``) and of the last (``ema_last``)."""
         cfg = self.config
-        generators = {"best": (self.meta.best_iteration, self.best_generator())}
-        if self.meta.best_iteration != self.meta.iteration:
-            generators["last"] = (self.meta.iteration, self.state["generator"])
+        best, last = self.meta.best_iteration, self.meta.iteration
+        generators = {"best": (best, self.best_generator())}
+        if best != last:
+            generators["last"] = (last, self.state["generator"])
+        if "generator_ema" in self.state:
+            generators["ema"] = (best, self.best_generator("generator_ema"))
+            if best != last:
+                generators["ema_last"] = (last, self.state["generator_ema"])
         return evaluation.final_test(
             cfg.model,
             generators,
@@ -264,6 +283,11 @@ class Trainer:
             mesh=self.mesh,
             write=self.run_dir.is_main,
         )
+
+
+def _models(state) -> dict:
+    """The networks of a train state (``train_step.MODELS`` that it holds), as a checkpoint's ``models``."""
+    return {k: state[k] for k in MODELS if k in state}
 
 
 def _progress_bar(config: TrainConfig, start: int, enabled: bool):

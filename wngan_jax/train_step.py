@@ -33,7 +33,10 @@ from wngan_jax.layers import clip_slopes
 from wngan_jax.models import ModelConfig, alpha_clipped_modules
 
 PLATFORM_DEFAULT = "platform default"  # make_train_step's compiler_options: ops.compiler_options(platform)
-TrainState = dict  # {"generator", "discriminator": flax variables; "g_opt", "d_opt": optax states; "step"}
+# {"generator", "discriminator": flax variables; "g_opt", "d_opt": optax states; "step"; with --ema_decay, also
+# "generator_ema": the averaged generator's variables}
+TrainState = dict
+MODELS = ("generator", "discriminator", "generator_ema")  # the state's networks, as checkpoints hold them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +53,7 @@ class StepConfig:
     rmsprop_eps: float
     loss: str
     dtype: str
+    ema_decay: float
 
     @classmethod
     def of(cls, config: TrainConfig) -> StepConfig:
@@ -78,20 +82,36 @@ def init_state(config: TrainConfig, key) -> TrainState:
     gvars = model.generator().init(g_key, jnp.zeros((1, model.code_size)))
     dvars = model.discriminator().init(d_key, jnp.zeros((1, *model.image_size, model.channels)))
     opt = rmsprop(config)
-    return dict(
+    state = dict(
         generator=gvars,
         discriminator=dvars,
         g_opt=opt.init(gvars["params"]),
         d_opt=opt.init(dvars["params"]),
         step=jnp.zeros((), jnp.int32),
     )
+    if config.ema_decay > 0:
+        state["generator_ema"] = jax.tree.map(jnp.copy, gvars)  # the first iteration replaces it (average_generator)
+    return state
 
 
-def _forward(module, variables, x):
+def average_generator(average, generator, decay: float, count):
+    """The generator EMA (Yazici et al. 2019) after its ``count``-th generator, debiased like Adam's moments:
+    ``m_t = decay * m_{t-1} + (1 - decay) * theta_t`` from ``m_0 = 0``, kept as ``m_t / (1 - decay**t)``, the
+    weighted mean of the generators so far (not pulled towards the initialization). As a recurrence on the
+    debiased mean: ``optax.incremental_update`` with step size ``(1 - decay) / (1 - decay**t)`` (1 at t = 1).
+
+    Only the parameters are averaged; the other collections (BN running statistics) are the raw generator's,
+    the statistics its training forwards collected."""
+    d = jnp.float32(decay)
+    step_size = (1 - d) / (1 - d ** jnp.asarray(count, jnp.float32))
+    return {**generator, "params": optax.incremental_update(generator["params"], average["params"], step_size)}
+
+
+def _forward(module, variables, x, **kwargs):
     """Training-mode forward; returns (output, variables with updated batch statistics)."""
     if "batch_stats" not in variables:
-        return module.apply(variables, x, train=True), variables
-    out, updates = module.apply(variables, x, train=True, mutable=["batch_stats"])
+        return module.apply(variables, x, train=True, **kwargs), variables
+    out, updates = module.apply(variables, x, train=True, mutable=["batch_stats"], **kwargs)
     return out, {**variables, **updates}
 
 
@@ -177,7 +197,12 @@ def _build_step(config: StepConfig, mesh: Mesh, split_phases_below: float, compi
 
     def step(state: TrainState, real, key_data):
         with ops.conv_form(split_phases_below):  # entered while the step is traced
-            return (resnet_iteration if model.arch == "resnet" else iteration)(state, real, key_data)
+            new_state, metrics = (resnet_iteration if model.arch == "resnet" else iteration)(state, real, key_data)
+        if config.ema_decay > 0:
+            new_state["generator_ema"] = average_generator(
+                state["generator_ema"], new_state["generator"], config.ema_decay, new_state["step"]
+            )
+        return new_state, metrics
 
     def codes(state, key_data):
         return tuple(
@@ -196,7 +221,9 @@ def _build_step(config: StepConfig, mesh: Mesh, split_phases_below: float, compi
         fake = jax.lax.stop_gradient(fake)
 
         def d_loss_fn(params):
-            real_logits, v = _forward(D, {**dvars, "params": params}, real)
+            # The real batch's forward stores its power iteration (sn: one per D update); the fake batch's
+            # and the G step's forwards iterate from the stored vector without storing (models.Discriminator).
+            real_logits, v = _forward(D, {**dvars, "params": params}, real, update_spectral=True)
             fake_logits, v = _forward(D, v, fake)
             loss = discriminator_loss(config.loss, real_logits, fake_logits)
             return loss, (v, real_logits, fake_logits)

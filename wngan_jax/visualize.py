@@ -87,13 +87,17 @@ def save_grid(images, path, columns: int | None = None) -> pathlib.Path:
 @dataclasses.dataclass(frozen=True)
 class Line:
     """One curve of :func:`plot_lines`: ``group`` picks the colour (a model), ``label`` names the line (an
-    instance), ``marks`` are points drawn as crosses on it (collapses)."""
+    instance), ``marks`` are points drawn as crosses on it (collapses); ``style`` (a matplotlib line style such
+    as ``"--"``) replaces the group's cycle of styles, and ``steps`` draws a step function (each value held
+    until the next x)."""
 
     group: str
     label: str
     xs: Sequence[float]
     ys: Sequence[float]
     marks: Sequence[tuple[float, float]] = ()
+    style: str | None = None
+    steps: bool = False
 
 
 def plot_lines(
@@ -106,9 +110,20 @@ def plot_lines(
     styles = ("-", "--", ":", "-.")
     seen: dict[str, int] = {}
     for line in lines:
-        k = seen[line.group] = seen.get(line.group, -1) + 1
         colour = colours[line.group]
-        ax.plot(line.xs, line.ys, styles[k % len(styles)], color=colour, marker="o", markersize=2, label=line.label)
+        if line.style is None:
+            k = seen[line.group] = seen.get(line.group, -1) + 1
+        style = line.style or styles[k % len(styles)]
+        ax.plot(
+            line.xs,
+            line.ys,
+            style,
+            color=colour,
+            marker="" if line.steps else "o",
+            markersize=2,
+            label=line.label,
+            drawstyle="steps-post" if line.steps else "default",
+        )
         if line.marks:
             mx, my = zip(*line.marks)
             ax.plot(mx, my, "x", color=colour, markersize=12, markeredgewidth=2.5)
@@ -120,6 +135,37 @@ def plot_lines(
         ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", ncol=2 if len(lines) > 6 else 1)
+    return _save_figure(fig, path)
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """One series of :func:`plot_intervals`: values at ``xs`` with their intervals ``[lows, highs]``."""
+
+    label: str
+    xs: Sequence[float]
+    ys: Sequence[float]
+    lows: Sequence[float]
+    highs: Sequence[float]
+
+
+def plot_intervals(series: Sequence[Interval], path, *, xlabel: str, ylabel: str, log_x: bool = False) -> pathlib.Path:
+    """One colour per series, points joined by lines, error bars for the intervals (series side by side)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for k, s in enumerate(series):
+        # Series share their xs: nudge each sideways (multiplicatively on a log axis) so the bars stay apart.
+        shift = (k - (len(series) - 1) / 2) * 0.03
+        xs = [x * (1 + shift) if log_x else x + shift for x in s.xs]
+        ys = np.asarray(s.ys, float)
+        errors = [ys - np.asarray(s.lows, float), np.asarray(s.highs, float) - ys]
+        ax.errorbar(xs, ys, yerr=errors, color=f"C{k}", marker="o", capsize=3, label=s.label)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
     return _save_figure(fig, path)
 
 

@@ -5,7 +5,8 @@
 embedded, opens offline), ``report/tables.md`` and one PNG per figure: Table 2 and Tables 3-5 (per model and
 per instance), Figs. 1/13-14 (running-test loss, collapses marked), Figs. 2/12 (the same test images
 reconstructed by each model), Figs. 3-4 (samples of fixed codes across training), Figs. 5/9 (samples around
-each collapse), the sample diversity of every instance (appendix B) and code interpolations (§2).
+each collapse), the sample diversity of every instance (appendix B), code interpolations (§2), the time to
+collapse (Kaplan-Meier) and, for a study that sweeps a flag, Table 2 per value and the collapses against it.
 
 ``--markdown docs/results.md`` also writes that page (provenance, tables, figures copied to ``docs/results/``)
 for the repository. ``python -m experiments.report RUN... [--plot FILE]`` prints Table 2 for the runs (one
@@ -39,6 +40,13 @@ def define(fv: flags.FlagValues) -> None:
     flags.DEFINE_integer(
         "collapse_tests", diagnostics.COLLAPSE_TESTS, "collapse: for this many running tests in a row", flag_values=fv
     )
+    flags.DEFINE_float(
+        "collapse_diversity",
+        diagnostics.DIVERSITY_FRACTION,
+        "collapse also: sample diversity below this times its highest before, for "
+        f"{diagnostics.DIVERSITY_RECORDS} records in a row (0: loss rule only)",
+        flag_values=fv,
+    )
 
 
 def check_flags(fv: flags.FlagValues, args: list[str]) -> None:
@@ -51,6 +59,8 @@ def check_flags(fv: flags.FlagValues, args: list[str]) -> None:
         raise ConfigError(f"--collapse_factor must be a number above 1 (times the best loss), got {fv.collapse_factor}")
     if fv.collapse_tests < 1:
         raise ConfigError(f"--collapse_tests must be 1 or more (running tests in a row), got {fv.collapse_tests}")
+    if not 0 <= fv.collapse_diversity < 1:
+        raise ConfigError(f"--collapse_diversity must lie in [0, 1) (0: loss rule only), got {fv.collapse_diversity}")
     if fv.out:
         files.check_output(fv.out, "--out", directory=True)
     if fv.markdown:
@@ -62,7 +72,8 @@ def check_flags(fv: flags.FlagValues, args: list[str]) -> None:
 
 def body(fv: flags.FlagValues, args: list[str]) -> int:
     check_flags(fv, args)
-    study = loading.load(args, factor=fv.collapse_factor, tests=fv.collapse_tests)
+    diversity = fv.collapse_diversity or None
+    study = loading.load(args, factor=fv.collapse_factor, tests=fv.collapse_tests, diversity=diversity)
     if fv.out:
         index = render.write(study, fv.out, markdown=fv.markdown)
         print(render.markdown_table(tables.summary(study)))

@@ -13,11 +13,11 @@ import pathlib
 import numpy as np
 
 from experiments.report.loading import Instance, Study, by_model, load, representative
-from experiments.report.tables import loss_names
-from wngan_jax import data, diagnostics, evaluation, visualize
+from experiments.report.tables import by_setting, loss_names, survival_events
+from wngan_jax import diagnostics, evaluation, train, visualize
 from wngan_jax.errors import UserError
 from wngan_jax.generation import generate
-from wngan_jax.visualize import Line, plot_lines
+from wngan_jax.visualize import Interval, Line, plot_intervals, plot_lines
 
 RECONSTRUCTED_TARGETS = evaluation.SHOWN_TARGETS  # rows of Figs. 2/12: the targets every final test saves
 TIMELINE_COLUMNS = 10  # recorded iterations shown in Figs. 3-4
@@ -38,13 +38,22 @@ class Figure:
 
 def plot_curves(instances: list[Instance], path) -> pathlib.Path:
     """Paper Figs. 1, 13-14: running-test loss against iterations, one colour per model, one line per run,
-    crosses at collapses."""
-    lines = [
-        Line(i.model, i.label, i.iterations, i.losses, [(i.collapse.iteration, i.collapse.loss)] if i.collapse else ())
-        for group in by_model(instances).values()
-        for i in group
-    ]
+    crosses at collapses; the averaged generators of runs with a generator EMA dashed beside them."""
+    lines = []
+    for group in by_model(instances).values():
+        for i in group:
+            lines.append(Line(i.model, i.label, i.iterations, i.losses, _collapse_mark(i)))
+            if i.ema_losses:
+                lines.append(Line(i.model, f"{i.label} EMA", i.ema_iterations, i.ema_losses, style="--"))
     return plot_lines(lines, path, ylabel=f"{loss_names(instances)[0]} (running test)")
+
+
+def _collapse_mark(instance: Instance) -> list[tuple[int, float]]:
+    """The point of the loss curve where the run collapsed (by whichever rule), or none."""
+    if not instance.collapse or not instance.iterations:
+        return []
+    k = min(int(np.searchsorted(instance.iterations, instance.collapse.iteration)), len(instance.iterations) - 1)
+    return [(instance.iterations[k], instance.losses[k])]
 
 
 def plot(run_dirs, path, *, factor: float = diagnostics.COLLAPSE_FACTOR, tests: int = diagnostics.COLLAPSE_TESTS):
@@ -52,11 +61,75 @@ def plot(run_dirs, path, *, factor: float = diagnostics.COLLAPSE_FACTOR, tests: 
     return plot_curves(load(run_dirs, factor=factor, tests=tests).instances, path)
 
 
-def fig_curves(instances: list[Instance], out: pathlib.Path) -> Figure:
+def fig_curves(instances: list[Instance], out: pathlib.Path) -> list[Figure]:
+    """Figs. 1, 13-14, one per value of a swept flag."""
+    caption = "One colour per model, one line per instance; crosses mark collapses."
+    if any(i.ema_losses for i in instances):
+        caption += " Dashed: the same instance's averaged generator (EMA)."
+    groups = by_setting(instances)
+    title = "Figs. 1, 13-14: running-test reconstruction loss"
+    if list(groups) == [None]:
+        return [Figure(title, caption, plot_curves(instances, out / "fig1_running_test_loss.png"))]
+    return [
+        Figure(f"{title}, {setting}", caption, plot_curves(group, out / f"fig1_running_test_loss_{setting}.png"))
+        for setting, group in groups.items()
+    ]
+
+
+def fig_survival(instances: list[Instance], out: pathlib.Path) -> Figure:
+    """Time to collapse: the Kaplan-Meier fraction of each model's instances not yet collapsed (one line per
+    model and value of a swept flag), runs that end without collapsing censored."""
+    lines = []
+    for model, group in by_model(instances).items():
+        for setting, runs in by_setting(group).items():
+            times, values = diagnostics.survival(survival_events(runs))
+            end = max(i.ended_at for i in runs)
+            label = f"{model} ({len(runs)} runs)" if setting is None else f"{model}, {setting} ({len(runs)})"
+            lines.append(Line(model, label, [*times, end], [*values, values[-1]], steps=True))
+    path = plot_lines(lines, out / "fig_survival.png", ylabel="fraction of instances not yet collapsed")
     return Figure(
-        "Figs. 1, 13-14: running-test reconstruction loss",
-        "One colour per model, one line per instance; crosses mark collapses.",
-        plot_curves(instances, out / "fig1_running_test_loss.png"),
+        "Time to collapse (Kaplan-Meier)",
+        "The fraction of each model's instances not yet collapsed against iterations: it steps down at each "
+        "collapse by the share of the instances still running there that collapsed; an instance that ends without "
+        "collapsing only leaves the count (censored). One colour per model (one line style per value of a swept "
+        "flag). With three seeds each step is a third: read the curves as counts, not as rates.",
+        path,
+    )
+
+
+def fig_collapse_fraction(instances: list[Instance], out: pathlib.Path) -> Figure | None:
+    """A sweep's fraction of collapsed instances against the swept value, one line per model, with 95% Wilson
+    intervals; ``None`` outside a sweep."""
+    groups = by_setting(instances)
+    if list(groups) == [None]:
+        return None
+    flag = next(iter(groups)).partition("=")[0]
+    series = []
+    for model, group in by_model(instances).items():
+        points = [(runs[0].setting_value, runs) for runs in by_setting(group).values()]
+        counts = [(sum(i.collapse is not None for i in runs), len(runs)) for _, runs in points]
+        bounds = [diagnostics.wilson_interval(k, n) for k, n in counts]
+        series.append(
+            Interval(
+                model,
+                [float(v) for v, _ in points],
+                [k / n for k, n in counts],
+                [lo for lo, _ in bounds],
+                [hi for _, hi in bounds],
+            )
+        )
+    values = [x for s in series for x in s.xs]
+    log_x = min(values) > 0 and max(values) >= 10 * min(values)
+    path = plot_intervals(
+        series, out / "fig_collapse_fraction.png", xlabel=flag, ylabel="fraction of instances collapsed", log_x=log_x
+    )
+    seeds = sorted({len(runs) for g in by_model(instances).values() for runs in by_setting(g).values()})
+    return Figure(
+        f"Collapses against {flag}",
+        f"The fraction of each model's instances that collapsed (any rule, divergence included) at each value of "
+        f"--{flag}, with 95% Wilson intervals. {'/'.join(map(str, seeds))} instances per point are few: an interval "
+        "spans most of [0, 1], so only a difference between 0/3 and 3/3 says much.",
+        path,
     )
 
 
@@ -93,17 +166,7 @@ def _final_targets(instance: Instance, count: int) -> tuple[np.ndarray | None, s
         return instance.final_targets[:count], ""
     c = instance.config
     try:
-        ds = data.load(
-            c.data,
-            c.model.image_size,
-            channels=c.model.channels,
-            cache_dir=c.cache_dir or None,
-            data_dir=c.data_dir or None,
-            final_test=c.final_test,
-            running_test=c.running_test,
-            split_seed=c.split_seed,
-            progress=False,
-        )
+        ds = train.load_data(c, progress=False)
     except UserError as e:
         return None, (
             f"Not available: {instance.run / 'final_test'} holds no targets.npy and the run's data "
@@ -173,7 +236,7 @@ def fig_collapses(instances: list[Instance], out: pathlib.Path) -> list[Figure]:
     figures = []
     for i in collapsed:
         its, images = i.record
-        name = f"{i.model} seed {i.seed}, collapse at iteration {i.collapse.iteration:,}"
+        name = f"{i.label}, collapse at iteration {i.collapse.iteration:,} (rule: {i.collapse.rule})"
         if not its:
             figures.append(Figure(f"{title}: {name}", "Not available: this run has no fixed-code record."))
             continue
@@ -184,7 +247,7 @@ def fig_collapses(instances: list[Instance], out: pathlib.Path) -> list[Figure]:
         cells = [list(shown[:, c]) for c in range(min(COLLAPSE_CODES, shown.shape[1]))]
         path = visualize.plot_image_table(
             cells,
-            out / f"fig5_collapse_{i.model}_seed{i.seed}.png",
+            out / f"fig5_collapse_{i.model}_seed{i.seed}{'_' + i.setting if i.setting else ''}.png",
             column_labels=[f"{its[t]:,}" + ("\n(collapse)" if its[t] == i.collapse.iteration else "") for t in window],
             title=name,
         )
@@ -192,12 +255,26 @@ def fig_collapses(instances: list[Instance], out: pathlib.Path) -> list[Figure]:
             Figure(
                 f"{title}: {name}",
                 f"{len(cells)} fixed codes (rows) at the recorded iterations around the collapse (columns). "
-                f"The collapse is dated by the first running test past the rule; the best loss before it was "
-                f"{i.collapse.best_loss:.6f} at iteration {i.collapse.best_iteration:,}.",
+                + _collapse_text(i.collapse),
                 path,
             )
         )
     return figures
+
+
+def _collapse_text(collapse: diagnostics.Collapse) -> str:
+    """How the collapse was found, for the caption of its figure."""
+    if collapse.rule == "loss":
+        return (
+            f"The collapse is dated by the first running test past the loss rule; the best loss before it was "
+            f"{collapse.best_loss:.6f} at iteration {collapse.best_iteration:,}."
+        )
+    if collapse.rule == "diversity":
+        return (
+            f"The collapse is dated by the first record past the diversity rule: diversity {collapse.loss:.4f}, "
+            f"against {collapse.best_loss:.4f} at iteration {collapse.best_iteration:,}."
+        )
+    return "The loss became non-finite there and stayed so past the run's rollbacks (the study gave up on it)."
 
 
 def diversity_curve(instance: Instance) -> tuple[list[int], list[float]]:
@@ -214,7 +291,9 @@ def fig_diversity(instances: list[Instance], out: pathlib.Path) -> Figure:
             its, values = diversity_curve(i)
             if its:
                 marks = ()
-                if i.collapse:
+                if i.collapse and i.collapse.rule == "diversity":
+                    marks = [(i.collapse.iteration, i.collapse.loss)]
+                elif i.collapse:
                     k = min(int(np.searchsorted(its, i.collapse.iteration)), len(its) - 1)
                     marks = [(its[k], values[k])]
                 lines.append(Line(i.model, i.label, its, values, marks))
@@ -262,8 +341,11 @@ def fig_interpolation(instances: list[Instance], out: pathlib.Path) -> Figure:
 def all_figures(study: Study, out: pathlib.Path) -> list[Figure]:
     """Every figure of the report, its PNG written to ``out``."""
     instances = study.instances
+    fraction = fig_collapse_fraction(instances, out)
     return [
-        fig_curves(instances, out),
+        *fig_curves(instances, out),
+        *([fraction] if fraction else []),
+        fig_survival(instances, out),
         fig_reconstruction_steps(instances, out),
         fig_reconstructions(instances, out),
         fig_samples_over_time(instances, out),

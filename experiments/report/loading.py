@@ -1,9 +1,10 @@
 """Finding runs and reading each one once into the ``Study`` that the report's tables and figures share.
 
 A run directory holds ``config.json``; a study directory (``experiments.study``) holds ``study.json`` and its
-runs under ``<model>/seed_<k>/`` (``run_dir``; the model as ``ModelConfig.name`` calls it: ``wn``,
-``resnet_wn``). Both names live here, where the runner that writes them and the report that reads them can
-import them.
+runs under ``<model>/seed_<k>/``, or ``<model>/<flag>=<value>/seed_<k>/`` for a study that sweeps a flag
+(``run_dir``; the model as ``ModelConfig.name`` calls it: ``wn``, ``resnet_wn``); a run the study gave up on
+(its loss stayed non-finite past its rollbacks) holds ``diverged.json``. These names live here, where the
+runner that writes them and the report that reads them can import them.
 
 A damaged file leaves out only what it holds, and says so (``Study.left_out``, shown in the report): a run
 whose ``config.json`` is cut off is left out; a damaged curve, final test, record or best checkpoint leaves
@@ -22,17 +23,25 @@ import numpy as np
 
 from wngan_jax import checkpoint, diagnostics, evaluation, files, metrics
 from wngan_jax import record as record_lib
-from wngan_jax.config import TrainConfig
+from wngan_jax.config import MODEL_FIELDS, TrainConfig
 from wngan_jax.errors import CheckpointError, DamagedFile, MissingDataError
 from wngan_jax.models import VARIANTS
 from wngan_jax.rundir import FINAL_TEST_DIR, read_config
 
-STUDY_FILE = "study.json"  # a study directory's models, seeds and command
+STUDY_FILE = "study.json"  # a study directory's models, seeds, swept flag and values, and commands
+DIVERGED_FILE = "diverged.json"  # in a run the study gave up on: the iteration and the error
 
 
-def run_dir(root, model: str, seed: int) -> pathlib.Path:
-    """Where a study keeps the run of ``model`` (``ModelConfig.name``: ``wn``, ``resnet_wn``) and ``seed``."""
-    return pathlib.Path(root) / model / f"seed_{seed}"
+def run_dir(root, model: str, seed: int, setting: str | None = None) -> pathlib.Path:
+    """Where a study keeps the run of ``model`` (``ModelConfig.name``: ``wn``, ``resnet_wn``) and ``seed`` (and
+    ``setting``, ``"lr=2e-4"``, in a sweep)."""
+    root = pathlib.Path(root) / model
+    return (root / setting if setting else root) / f"seed_{seed}"
+
+
+def settings(sweep: dict | None) -> list[str | None]:
+    """A study's settings of its swept flag (``study.json``'s ``sweep``) as ``"<flag>=<value>"``, or ``[None]``."""
+    return [f"{sweep['flag']}={value}" for value in sweep["values"]] if sweep else [None]
 
 
 @dataclasses.dataclass
@@ -52,19 +61,44 @@ class Instance:
     final_codes: np.ndarray | None = None  # the first SHOWN_TARGETS codes the final test found
     final_targets: np.ndarray | None = None  # their targets, uint8 (None: a run written before targets.npy)
     left_out: list[str] = dataclasses.field(default_factory=list)  # damaged parts: file, what, what to do
+    ema_iterations: list[int] = dataclasses.field(default_factory=list)  # the averaged generator's running test
+    ema_losses: list[float] = dataclasses.field(default_factory=list)  # (runs with --ema_decay)
+    setting: str | None = None  # "lr=2e-4": the value of the flag its study sweeps (run_dir)
+    diverged: dict | None = None  # diverged.json: the study gave up on the run at this iteration
 
     @property
     def label(self) -> str:
-        return f"{self.model} seed {self.seed}"
+        return f"{self.model} seed {self.seed}" + (f", {self.setting}" if self.setting else "")
 
     @property
     def best(self) -> tuple[int, float] | tuple[None, None]:
         """(iteration, loss) of the lowest running-test loss (the earliest if tied)."""
-        finite = [(loss, it) for it, loss in zip(self.iterations, self.losses) if np.isfinite(loss)]
-        if not finite:
-            return None, None
-        loss, it = min(finite)
-        return it, loss
+        return _lowest(self.iterations, self.losses)
+
+    @property
+    def setting_value(self):
+        """The value of the swept flag in this run's config (``None`` outside a sweep)."""
+        if self.setting is None:
+            return None
+        flag = self.setting.partition("=")[0]
+        return getattr(self.config.model if flag in MODEL_FIELDS else self.config, flag)
+
+    @property
+    def ended_at(self) -> int:
+        """The last iteration the run is known to have reached without collapsing being seen (censoring)."""
+        last = self.iterations[-1] if self.iterations else 0
+        return max(last, (self.diverged or {}).get("iteration") or 0)
+
+    @property
+    def ema_best(self) -> tuple[int, float] | tuple[None, None]:
+        """(iteration, loss) of the averaged generator's lowest running-test loss (not a selection: the raw
+        generator's running test picks the best iteration)."""
+        return _lowest(self.ema_iterations, self.ema_losses)
+
+    @property
+    def ema_final_loss(self) -> float | None:
+        """The final test of the averaged generator at the best iteration (``--ema_decay`` runs)."""
+        return self.final.get("ema", {}).get("mean_loss")
 
     @property
     def final_loss(self) -> float | None:
@@ -122,6 +156,15 @@ class Instance:
             self.left_out.append(note)
 
 
+def _lowest(iterations, losses) -> tuple[int, float] | tuple[None, None]:
+    """(iteration, loss) of the lowest finite loss, the earliest if tied."""
+    finite = [(loss, it) for it, loss in zip(iterations, losses) if np.isfinite(loss)]
+    if not finite:
+        return None, None
+    loss, it = min(finite)
+    return it, loss
+
+
 @dataclasses.dataclass
 class Study:
     """The runs a report is made of, each read once, and the collapse rule (docs/study.md) applied to them."""
@@ -132,6 +175,13 @@ class Study:
     tests: int
     command: str | None = None  # the study's command line (``study.json``), when a study directory was named
     skipped: list[str] = dataclasses.field(default_factory=list)  # runs left out whole, and why
+    diversity: float | None = diagnostics.DIVERSITY_FRACTION  # the diversity rule's fraction (None: not applied)
+
+    @property
+    def sweep(self) -> str | None:
+        """The flag the runs' study sweeps (``lr``), or ``None``."""
+        flags = {i.setting.partition("=")[0] for i in self.instances if i.setting}
+        return flags.pop() if len(flags) == 1 else None
 
     @property
     def left_out(self) -> list[str]:
@@ -177,7 +227,13 @@ def _find(paths) -> tuple[list[pathlib.Path], str | None, list[str]]:
             spec = None
         if spec:
             command = command or (spec["commands"][-1] if spec["commands"] else None)
-            missing = [r for r in (run_dir(path, n, s) for s in spec["seeds"] for n in spec["norms"]) if r not in found]
+            wanted = (
+                run_dir(path, n, s, setting)
+                for s in spec["seeds"]
+                for setting in settings(spec.get("sweep"))
+                for n in spec["norms"]
+            )
+            missing = [r for r in wanted if r not in found]
             if missing:
                 logging.warning(
                     "%s asked for runs that were never started, left out: %s",
@@ -193,12 +249,24 @@ def load_instance(run, *, factor: float, tests: int) -> Instance:
     test report and the first final-test codes and targets."""
     run = pathlib.Path(run)
     config = read_config(run, "the report leaves out this run (restore the file to include it)")
-    instance = Instance(run, config.model.name, config.seed, config, [], [], {}, None)
+    instance = Instance(run, config.model.name, config.seed, config, [], [], {}, None, setting=_setting(run))
     try:
-        instance.iterations, instance.losses = metrics.read_metrics(run, "test_loss")
+        curves = metrics.read_curves(run, ("test_loss", "ema_test_loss"))
+        instance.iterations, instance.losses = curves["test_loss"]
+        instance.ema_iterations, instance.ema_losses = curves["ema_test_loss"]
     except DamagedFile as e:
         instance.leave_out(e, "the running-test curve")
-    instance.collapse = diagnostics.find_collapse(instance.iterations, instance.losses, factor=factor, tests=tests)
+    gave_up = None
+    if (run / DIVERGED_FILE).exists():  # the study gave up on the run: a collapse where it stopped
+        try:
+            diverged = files.load_json(run / DIVERGED_FILE, "the divergence is dated by the run's last test")
+        except DamagedFile as e:
+            instance.leave_out(e, "the iteration of its divergence")
+            diverged = {}
+        instance.diverged = diverged if isinstance(diverged, dict) else {}
+        gave_up = diagnostics.Collapse(instance.diverged.get("iteration") or instance.ended_at, rule="diverged")
+    found = diagnostics.find_collapse(instance.iterations, instance.losses, factor=factor, tests=tests)
+    instance.collapse = diagnostics.earliest(found, gave_up)
     final_dir = run / FINAL_TEST_DIR
     try:
         if (final_dir / "report.json").exists():
@@ -212,6 +280,13 @@ def load_instance(run, *, factor: float, tests: int) -> Instance:
         instance.final_codes, instance.final_targets = None, None
         instance.leave_out(e, "the final test's reconstructions")
     return instance
+
+
+def _setting(run: pathlib.Path) -> str | None:
+    """``"lr=2e-4"`` for a run of a sweep (``run_dir``: its parent is named ``<config flag>=<value>``)."""
+    flag, sep, _ = run.parent.name.partition("=")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} | set(MODEL_FIELDS)
+    return run.parent.name if sep and flag in fields else None
 
 
 def _final_report(path: pathlib.Path) -> dict:
@@ -237,10 +312,16 @@ def _first(path: pathlib.Path, row_shape: tuple[int, ...]) -> np.ndarray | None:
     return np.array(array[: evaluation.SHOWN_TARGETS])
 
 
-def load(paths, *, factor: float = diagnostics.COLLAPSE_FACTOR, tests: int = diagnostics.COLLAPSE_TESTS) -> Study:
-    """The runs in ``paths`` (``find_runs``), each read once, with collapses by the rule ``factor``, ``tests``.
-    Runs that cannot be read are left out and listed in ``Study.skipped``; when none can be read, that is an
-    error."""
+def load(
+    paths,
+    *,
+    factor: float = diagnostics.COLLAPSE_FACTOR,
+    tests: int = diagnostics.COLLAPSE_TESTS,
+    diversity: float | None = diagnostics.DIVERSITY_FRACTION,
+) -> Study:
+    """The runs in ``paths`` (``find_runs``), each read once, with collapses by the loss rule ``factor``,
+    ``tests``, by the diversity rule ``diversity`` (``None``: not applied) and by divergence. Runs that cannot
+    be read are left out and listed in ``Study.skipped``; when none can be read, that is an error."""
     runs, command, skipped = _find(paths)
     instances = []
     for run in runs:
@@ -250,7 +331,24 @@ def load(paths, *, factor: float = diagnostics.COLLAPSE_FACTOR, tests: int = dia
             skipped.append(str(e))
     if not instances:
         raise MissingDataError(f"no run could be read: {'; '.join(skipped)}")
-    return Study(list(map(pathlib.Path, paths)), instances, factor, tests, command, skipped)
+    if diversity is not None:
+        apply_diversity_rule(instances, diversity)
+    return Study(list(map(pathlib.Path, paths)), instances, factor, tests, command, skipped, diversity)
+
+
+def apply_diversity_rule(instances: list[Instance], fraction: float) -> None:
+    """Read every instance's fixed-code record once: its diversity curve, and its collapse now the earliest of
+    the loss rule's, the diversity rule's (``diagnostics.find_diversity_collapse``) and its divergence. Only
+    the records that figures show (each model's representative, the collapsed runs) stay in memory."""
+    shown = {id(representative(group)) for group in by_model(instances).values()}
+    for instance in instances:
+        its, images = instance._read_record()
+        values = [diagnostics.sample_diversity(x) for x in images] if its and images.shape[1] >= 2 else []
+        instance.__dict__["diversity"] = (its, values) if values else ([], [])
+        found = diagnostics.find_diversity_collapse(its, values, fraction=fraction) if values else None
+        instance.collapse = diagnostics.earliest(instance.collapse, found)
+        if id(instance) in shown or instance.collapse is not None:
+            instance.__dict__["record"] = (its, images)
 
 
 def by_model(instances: list[Instance]) -> dict[str, list[Instance]]:

@@ -81,9 +81,25 @@ def html_page(study: Study, tables: list[Table], figures: list[Figure]) -> str:
     return "\n".join(parts)
 
 
+KEPT_SECTIONS = ("Stability under stress",)  # sections of a --markdown page written by hand from other studies
+
+
+def kept_sections(text: str) -> str:
+    """The ``## `` sections of ``text`` titled as in ``KEPT_SECTIONS``, each to the next ``## `` heading."""
+    kept, keeping = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith("## "):
+            keeping = line[3:].strip() in KEPT_SECTIONS
+        if keeping:
+            kept.append(line)
+    return "".join(kept)
+
+
 def write_markdown(path: pathlib.Path, study: Study, tables: str, figures: list[Figure]) -> None:
     """A Markdown page of the study (e.g. docs/results.md): provenance, ``tables`` (Markdown), and the figures,
-    copied to a folder named after the page."""
+    copied to a folder named after the page. The page's ``KEPT_SECTIONS`` (results of other studies, written
+    by hand) are kept, at its end."""
+    kept = kept_sections(path.read_text()) if path.exists() else ""
     folder = path.parent / path.stem
     folder.mkdir(parents=True, exist_ok=True)
     instances = study.instances
@@ -103,6 +119,8 @@ def write_markdown(path: pathlib.Path, study: Study, tables: str, figures: list[
             shutil.copy(fig.path, folder / fig.path.name)
             lines.append(f"![{fig.title}]({folder.name}/{fig.path.name})\n")
         lines.append(f"{fig.caption}\n")
+    if kept:
+        lines.append(kept.rstrip("\n") + "\n")
     path.write_text("\n".join(lines))
 
 

@@ -7,9 +7,9 @@ import dataclasses
 import statistics
 
 from experiments.report.loading import Instance, Study, by_model, representative
-from wngan_jax import evaluation
+from wngan_jax import diagnostics, evaluation
 
-SUMMARY_COLUMNS = ("model", "instances", "best_loss", "best_iteration", "final_loss", "collapsed")
+SUMMARY_COLUMNS = ("model", "instances", "best_loss", "best_iteration", "final_loss", "collapsed", "median_collapse")
 INSTANCE_COLUMNS = (
     "model",
     "seed",
@@ -19,7 +19,9 @@ INSTANCE_COLUMNS = (
     "last_iteration",
     "last_final_loss",
     "collapse",
+    "collapse_rule",
 )
+EMA_COLUMNS = ("ema_best_loss", "ema_final_loss")  # added to Tables 2-5 when a run kept a generator EMA
 PAIRED_COLUMNS = ("model", "samples", "difference", "relative")
 PAIRED_HEADINGS = {
     "model": "Models (best instances)",
@@ -67,9 +69,26 @@ def iteration_text(v) -> str:
     return "-" if v is None else f"{v:,.0f}"
 
 
+def median_collapse(group: list[Instance]) -> str:
+    """The median iteration of collapse of a model's instances (Kaplan-Meier, runs that end without collapsing
+    censored: ``diagnostics.median_survival``), or "not reached" while fewer than half have collapsed."""
+    median = diagnostics.median_survival(survival_events(group))
+    return "not reached" if median is None else iteration_text(median)
+
+
+def survival_events(group: list[Instance]) -> list[tuple[int, bool]]:
+    """``(iteration, collapsed)`` per instance: where it collapsed, or where it ended without collapsing."""
+    return [(i.collapse.iteration, True) if i.collapse else (i.ended_at, False) for i in group]
+
+
+def has_ema(instances: list[Instance]) -> bool:
+    return any(i.ema_losses or i.ema_final_loss is not None for i in instances)
+
+
 def summary_rows(instances: list[Instance]) -> list[dict]:
     """Paper Table 2 over instances: per model, the best running-test loss, its iteration and the final-test
-    loss (mean ± std over instances), and how many instances collapsed."""
+    loss (mean ± std over instances), how many instances collapsed and the median iteration of collapse; with
+    a generator EMA, the averaged generator's best running-test loss and final-test loss."""
     rows = []
     for model, group in by_model(instances).items():
         rows.append(
@@ -80,6 +99,9 @@ def summary_rows(instances: list[Instance]) -> list[dict]:
                 best_iteration=mean_std([i.best[0] for i in group], iterations=True),
                 final_loss=mean_std([i.final_loss for i in group]),
                 collapsed=f"{sum(i.collapse is not None for i in group)}/{len(group)}",
+                median_collapse=median_collapse(group),
+                ema_best_loss=mean_std([i.ema_best[1] for i in group]),
+                ema_final_loss=mean_std([i.ema_final_loss for i in group]),
             )
         )
     return rows
@@ -100,6 +122,10 @@ def instance_rows(instances: list[Instance]) -> list[dict]:
                     last_iteration=iteration_text(i.iterations[-1] if i.iterations else None),
                     last_final_loss=loss_text(i.last_final_loss),
                     collapse=iteration_text(i.collapse.iteration) if i.collapse else "-",
+                    collapse_rule=i.collapse.rule if i.collapse else "-",
+                    ema_best_loss=loss_text(i.ema_best[1]),
+                    ema_final_loss=loss_text(i.ema_final_loss),
+                    setting=i.setting or "-",
                 )
             )
     return rows
@@ -156,42 +182,91 @@ def headings(instances: list[Instance]) -> dict[str, str]:
         best_iteration="Iteration",
         final_loss=final_name[0].upper() + final_name[1:],
         collapsed="Collapsed",
+        median_collapse="Median collapse",
         last_iteration="Trained to",
         last_final_loss="Last generator's final loss",
         collapse="Collapse at",
+        collapse_rule="Rule",
+        ema_best_loss=f"EMA best {test_name}",
+        ema_final_loss="EMA final loss",
+        setting="Setting",
     )
 
 
-def collapse_rule(factor: float, tests: int) -> str:
-    return (
+def collapse_rule(factor: float, tests: int, diversity: float | None = None) -> str:
+    text = (
         f"Collapse (docs/study.md): the first running test whose loss, and that of the next {tests - 1} tests, "
-        f"exceeds {factor:g} times the best loss before it."
+        f"exceeds {factor:g} times the best loss before it"
     )
+    if diversity is not None:
+        text += (
+            f" (rule: loss), or the first fixed-code record whose sample diversity, and that of the next "
+            f"{diagnostics.DIVERSITY_RECORDS - 1} records, is below {diversity:g} times the highest before it "
+            "(rule: diversity), whichever comes first"
+        )
+    return text + "; a run whose loss stayed non-finite past its rollbacks collapsed where it stopped (rule: diverged)."
 
 
-def summary(study: Study) -> Table:
-    """Paper Table 2: the best generator of each model (``summary_rows``)."""
+SUMMARY_INTRO = (
+    "Mean ± sample standard deviation over the instances (seeds) of each model. Median collapse: the "
+    "Kaplan-Meier median iteration of collapse, runs that end without collapsing counted as censored "
+    '("not reached": fewer than half are estimated to have collapsed).'
+)
+EMA_NOTE = (
+    "EMA: the generator's exponential moving average (--ema_decay), measured beside the raw generator at the "
+    "iteration the raw generator's running test chose; it never selects."
+)
+
+
+def _columns(columns: tuple[str, ...], instances: list[Instance]) -> tuple[str, ...]:
+    return columns + (EMA_COLUMNS if has_ema(instances) else ())
+
+
+def summary(
+    study: Study, instances: list[Instance] | None = None, title: str = "Table 2: best generator of each model"
+) -> Table:
+    """Paper Table 2: the best generator of each model (``summary_rows``) over ``instances`` (default: all)."""
+    instances = study.instances if instances is None else instances
     return Table(
-        "Table 2: best generator of each model",
-        SUMMARY_COLUMNS,
-        headings(study.instances),
-        summary_rows(study.instances),
-        intro="Mean ± sample standard deviation over the instances (seeds) of each model.",
+        title,
+        _columns(SUMMARY_COLUMNS, instances),
+        headings(instances),
+        summary_rows(instances),
+        intro=SUMMARY_INTRO,
+        note=EMA_NOTE if has_ema(instances) else "",
     )
+
+
+def by_setting(instances: list[Instance]) -> dict[str | None, list[Instance]]:
+    """Instances grouped by the value of their study's swept flag, in the order the values were given."""
+    groups: dict[str | None, list[Instance]] = {}
+    for i in sorted(instances, key=lambda i: (i.setting_value is None, i.setting_value or 0)):
+        groups.setdefault(i.setting, []).append(i)
+    return groups
 
 
 def all_tables(study: Study) -> list[Table]:
-    """Table 2, Tables 3-5 with the collapse rule, and the paired comparison when two models can be paired."""
-    tables = [
-        summary(study),
+    """Table 2 (one per value of a swept flag, each headed like ``lr=2e-3``), Tables 3-5 with the collapse
+    rule, and the paired comparison when two models can be paired (not across a sweep's values)."""
+    if study.sweep:
+        tables = [
+            summary(study, group, f"Table 2, {setting}: best generator of each model")
+            for setting, group in by_setting(study.instances).items()
+        ]
+        instance_columns = ("setting",) + INSTANCE_COLUMNS
+    else:
+        tables, instance_columns = [summary(study)], INSTANCE_COLUMNS
+    tables.append(
         Table(
             "Tables 3-5: every instance",
-            INSTANCE_COLUMNS,
+            _columns(instance_columns, study.instances),
             headings(study.instances),
             instance_rows(study.instances),
-            note=collapse_rule(study.factor, study.tests),
-        ),
-    ]
+            note=collapse_rule(study.factor, study.tests, study.diversity),
+        )
+    )
+    if study.sweep:
+        return tables
     if paired := paired_rows(study.instances):
         tables.append(Table("Paired comparison", PAIRED_COLUMNS, PAIRED_HEADINGS, paired, intro=PAIRED_TEXT))
     return tables

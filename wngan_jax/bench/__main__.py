@@ -1,12 +1,14 @@
-"""``python -m wngan_jax.bench --what=train|authors|ablations|reconstruct|data|layers|fid|all [--image_size N]
-[--json]``; ``train`` and ``authors`` also take the model family (``--arch=resnet``, ``--code_size``,
-``--gen_features``, ``--gen_blocks``, ``--dis_features``, ``--dis_blocks``; ``bench.train.family_changes``).
+"""``python -m wngan_jax.bench --what=train|authors|ablations|stabilizers|reconstruct|data|layers|fid|all
+[--image_size N] [--json]``; ``train`` and ``authors`` also take the model family (``--arch=resnet``,
+``--code_size``, ``--gen_features``, ``--gen_blocks``, ``--dis_features``, ``--dis_blocks``;
+``bench.train.family_changes``).
 
 Prints one line per measurement, or one JSON object per line with ``--json``; every figure is a median over
 repeated runs after warm-up, and speeds are compared with a large matmul measured in the same process.
 ``authors`` runs the authors' PyTorch iteration next to the one here (needs ``wngan_jax[torch]``); ``all``
 runs it too when PyTorch is installed. ``ablations`` times the iteration as shipped against variants with
-one speed decision undone.
+one speed decision undone; ``stabilizers`` the iteration of WN with a generator EMA, and of the spectrally
+normalized model, against plain WN.
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ import sys
 from absl import flags
 
 from wngan_jax import cli, sharding
-from wngan_jax.bench import ablations, authors, data, fid, layers, reconstruct, train
+from wngan_jax.bench import ablations, authors, data, fid, layers, reconstruct, stabilizers, train
 from wngan_jax.bench.common import matmul_gflops
 from wngan_jax.errors import ConfigError
 from wngan_jax.models import ARCHS
 
 FAMILY_FLAGS = ("arch", "code_size", "gen_features", "gen_blocks", "dis_features", "dis_blocks")
-WHAT = ("train", "authors", "ablations", "reconstruct", "data", "layers", "fid")
+WHAT = ("train", "authors", "ablations", "stabilizers", "reconstruct", "data", "layers", "fid")
 
 
 def define(fv: flags.FlagValues) -> None:
@@ -118,6 +120,9 @@ def _run(what: str, args) -> list[dict]:
             repeats=args.repeats,
             as_json=args.json,
         )
+    if what == "stabilizers":
+        sizes = tuple(args.image_size or (32,))
+        return stabilizers.run(sizes=sizes, batch=args.batch_size, repeats=args.repeats, as_json=args.json)
     if what == "reconstruct":
         return reconstruct.run(
             sizes=tuple(args.image_size or (32, 64)),

@@ -12,12 +12,7 @@ the machine's drift hits all alike; medians):
 
 from __future__ import annotations
 
-import time
-
-import jax
-import numpy as np
-
-from wngan_jax.bench.common import rows_over
+from wngan_jax.bench.common import interleaved_median_ms, rows_over
 from wngan_jax.bench.train import iteration_fn
 
 # Variant -> the ``make_train_step`` keywords that undo its decision.
@@ -34,15 +29,7 @@ def measure(size: int, norm: str, batch: int, *, repeats: int = 8) -> dict:
     iterations, flops = {}, {}
     for name, undone in UNDONE.items():
         iterations[name], flops[name] = iteration_fn(size, norm, batch, **undone)
-    times = {name: [] for name in VARIANTS}
-    for iterate in iterations.values():
-        jax.block_until_ready(iterate())
-    for _ in range(repeats):
-        for name, iterate in iterations.items():
-            start = time.perf_counter()
-            jax.block_until_ready(iterate())
-            times[name].append(time.perf_counter() - start)
-    ms = {name: float(np.median(t)) * 1e3 for name, t in times.items()}
+    ms = interleaved_median_ms(iterations, repeats)
     shipped = ms["as shipped"]
     return dict(
         what="ablations",

@@ -21,6 +21,20 @@ def median_seconds(fn, *args, repeats: int = 5, warmup: int = 1) -> float:
     return float(np.median(times))
 
 
+def interleaved_median_ms(iterations: dict, repeats: int) -> dict:
+    """``{name: median ms}`` of the zero-argument functions ``iterations``, run in turn ``repeats`` times after
+    one warm-up each, so that a noisy machine slows every variant alike (the ratios are what to read)."""
+    for iterate in iterations.values():
+        jax.block_until_ready(iterate())
+    times = {name: [] for name in iterations}
+    for _ in range(repeats):
+        for name, iterate in iterations.items():
+            start = time.perf_counter()
+            jax.block_until_ready(iterate())
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t)) * 1e3 for name, t in times.items()}
+
+
 def compiled_flops(compiled) -> float | None:
     """FLOPs XLA counts for a compiled computation (None when the backend does not say)."""
     analysis = compiled.cost_analysis()

@@ -60,12 +60,14 @@ def iteration_fn(
     family: dict | None = None,
     split_phases_below: float = ops.SPLIT_PHASES_BELOW,
     compiler_options=PLATFORM_DEFAULT,
+    ema_decay: float = 0.0,
 ):
     """``(iterate, flops)``: ``iterate()`` runs one compiled training iteration on one device (returning its
     metrics, not waited for), advancing its own state; ``flops`` is XLA's count for the iteration. ``family``
-    is the model family's flags (``family_changes``); the other keywords are ``make_train_step``'s (the
-    benchmark of each speed decision undoes one of them)."""
-    config = bench_config(size, norm, batch, dtype, family)
+    is the model family's flags (``family_changes``); the keywords ``split_phases_below`` and
+    ``compiler_options`` are ``make_train_step``'s (the benchmark of each speed decision undoes one of them);
+    ``ema_decay`` is the config's (a generator EMA in the step)."""
+    config = bench_config(size, norm, batch, dtype, family).replace(ema_decay=ema_decay)
     mesh = make_mesh(jax.devices()[:1])
     step = make_train_step(config, mesh, split_phases_below=split_phases_below, compiler_options=compiler_options)
     state = replicate(init_state(config, jax.random.key(0)), mesh)
