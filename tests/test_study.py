@@ -112,7 +112,7 @@ def test_a_sweep_trains_every_model_value_and_seed_and_a_diverged_run_is_a_resul
         assert "this study sweeps --lr" in capsys.readouterr().err
     for bad, message in [
         ("--sweep=lr", "--sweep must be FLAG=V1,V2"),
-        ("--sweep=seed=1,2", "other than norm and seed"),
+        ("--sweep=seed=1,2", "other than norm, arch and seed"),
         ("--sweep=colour=1,2", "--sweep must be FLAG=V1,V2"),
         ("--sweep=lr=1e-3,1e-3", "distinct values"),
         ("--sweep=lr=fast", "is not a value of --lr"),
