@@ -101,9 +101,15 @@ class Line:
 
 
 def plot_lines(
-    lines: Sequence[Line], path, xlabel: str = "iteration", ylabel: str = "", title: str | None = None
+    lines: Sequence[Line],
+    path,
+    xlabel: str = "iteration",
+    ylabel: str = "",
+    title: str | None = None,
+    ylim: tuple[float, float] | None = None,
 ) -> pathlib.Path:
-    """One colour per group, one line style per line of the group, crosses at the marks (paper Figs. 1, 13-14)."""
+    """One colour per group, one line style per line of the group, crosses at the marks (paper Figs. 1, 13-14);
+    ``ylim`` fixes the vertical range (fractions: ``(0, 1.02)``)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     colours = {g: f"C{i}" for i, g in enumerate(dict.fromkeys(line.group for line in lines))}
@@ -131,6 +137,8 @@ def plot_lines(
         ax.plot([], [], "x", color="black", markersize=10, markeredgewidth=2.5, label="collapse")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)

@@ -84,9 +84,13 @@ def fig_survival(instances: list[Instance], out: pathlib.Path) -> Figure:
         for setting, runs in by_setting(group).items():
             times, values = diagnostics.survival(survival_events(runs))
             end = max(i.ended_at for i in runs)
-            label = f"{model} ({len(runs)} runs)" if setting is None else f"{model}, {setting} ({len(runs)})"
+            label = (
+                f"{model} ({len(runs)} run{'s' if len(runs) > 1 else ''})"
+                if setting is None
+                else f"{model}, {setting} ({len(runs)})"
+            )
             lines.append(Line(model, label, [*times, end], [*values, values[-1]], steps=True))
-    path = plot_lines(lines, out / "fig_survival.png", ylabel="fraction of instances not yet collapsed")
+    path = plot_lines(lines, out / "fig_survival.png", ylabel="fraction of instances not yet collapsed", ylim=(0, 1.02))
     return Figure(
         "Time to collapse (Kaplan-Meier)",
         "The fraction of each model's instances not yet collapsed against iterations: it steps down at each "
