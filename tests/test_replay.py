@@ -85,6 +85,22 @@ def feeds_batch_norm(net_params, path):
     return collection == "params" and kind in ("conv", "linear") and name == "bias" and f"{prefix}_norm" in net_params
 
 
+def start_state(nets, model, config) -> dict:
+    """Our train state from the authors' generator and discriminator (their weights, fresh RMSProp states)."""
+    start = {
+        name: convert.authors_to_variables(net.state_dict(), model, name)
+        for name, net in zip(("generator", "discriminator"), nets)
+    }
+    opt = train_step.rmsprop(config)
+    return dict(
+        generator=start["generator"],
+        discriminator=start["discriminator"],
+        g_opt=opt.init(start["generator"]["params"]),
+        d_opt=opt.init(start["discriminator"]["params"]),
+        step=np.zeros((), np.int32),
+    )
+
+
 @pytest.mark.parametrize("norm", authors_torch.NORMS)
 def test_one_iteration_matches_the_authors_loop_in_float64(norm):
     model = convert.authors_config(norm, SIZE, nfeature=NF, code_size=CODE)
@@ -96,18 +112,7 @@ def test_one_iteration_matches_the_authors_loop_in_float64(norm):
 
     nets = authors_nets(norm)
     t64, t32 = AuthorsLoop(nets, torch.float64, config.lr), AuthorsLoop(nets, torch.float32, config.lr)
-    start = {
-        name: convert.authors_to_variables(net.state_dict(), model, name)
-        for name, net in zip(("generator", "discriminator"), nets)
-    }
-    opt = train_step.rmsprop(config)
-    state = dict(
-        generator=start["generator"],
-        discriminator=start["discriminator"],
-        g_opt=opt.init(start["generator"]["params"]),
-        d_opt=opt.init(start["discriminator"]["params"]),
-        step=np.zeros((), np.int32),
-    )
+    state = start_state(nets, model, config)
     step_fn = train_step.make_train_step(config, mesh)
     reals = np.random.default_rng(SEED).random((ITERATIONS, BATCH, SIZE, SIZE, 3), dtype=np.float32)
 
@@ -153,18 +158,7 @@ def test_resnet_iterations_match_the_authors_loop_in_float64():
         authors_resnet_torch.randomize_(authors_resnet_torch.Discriminator(size, features, (2, 1)), SEED + 1),
     )
     t64, t32 = ResnetLoop(nets, torch.float64, config.lr), ResnetLoop(nets, torch.float32, config.lr)
-    start = {
-        name: convert.authors_to_variables(net.state_dict(), model, name)
-        for name, net in zip(("generator", "discriminator"), nets)
-    }
-    opt = train_step.rmsprop(config)
-    state = dict(
-        generator=start["generator"],
-        discriminator=start["discriminator"],
-        g_opt=opt.init(start["generator"]["params"]),
-        d_opt=opt.init(start["discriminator"]["params"]),
-        step=np.zeros((), np.int32),
-    )
+    state = start_state(nets, model, config)
     step_fn = train_step.make_train_step(config, mesh)
     reals = np.random.default_rng(SEED).random((ITERATIONS, BATCH, *size, 3), dtype=np.float32)
     for t in range(ITERATIONS):

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wngan_jax.authors_torch import TPReLU  # the same module in both of their codes
+
 EPS = 1e-8  # added after the square root
 
 
@@ -77,17 +79,6 @@ class WNLinear(nn.Module):
     def forward(self, x):
         norm = self.weight.pow(2).sum(1).sqrt() + EPS
         return F.linear(x, self.weight) / norm * self.scale + self.bias
-
-
-class TPReLU(nn.Module):
-    def __init__(self, channels):
-        super().__init__()
-        self.weight = nn.Parameter(torch.full((channels,), 0.25))
-        self.bias = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x):
-        b = self.bias.view(1, -1, 1, 1)
-        return F.prelu(x - b, self.weight.clamp(0, 1)) + b
 
 
 class Affine(nn.Module):
