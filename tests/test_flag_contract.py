@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 import experiments.digits
 import experiments.report.command
 import experiments.study
-from experiments import common
+from experiments import common, parallel
 from wngan_jax import checkpoint, evaluation, generation, sample
 from wngan_jax import eval as eval_cli
 from wngan_jax.bench import __main__ as bench_cli
@@ -61,6 +61,13 @@ def dry_run(config, workdir, *, overwrite=False) -> dict:
     np.random.default_rng([config.seed, 1]).standard_normal((0, config.model.code_size))
     _shapes(config.replace(seed=0))
     return {"workdir": str(workdir), "best_loss": 0.0, "best_iteration": 0, "final_test": {}}
+
+
+def in_this_process(fn, calls, jobs, *, started, ended) -> None:
+    """``parallel.run_in_processes`` without processes: a spawned process would not see ``dry_run``."""
+    for call in calls:
+        started(call, None)
+        ended(call, parallel.Outcome(fn(*call.args), None, 0.0))
 
 
 @functools.lru_cache
@@ -109,6 +116,7 @@ def stubbed(monkeypatch, tmp_path):
     """Each command's work replaced by its first steps on shapes, or by nothing once its inputs are read."""
     monkeypatch.setattr(common, "train_and_evaluate", dry_run)
     monkeypatch.setattr(experiments.study.train, "train_and_evaluate", dry_run)
+    monkeypatch.setattr(experiments.study.parallel, "run_in_processes", in_this_process)
     monkeypatch.setattr(experiments.digits.report, "write", lambda runs, out: out)
     monkeypatch.setattr(experiments.digits.report, "load", lambda paths: types.SimpleNamespace(instances=[]))
     monkeypatch.setattr(experiments.digits.report, "summary", lambda runs: [])

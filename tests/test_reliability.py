@@ -237,16 +237,19 @@ def test_training_on_a_held_run_is_refused_before_anything_is_written(tmp_path, 
 
 
 def test_overwrite_discards_the_run_but_keeps_it_locked(tmp_path):
+    """``--overwrite`` empties the run directory but for its lock (nobody can start on it meanwhile) and the log
+    that a study's process may be writing the run's output to (``experiments.study --jobs``)."""
     from wngan_jax.config import TrainConfig
-    from wngan_jax.rundir import RunDirectory
+    from wngan_jax.rundir import LOG_FILE, RunDirectory
 
     run = tmp_path / "run"
     with locks.hold_run(run):
         (run / "config.json").write_text(TrainConfig(lr=0.5).to_json())
         (run / "checkpoints" / "last").mkdir(parents=True)
         (run / metrics.METRICS_FILE).write_text(rows(2))
+        (run / LOG_FILE).write_text("the output so far\n")
         RunDirectory(run).check_config(TrainConfig(), overwrite=True)
-        assert os.listdir(run) == [locks.LOCK_FILE]
+        assert sorted(os.listdir(run)) == sorted([locks.LOCK_FILE, LOG_FILE])
         second = subprocess.run([sys.executable, "-c", HOLDER, str(run)], capture_output=True, text=True)
         assert second.returncode == 1 and "WorkdirConflict" in second.stderr
 

@@ -3,14 +3,16 @@ and without their training data."""
 
 import collections
 import json
+import os
 import shutil
 import struct
 import subprocess
+import time
 
 import numpy as np
 import pytest
 
-from experiments import report, study
+from experiments import parallel, report, study
 from wngan_jax import checkpoint, data, errors, record
 from wngan_jax.config import TrainConfig
 
@@ -308,3 +310,109 @@ def test_a_study_trains_the_resnet_beside_dcgan_models_and_the_report_names_it(t
     assert "--norms" in capsys.readouterr().err
     assert study.main([*argv, "--norms=resnet_bn"]) == 1
     assert "unknown model 'resnet_bn'" in capsys.readouterr().err
+
+
+def _metrics(run) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.skipif(parallel.available_cpus() < 2, reason="--jobs=2 needs 2 CPUs")
+def test_jobs_2_gives_the_runs_of_jobs_1_each_with_its_log_and_a_failed_run_stops_only_itself(
+    study_dir, tmp_path, capsys, monkeypatch
+):
+    """``--jobs=2`` trains the study's runs two at once, each in its own process on one CPU with its output in
+    ``RUN/study.log``, and they are the runs ``--jobs=1`` trained (``study_dir``): the same training losses, the
+    same reconstruction losses up to the order of float sums. A run that fails (its lock file is a directory)
+    is named with its log at the end, the command exits 1, and the runs beside it and after it finish."""
+    root, argv = study_dir
+    monkeypatch.setenv("JAX_NUM_CPU_DEVICES", "4")  # as this process (conftest), so the shards are the same
+    parallel_root = tmp_path / "study"
+    (parallel_root / "bn" / "seed_0" / "run.lock").mkdir(parents=True)
+    argv = [a for a in argv if not a.startswith(("--workdir", "--norms"))]
+    argv += [f"--workdir={parallel_root}", "--norms=bn,vanilla,wn", "--iterations=4", "--jobs=2"]
+    assert study.main(argv) == 1
+    out, err = capsys.readouterr()
+    bn_log = parallel_root / "bn" / "seed_0" / "study.log"
+    assert err.strip() == (
+        f"error: runs that failed (run the command again to retry them): {bn_log.parent} (log: {bn_log})"
+    )
+    starts = [line for line in out.splitlines() if ": training on CPUs " in line]
+    assert [line.split()[1] for line in starts] == ["bn", "vanilla", "wn"]  # in the study's order
+    assert {line.split(" on CPUs ")[1][0] for line in starts[:2]} == {"0", "1"}  # one CPU each, not the same
+    assert "[1/3] bn seed 0" in out and "failed after" in out and "WorkdirConflict" in out
+    assert "Traceback" in bn_log.read_text() and "cannot use" in bn_log.read_text()
+    for norm in ("vanilla", "wn"):
+        run, reference = parallel_root / norm / "seed_0", root / norm / "seed_0"
+        assert f"[{2 if norm == 'vanilla' else 3}/3] {norm} seed 0 ({run}): trained in " in out
+        assert f"{norm} seed 0 ({run}): training" in (run / "study.log").read_text()
+        rows, expected = _metrics(run), _metrics(reference)
+        assert [r["iteration"] for r in rows] == [r["iteration"] for r in expected] == [1, 2, 3, 4]
+        for row, want in zip(rows, expected, strict=True):
+            assert (row["d_loss"], row["g_loss"]) == (want["d_loss"], want["g_loss"])
+            assert row.get("test_loss", 0) == pytest.approx(want.get("test_loss", 0), rel=1e-6)
+        final, want = (json.loads((r / "final_test" / "report.json").read_text()) for r in (run, reference))
+        assert final["iteration"] == want["iteration"]
+        assert final["mean_loss"] == pytest.approx(want["mean_loss"], rel=1e-6)
+
+
+def test_calls_in_processes_are_pinned_apart_logged_and_go_on_past_a_failure(tmp_path):
+    """At most ``jobs`` calls at once, in order, each in a process pinned to a CPU set no other running call
+    holds, its output appended to its log; a call that raises ends with its error and the next starts."""
+    if parallel.available_cpus() < 2 or not hasattr(os, "sched_setaffinity"):
+        pytest.skip("needs 2 CPUs and sched_setaffinity")
+    events, running = [], {}
+    calls = [
+        parallel.Call("first", (0,), tmp_path / "first.log"),
+        parallel.Call("bad", ("not a process id",), tmp_path / "new" / "bad.log"),
+        parallel.Call("third", (0,), tmp_path / "third.log"),
+    ]
+    (tmp_path / "third.log").write_text("an earlier line\n")
+
+    def started(call, cpus):
+        assert all(cpus.isdisjoint(other) for other in running.values()) and len(running) < 2
+        running[call.key] = cpus
+        events.append(("start", call.key))
+
+    def ended(call, outcome):
+        events.append(("end", call.key, outcome.result == running.pop(call.key), outcome.error))
+
+    parallel.run_in_processes(os.sched_getaffinity, calls, 2, started=started, ended=ended)
+    assert events[:2] == [("start", "first"), ("start", "bad")]  # the third waits for a free CPU set
+    assert events.index(("start", "third")) > min(i for i, e in enumerate(events) if e[0] == "end")
+    ends = {e[1]: e[2:] for e in events if e[0] == "end"}
+    assert ends["first"] == ends["third"] == (True, None)  # each ran on exactly the CPUs it was given
+    assert ends["bad"][1].startswith("TypeError: ")
+    assert "Traceback" in (tmp_path / "new" / "bad.log").read_text()
+    third = (tmp_path / "third.log").read_text().splitlines()
+    assert third[0] == "an earlier line" and " on CPUs " in third[1]  # appended
+
+
+def test_interrupting_the_calls_stops_their_processes_at_once(tmp_path):
+    """Ctrl-C (here raised as a call starts) terminates the processes still running instead of waiting."""
+
+    def interrupt(call, cpus):
+        raise KeyboardInterrupt
+
+    calls = [parallel.Call("sleep", (60,), tmp_path / "sleep.log")]
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        parallel.run_in_processes(time.sleep, calls, 1, started=interrupt, ended=None)
+    assert time.monotonic() - start < 30
+
+
+def test_jobs_that_cannot_run_are_refused_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(study.parallel, "available_cpus", lambda: 2)
+    workdir = tmp_path / "study"
+    for flags_given, message in [
+        (["--jobs=0"], "--jobs must be at least 1, got 0"),
+        (["--jobs=-1"], "--jobs must be at least 1, got -1"),
+        (["--jobs=3"], "--jobs=3 is more than the 2 CPUs this process may use"),
+        (["--jobs=2", "--num_processes=2"], "--jobs above 1 trains runs side by side on one host"),
+    ]:
+        assert study.main(["--norms=wn", f"--workdir={workdir}", *flags_given]) == 1, flags_given
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and err.startswith(f"error: {message}"), err
+    monkeypatch.setattr(study.jax, "default_backend", lambda: "gpu")
+    assert study.main(["--norms=wn", f"--workdir={workdir}", "--jobs=2"]) == 1
+    assert "--jobs=2: every run would share this gpu; use --jobs=1" in capsys.readouterr().err
+    assert not workdir.exists()

@@ -4,6 +4,7 @@
     RUN/model.json        its ModelConfig            RUN/metrics.jsonl, events.*    (wngan_jax/metrics.py)
     RUN/data.json         the data's identity        RUN/samples/, RUN/record/      grids; the fixed-code record
     RUN/fixed_codes.npy   the sample grids' codes    RUN/final_test/                the final test (evaluation.py)
+    RUN/study.log         the run's output when a study trained it in a process of its own (experiments.study --jobs)
 
 A run is identified by its config less where its data and cache live (``config.LOCATION_FIELDS``) and the
 data spec: a moved dataset resumes when its images are the same (``content_sha256``). A directory that holds
@@ -29,6 +30,7 @@ DATA_FILE = "data.json"
 FIXED_CODES_FILE = "fixed_codes.npy"
 FINAL_TEST_DIR = "final_test"
 SAMPLES_DIR = "samples"
+LOG_FILE = "study.log"
 RESUME_FIX = "restore it from a copy, or pass --overwrite to discard that run"
 
 
@@ -57,13 +59,13 @@ class RunDirectory:
         return locks.hold_run(self.path, enabled=self.is_main)
 
     def clear(self) -> None:
-        """Empty the directory but for the lock this process holds."""
+        """Empty the directory but for the lock this process holds and the log its output may be going to."""
         if not self.is_main:
             return
         for child in self.path.iterdir():
             if child.is_dir():
                 shutil.rmtree(child)
-            elif child.name != locks.LOCK_FILE:
+            elif child.name not in (locks.LOCK_FILE, LOG_FILE):
                 child.unlink()
 
     def recorded_config(self) -> TrainConfig | None:
