@@ -102,7 +102,12 @@ def run_in_processes(
             receive.close()
 
 
-def one_line(error: BaseException) -> str:
+def placement(cpus: frozenset[int] | None) -> str:
+    """Where a call runs, in words: ``"on CPUs 0,1"``, or ``"unpinned"``."""
+    return f"on CPUs {','.join(map(str, sorted(cpus)))}" if cpus is not None else "unpinned"
+
+
+def _one_line(error: BaseException) -> str:
     """``"KindOfError: the first line of its message"``."""
     lines = str(error).splitlines()
     return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
@@ -118,12 +123,11 @@ def _call_in_child(fn, args, cpus, log: pathlib.Path, send) -> None:
         with open(log, "a") as out:  # the descriptors themselves, so that XLA's own output goes there too
             os.dup2(out.fileno(), sys.stdout.fileno())
             os.dup2(out.fileno(), sys.stderr.fileno())
-        where = f"CPUs {','.join(map(str, sorted(cpus)))}" if cpus is not None else "every CPU"
-        print(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')}: process {os.getpid()} on {where}", flush=True)
+        print(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')}: process {os.getpid()} {placement(cpus)}", flush=True)
         answer = (fn(*args), None)
     except Exception as e:
         traceback.print_exc()
-        answer = (None, one_line(e))
+        answer = (None, _one_line(e))
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

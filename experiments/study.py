@@ -183,8 +183,7 @@ def train_in_processes(calls: list[parallel.Call], jobs: int, summaries: list) -
     def started(call, cpus):
         run, _, head, _ = call.args
         doing = "resuming" if (run / "config.json").exists() else "training"
-        where = f"on CPUs {','.join(map(str, sorted(cpus)))}" if cpus is not None else "in its own process"
-        print(f"{head}: {doing} {where} (log: {call.log})", flush=True)
+        print(f"{head}: {doing} in its own process {parallel.placement(cpus)} (log: {call.log})", flush=True)
 
     def ended(call, outcome):
         run, _, head, _ = call.args

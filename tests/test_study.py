@@ -336,7 +336,7 @@ def test_jobs_2_gives_the_runs_of_jobs_1_each_with_its_log_and_a_failed_run_stop
     assert err.strip() == (
         f"error: runs that failed (run the command again to retry them): {bn_log.parent} (log: {bn_log})"
     )
-    starts = [line for line in out.splitlines() if ": training on CPUs " in line]
+    starts = [line for line in out.splitlines() if ": training in its own process on CPUs " in line]
     assert [line.split()[1] for line in starts] == ["bn", "vanilla", "wn"]  # in the study's order
     assert {line.split(" on CPUs ")[1][0] for line in starts[:2]} == {"0", "1"}  # one CPU each, not the same
     assert "[1/3] bn seed 0" in out and "failed after" in out and "WorkdirConflict" in out
