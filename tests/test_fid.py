@@ -167,16 +167,16 @@ def test_dataset_reference(tmp_path, monkeypatch):
     np.testing.assert_array_equal(calls[0], rows[10:40])
 
 
-def test_eval_command_and_training_report_fid(tmp_path, weights, capsys):
-    """``eval --metrics recon,fid,kid,pr`` writes every metric into report.json; training with --fid_every logs
-    FID to metrics.jsonl; both read the weights from an .npz export (random weights: no download)."""
-    import json
-
-    from wngan_jax import eval as eval_cli
+@pytest.fixture(scope="module")
+def fid_run(tmp_path_factory, weights):
+    """A tiny run with FID every 2 iterations and a generator EMA: (run directory, data cache, weights .npz).
+    Random Inception weights exported to .npz (no download); the seed is eval's FID seed (0); the learning rate
+    moves the generator far enough from its average in 4 iterations for their FIDs to differ."""
     from wngan_jax import train
     from wngan_jax.config import digits
 
-    path = inception.export_npz(weights, tmp_path / "inception.npz")
+    root = tmp_path_factory.mktemp("fid_run")
+    path = inception.export_npz(weights, root / "inception.npz")
     config = digits().replace(
         nfeature=8,
         code_size=16,
@@ -193,27 +193,63 @@ def test_eval_command_and_training_report_fid(tmp_path, weights, capsys):
         fid_samples=4,  # as many as the reference and a multiple of the 4 devices: one compiled shape
         fid_reference=4,
         inception_weights=str(path),
-        cache_dir=str(tmp_path / "cache"),
+        ema_decay=0.5,
+        lr=2e-3,
+        seed=0,
+        cache_dir=str(root / "cache"),
         progress_bar=False,
     )
-    train.train_and_evaluate(config, tmp_path / "run")
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    train.train_and_evaluate(config, root / "run")
+    return root / "run", root / "cache", path
+
+
+def test_eval_command_and_training_report_fid(fid_run, tmp_path, capsys):
+    """``eval --metrics recon,fid,kid,pr`` writes every metric into report.json; training with --fid_every logs
+    FID to metrics.jsonl; both read the weights from an .npz export (random weights: no download)."""
+    import json
+
+    from wngan_jax import eval as eval_cli
+
+    run, cache, path = fid_run
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows if "fid" in r] == [2, 4] and all(r["fid"] > 0 for r in rows if "fid" in r)
 
-    common = ["--checkpoint", str(tmp_path / "run"), "--data=digits", f"--cache_dir={tmp_path / 'cache'}"]
+    common = ["--checkpoint", str(run), "--data=digits", f"--cache_dir={cache}"]
     argv = [*common, "--samples=20", "--steps=2", "--fid_samples=4", "--fid_reference=4", "--out", str(tmp_path / "e")]
     assert eval_cli.main([*argv, "--metrics=recon,fid,kid,pr", f"--inception_weights={path}"]) == 0
     report = json.loads((tmp_path / "e" / "report.json").read_text())
     quality = report["sample_quality"]
     assert quality["fid"] > 0 and quality["num_generated"] == 4 and quality["num_reference"] == 4
     assert 0 <= quality["precision"] <= 1 and 0 <= quality["recall"] <= 1 and "kid" in quality
-    assert report["mean_loss"] > 0 and report["samples"] == 20
+    assert report["mean_loss"] > 0 and report["samples"] == 20 and report["generator"] == "raw"
     capsys.readouterr()
     assert eval_cli.main([*argv, "--metrics=fid", f"--inception_weights={tmp_path / 'absent.pth'}"]) == 1
     assert "pt_inception-2015-12-05-6726825d.pth" in capsys.readouterr().err
-    assert eval_cli.main(["--checkpoint", str(tmp_path / "run"), "--targets=x.npy", "--out=o", "--metrics=fid"]) == 1
+    assert eval_cli.main(["--checkpoint", str(run), "--targets=x.npy", "--out=o", "--metrics=fid"]) == 1
     assert "pass --data" in capsys.readouterr().err
     assert eval_cli.main([*argv, "--metrics=fdi"]) == 1 and "unknown fdi" in capsys.readouterr().err
+
+
+def test_ema_fid_is_the_fid_of_the_averaged_generator(fid_run, tmp_path):
+    """With --ema_decay, metrics.jsonl has ``ema_fid`` beside ``fid`` at every FID iteration. The last one is
+    the FID that eval computes on its own for the last checkpoint's averaged generator (``--ema``) from the same
+    codes (seed 0) against the same reference (the first 4 training images of the same split), and not the raw
+    generator's FID."""
+    import json
+
+    from wngan_jax import eval as eval_cli
+
+    run, cache, path = fid_run
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    measured = {r["iteration"]: r for r in rows if "fid" in r}
+    assert list(measured) == [2, 4] and all(r["ema_fid"] > 0 for r in measured.values())
+    argv = ["--checkpoint", str(run), "--which=last", "--ema", "--data=digits", f"--cache_dir={cache}"]
+    argv += [f"--inception_weights={path}", "--metrics=fid", "--samples=20", "--fid_samples=4", "--fid_reference=4"]
+    assert eval_cli.main([*argv, f"--out={tmp_path}"]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["generator"] == "ema" and report["iteration"] == 4 and report["sample_quality"]["seed"] == 0
+    assert report["sample_quality"]["fid"] == pytest.approx(measured[4]["ema_fid"], rel=1e-4)
+    assert measured[4]["ema_fid"] != pytest.approx(measured[4]["fid"], rel=1e-3)
 
 
 @pytest.mark.parametrize(

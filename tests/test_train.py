@@ -148,6 +148,67 @@ def test_generator_ema_is_the_debiased_mean_of_the_generators():
         np.testing.assert_array_equal(a, b)
 
 
+def test_sample_and_eval_with_ema_read_the_averaged_generator(tmp_path, cache_dir, capsys):
+    """``--ema`` reads a checkpoint's averaged generator. sample's images are the generator applied to the
+    checkpoint's averaged parameters with the raw generator's BN statistics (the documented assembly, put
+    together here from the restored arrays), and differ from the raw generator's. eval's loss equals what the
+    trainer measured on the averaged generator with the same targets, steps and batch: the final test's ``ema``
+    entry (best iteration) and an earlier iteration's running test (``ema_test_loss``), both on the first 8
+    final-test images. A checkpoint without an average (a converted one; a run without --ema_decay holds the
+    same two networks) is one error line naming --ema_decay, with nothing written."""
+    from wngan_jax import checkpoint, sample
+    from wngan_jax import eval as eval_cli
+
+    config = tiny(norm="bn", lr=2e-3, ema_decay=0.6, keep_every=3, running_test=8, final_test_samples=8)
+    config = config.replace(final_test_steps=3, cache_dir=cache_dir)
+    run = tmp_path / "run"
+    train.train_and_evaluate(config, run)
+    final = json.loads((run / "final_test" / "report.json").read_text())
+    rows = {r["iteration"]: r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
+    measured = {  # --which: the trainer's loss of the averaged generator, of the raw one (the first 8 images)
+        "best": (final["ema"]["mean_loss"], final["mean_loss"]),
+        "3": (rows[3]["ema_test_loss"], rows[3]["test_loss"]),
+    }
+    assert final["iteration"] != 3
+    ckpt = Checkpoints(run, read_only=True)
+    codes = np.random.default_rng(0).standard_normal((5, config.model.code_size)).astype(np.float32)
+    np.save(tmp_path / "codes.npy", codes)
+    generator = config.model.generator()
+    for which, (averaged_loss, raw_loss) in measured.items():
+        models = ckpt.restore(which)["models"]
+        averaged = {"params": models["generator_ema"]["params"], "batch_stats": models["generator"]["batch_stats"]}
+        want = np.asarray(generator.apply(averaged, codes, train=False))
+        raw = np.asarray(generator.apply(models["generator"], codes, train=False))
+        assert np.abs(want - raw).max() > 1e-4  # 100 times the tolerance below
+        for ema, expected in ((True, want), (False, raw)):
+            out = tmp_path / f"{which}_{ema}.npy"
+            argv = ["--checkpoint", str(run), f"--which={which}", f"--ema={ema}", f"--codes={tmp_path / 'codes.npy'}"]
+            assert sample.main([*argv, "--out", str(out)]) == 0
+            np.testing.assert_allclose(np.load(out), expected, rtol=1e-6, atol=1e-6)
+            assert ("averaged generator, iteration" in capsys.readouterr().out) == ema
+
+        argv = ["--checkpoint", str(run), f"--which={which}", "--ema", "--data=digits", f"--cache_dir={cache_dir}"]
+        argv += ["--samples=8", "--steps=3", "--batch_size=8", f"--out={tmp_path / which}"]
+        assert eval_cli.main(argv) == 0
+        report = json.loads((tmp_path / which / "report.json").read_text())
+        assert report["generator"] == "ema" and report["samples"] == 8
+        assert report["mean_loss"] == pytest.approx(averaged_loss, rel=1e-6)
+        assert report["mean_loss"] != pytest.approx(raw_loss, rel=1e-3)
+    ckpt.close()
+
+    networks = {k: models[k] for k in ("generator", "discriminator")}
+    checkpoint.save_models(tmp_path / "converted", config.model, networks)
+    capsys.readouterr()
+    for main, rest in (
+        (sample.main, ["--num=2", f"--out={tmp_path / 'x.npy'}"]),
+        (eval_cli.main, ["--data=digits", f"--out={tmp_path / 'x'}"]),
+    ):
+        assert main(["--checkpoint", str(tmp_path / "converted"), "--ema", *rest]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--ema needs a run trained with --ema_decay > 0" in err[0], err
+    assert not (tmp_path / "x.npy").exists() and not (tmp_path / "x").exists()
+
+
 # Losses on D's logits. sigmoid(ln 3) = 3/4, sigmoid(0) = 1/2, sigmoid(-ln 3) = 1/4, so the hand values below
 # are sums of logs of small fractions and of squares of quarters.
 LN3 = float(np.log(3.0))

@@ -7,8 +7,9 @@ A run directory holds::
     RUN/checkpoints/best/<iteration>/    the generator with the best running-test loss so far
 
 Each checkpoint has the items ``models`` (``{"generator": variables, "discriminator": variables}``, flax
-variable dicts with ``params`` and, for BN models, ``batch_stats``), ``meta`` (JSON: iteration, losses,
-data position, ...) and, in ``last`` only, ``train`` (optimizer states and random key for exact resume).
+variable dicts with ``params`` and, for BN models, ``batch_stats``; a run trained with ``--ema_decay`` adds
+``"generator_ema"``, the averaged generator), ``meta`` (JSON: iteration, losses, data position, ...) and, in
+``last`` only, ``train`` (optimizer states and random key for exact resume).
 Orbax writes each checkpoint to a temporary directory and renames it when complete, so a killed process
 never leaves a half-written checkpoint behind.
 """
@@ -235,15 +236,30 @@ def check_variables(config: ModelConfig, which_net: str, variables) -> None:
         raise CheckpointError(f"{which_net} variables do not fit {config}: " + "; ".join(sorted(problems)))
 
 
-def load_generator(run_dir, which: str | int = "best"):
-    """(ModelConfig, generator variables, iteration) from a run or converted checkpoint directory."""
+def generator_variables(models: dict, *, ema: bool = False, where: str = "the checkpoint"):
+    """The generator of a checkpoint's ``models``: the raw one, or with ``ema`` the averaged generator of a run
+    trained with ``--ema_decay`` (Yazici et al. 2019), complete as the trainer measures it: the debiased average
+    of the parameters with the raw generator's batch statistics (``train_step.average_generator`` assembles it
+    in every iteration, and checkpoints hold it as ``generator_ema``). Without one, with ``ema``, a
+    ``CheckpointError`` naming ``where``."""
+    if not ema:
+        return models["generator"]
+    if "generator_ema" not in models:
+        raise CheckpointError(f"--ema needs a run trained with --ema_decay > 0; {where} holds no averaged generator")
+    return models["generator_ema"]
+
+
+def load_generator(run_dir, which: str | int = "best", *, ema: bool = False):
+    """(ModelConfig, generator variables, iteration) from a run or converted checkpoint directory; with ``ema``
+    the averaged generator (``generator_variables``)."""
     config = read_model_config(run_dir)
     ckpt = Checkpoints(run_dir, read_only=True)
     try:
         restored = ckpt.restore(which)
     finally:
         ckpt.close()
-    variables = restored["models"]["generator"]
+    where = f"the {restored['which']} checkpoint at iteration {restored['step']} in {run_dir}"
+    variables = generator_variables(restored["models"], ema=ema, where=where)
     check_variables(config, "generator", variables)
     return config, variables, restored["step"]
 

@@ -114,11 +114,17 @@ def define_image_size(fv: flags.FlagValues, default=None, help_text: str | None 
 
 
 def define_checkpoint_flags(fv: flags.FlagValues) -> None:
-    """``--checkpoint`` and ``--which``, for every command that reads a checkpoint."""
+    """``--checkpoint``, ``--which`` and ``--ema``, for every command that reads a checkpoint."""
     flags.DEFINE_string(
         "checkpoint", None, "run directory, or the --out of `python -m wngan_jax.convert`", flag_values=fv
     )
     flags.DEFINE_string("which", "best", "best, last or an iteration number", flag_values=fv)
+    flags.DEFINE_bool(
+        "ema",
+        False,
+        "the averaged generator of that checkpoint (a run trained with --ema_decay > 0) instead of the raw one",
+        flag_values=fv,
+    )
     flags.mark_flag_as_required("checkpoint", flag_values=fv)
 
 

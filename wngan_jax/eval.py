@@ -1,6 +1,6 @@
 """``python -m wngan_jax.eval``: the final reconstruction test of a checkpoint's generator (paper §4, §5.1).
 
-    python -m wngan_jax.eval --checkpoint RUN [--which best|last|N] --data SPEC [--data_dir PATH] \\
+    python -m wngan_jax.eval --checkpoint RUN [--which best|last|N] [--ema] --data SPEC [--data_dir PATH] \\
         --samples 2000 --steps 2000 --out DIR [--pairs] [--benchmark]
     python -m wngan_jax.eval --checkpoint RUN --targets images.npy --out DIR
 
@@ -11,7 +11,8 @@ docs/authors.md §3), ``--targets`` any ``(N, H, W, C)`` images (uint8, or float
 with ``--pairs``, one pair image per sample under ``OUT/pairs/`` as the authors' final test does.
 ``--benchmark`` compiles first, so the timing excludes compilation. ``--metrics recon,fid,kid,pr`` adds FID,
 KID and precision/recall of ``--fid_samples`` generated images against ``--data``'s training images (needs
-pytorch-fid's Inception weights, docs/metrics.md).
+pytorch-fid's Inception weights, docs/metrics.md). ``--ema`` measures the averaged generator of a run trained
+with ``--ema_decay`` (``"generator": "ema"`` in the report, ``"raw"`` otherwise).
 """
 
 from __future__ import annotations
@@ -78,8 +79,13 @@ def body(fv: flags.FlagValues, args: list[str]) -> int:
     cli.no_arguments(args)
     quality = fid.check_metrics([m for m in fv.metrics if m != "recon"])
     extractor = check_inputs(fv, quality)
-    model, variables, iteration = checkpoint.load_generator(fv.checkpoint, fv.which)
-    report = {"checkpoint": str(pathlib.Path(fv.checkpoint).absolute()), "which": fv.which, "iteration": iteration}
+    model, variables, iteration = checkpoint.load_generator(fv.checkpoint, fv.which, ema=fv.ema)
+    report = {
+        "checkpoint": str(pathlib.Path(fv.checkpoint).absolute()),
+        "which": fv.which,
+        "iteration": iteration,
+        "generator": "ema" if fv.ema else "raw",
+    }
     dataset = None
     if fv.data is not None:
         dataset = evaluation.load_dataset(fv.data, model, fv.samples, data_dir=fv.data_dir, cache_dir=fv.cache_dir)

@@ -2,11 +2,12 @@
 
 Command line (docs/convert.md)::
 
-    python -m wngan_jax.sample --checkpoint DIR [--which best|last|N] --codes codes.npy --out images.npy
+    python -m wngan_jax.sample --checkpoint DIR [--which best|last|N] [--ema] --codes codes.npy --out images.npy
     python -m wngan_jax.sample --checkpoint DIR --num 64 --seed 0 --out images.npy --grid samples.png
 
 Codes are ``(N, code_size)`` float arrays; ``--num`` draws them from the standard normal prior. The output is
-``(N, H, W, C)`` float32 in [0, 1].
+``(N, H, W, C)`` float32 in [0, 1]. ``--ema`` samples the averaged generator of a run trained with
+``--ema_decay``.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def body(fv: flags.FlagValues, args: list[str]) -> int:
     files.check_output(fv.out, "--out")  # before anything is computed or written
     if fv.grid:
         visualize.check_image_path(files.check_output(fv.grid, "--grid"), "--grid")
-    config, variables, step = checkpoint.load_generator(fv.checkpoint, fv.which)
+    config, variables, step = checkpoint.load_generator(fv.checkpoint, fv.which, ema=fv.ema)
     if fv.codes:
         codes = generation.load_codes(fv.codes, config.code_size)
     else:
@@ -48,7 +49,8 @@ def body(fv: flags.FlagValues, args: list[str]) -> int:
     out = pathlib.Path(fv.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.save(out, images)
-    print(f"wrote {out}: {images.shape[0]} images {images.shape[1:]} from {fv.checkpoint} (iteration {step})")
+    source = f"{fv.checkpoint} ({'averaged generator, ' if fv.ema else ''}iteration {step})"
+    print(f"wrote {out}: {images.shape[0]} images {images.shape[1:]} from {source}")
     if fv.grid:
         print(f"wrote {visualize.save_grid(images, fv.grid, fv.columns)}")
     return 0

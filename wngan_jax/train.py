@@ -204,13 +204,13 @@ class Trainer:
             out["ema"] = self.state["generator_ema"]
         return out
 
-    def best_generator(self, name: str = "generator"):
-        """The best iteration's generator (``name``: ``generator`` or, with ``--ema_decay``, ``generator_ema``, the
-        average at the iteration the raw generator's running test chose): kept in memory since it was saved, or
-        read from ``checkpoints/best``."""
+    def best_generator(self, *, ema: bool = False):
+        """The best iteration's generator (with ``ema`` and ``--ema_decay``, the average at the iteration the raw
+        generator's running test chose; ``checkpoint.generator_variables``): kept in memory since it was saved,
+        or read from ``checkpoints/best``."""
         if self._best_generators is None:
             self._best_generators = dict(self.checkpoints.restore("best")["models"])
-        return self._best_generators[name]
+        return checkpoint.generator_variables(self._best_generators, ema=ema)
 
     # Loop -----------------------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -268,7 +268,7 @@ class Trainer:
         if best != last:
             generators["last"] = (last, self.state["generator"])
         if "generator_ema" in self.state:
-            generators["ema"] = (best, self.best_generator("generator_ema"))
+            generators["ema"] = (best, self.best_generator(ema=True))
             if best != last:
                 generators["ema_last"] = (last, self.state["generator_ema"])
         return evaluation.final_test(
