@@ -27,6 +27,8 @@ renders the tables. The parts (``--only`` takes their names):
 * ``final_test``: reconstruction (paper §4) of 200 samples x 200 steps at 160x160 with the chunk size the
   memory budget picks, then the paper's final test's chunking (2000 samples) for a few steps: its peak
   memory and throughput, and the 2000 x 2000 final test's time extrapolated from it.
+* ``authors_resnet_wn``: ``bench --what=authors --arch=resnet`` at 64 and 160: the follow-up's model (their
+  README's features and blocks) and loop here next to theirs in PyTorch.
 * ``digits``: ``python -m experiments.digits`` for 100 iterations: checkpoints, samples, final test.
 * ``layers``: ``bench --what=layers`` at 64: each layer's custom VJP against XLA's native transposed
   convolution (and PyTorch).
@@ -180,6 +182,13 @@ def parts(sizes: Sizes, work: pathlib.Path) -> list[Part]:
             "reconstruction throughput and the final test",
             60,
             [PARTS, "final_test", *[f"--{k}={v}" for k, v in rec.items()]],
+        ),
+        Part(
+            "authors_resnet_wn",
+            "WN ResNet follow-up iteration vs the authors' PyTorch",
+            60,
+            bench("authors", *iteration, "--arch=resnet"),
+            in_dry_run=False,
         ),
         Part(
             "digits",
