@@ -129,12 +129,13 @@ def test_report_pages_and_markdown(study, tmp_path):
     assert tables in results and "trained to iterations 1,400" in results
     assert "![Figs. 1, 13-14: running-test reconstruction loss](results/fig1_running_test_loss.png)" in results
     assert (tmp_path / "docs" / "results" / "fig1_running_test_loss.png").is_file()
-    # Regenerating the page keeps its hand-written stability section (results of other studies), once.
+    # Regenerating the page keeps its hand-written sections (results of other studies), once, in order.
+    resnet = "## The WN ResNet follow-up\n\n| c | d |\n\n"
     section = "## Stability under stress\n\nLong runs: ...\n\n### A sweep\n\n| a | b |\n"
-    (tmp_path / "docs" / "results.md").write_text(results + "\n## Notes\n\ngone\n\n" + section)
+    (tmp_path / "docs" / "results.md").write_text(results + resnet + "## Notes\n\ngone\n\n" + section)
     report.write_report([study], tmp_path / "out", markdown=tmp_path / "docs" / "results.md")
     again = (tmp_path / "docs" / "results.md").read_text()
-    assert again.endswith(section) and again.count("## Stability under stress") == 1 and "gone" not in again
+    assert again.endswith(resnet + section) and again.count("## Stability under stress") == 1 and "gone" not in again
 
 
 def test_collapse_figure_and_diversity_from_a_record(study, tmp_path):

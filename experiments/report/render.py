@@ -81,7 +81,8 @@ def html_page(study: Study, tables: list[Table], figures: list[Figure]) -> str:
     return "\n".join(parts)
 
 
-KEPT_SECTIONS = ("Stability under stress",)  # sections of a --markdown page written by hand from other studies
+# Sections of a --markdown page written by hand from other studies, kept when the page is regenerated.
+KEPT_SECTIONS = ("The WN ResNet follow-up", "Stability under stress")
 
 
 def kept_sections(text: str) -> str:
