@@ -159,11 +159,16 @@ def run_study(
     return summaries
 
 
+def starting(run: pathlib.Path) -> str:
+    """What training ``run`` does now: ``resuming`` a run on disk, or ``training`` a new one."""
+    return "resuming" if (run / "config.json").exists() else "training"
+
+
 def train_run(run: pathlib.Path, config: TrainConfig, head: str, overwrite: bool = False) -> dict:
     """Train or resume one run of the study (``head`` names it in what is printed) and return its summary with
     its ``status``: ``trained``, or ``diverged`` when its loss stays non-finite past its rollbacks
     (``TrainingDiverged``): the run is then marked with ``diverged.json``, a collapse for the report."""
-    print(f"{head}: {'resuming' if (run / 'config.json').exists() else 'training'}", flush=True)
+    print(f"{head}: {starting(run)}", flush=True)
     try:
         return train.train_and_evaluate(config, run, overwrite=overwrite) | {"status": "trained"}
     except errors.TrainingDiverged as e:
@@ -182,8 +187,7 @@ def train_in_processes(calls: list[parallel.Call], jobs: int, summaries: list) -
 
     def started(call, cpus):
         run, _, head, _ = call.args
-        doing = "resuming" if (run / "config.json").exists() else "training"
-        print(f"{head}: {doing} in its own process {parallel.placement(cpus)} (log: {call.log})", flush=True)
+        print(f"{head}: {starting(run)} in its own process {parallel.placement(cpus)} (log: {call.log})", flush=True)
 
     def ended(call, outcome):
         run, _, head, _ = call.args
