@@ -5,16 +5,23 @@ spread one small run over every core, so N runs side by side, each pinned to its
 than one after another (docs/study.md gives the measurement). Processes are started with ``spawn``: the
 parent has usually started JAX already, and a forked JAX process may deadlock. Each process pins itself to its
 CPUs before it does anything else, so JAX sizes its thread pools to them when it starts its backend.
+
+No process outlives the study that started it: a SIGTERM to the parent (``kill``, ``timeout``, a batch
+scheduler) terminates the running calls as Ctrl-C does, and on Linux the kernel sends each call's process
+SIGTERM when its parent dies in any other way (even by SIGKILL). Each loses only what it had not saved.
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import multiprocessing
 import multiprocessing.connection
 import os
 import pathlib
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -67,18 +74,21 @@ def run_in_processes(
     are called in this process as each starts and ends. A call that raises ends with its error (its traceback is
     in its log) and the others go on. ``fn`` must be importable by name (a module-level function).
 
-    When this function is interrupted (Ctrl-C, or any exception), the processes still running are terminated:
-    each loses what it had not saved."""
+    When this function is interrupted (Ctrl-C, SIGTERM, or any exception), the processes still running are
+    terminated: each loses what it had not saved. A SIGTERM then ends this process with exit status 143."""
     context = multiprocessing.get_context("spawn")
     free = cpu_sets(jobs)
     waiting = list(calls)
     running = {}  # the receiving end of each process's pipe: (call, process, cpus, start time)
+    previous_sigterm_handler = _exit_on_sigterm()
     try:
         while waiting or running:
             while waiting and free:
                 call, cpus = waiting.pop(0), free.pop(0)
                 receive, send = context.Pipe(duplex=False)
-                process = context.Process(target=_call_in_child, args=(fn, call.args, cpus, call.log, send))
+                process = context.Process(
+                    target=_call_in_child, args=(fn, call.args, cpus, call.log, send, os.getpid())
+                )
                 process.start()
                 send.close()  # the child holds the only sending end: its exit is an end of file here
                 running[receive] = (call, process, cpus, time.monotonic())
@@ -100,6 +110,31 @@ def run_in_processes(
             process.terminate()
             process.join()
             receive.close()
+        if previous_sigterm_handler is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm_handler)
+
+
+def _exit_on_sigterm():
+    """Make SIGTERM raise ``SystemExit(143)`` in this process (so ``finally`` blocks run, as on Ctrl-C) and return
+    the handler it replaces; ``None`` (nothing changed) outside the main thread, where Python cannot set one."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def exit_now(signum, frame):
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, exit_now)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to send this process SIGTERM when its parent dies (``prctl(PR_SET_PDEATHSIG)``), and end now if
+    the parent ``parent`` has died already; elsewhere, nothing."""
+    if not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def placement(cpus: frozenset[int] | None) -> str:
@@ -113,9 +148,10 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
-def _call_in_child(fn, args, cpus, log: pathlib.Path, send) -> None:
-    """The body of a call's process: pin it, send its output to its log, call ``fn`` and send back
-    ``(result, None)`` or ``(None, error)``."""
+def _call_in_child(fn, args, cpus, log: pathlib.Path, send, parent: int) -> None:
+    """The body of a call's process: tie its life to ``parent``'s, pin it, send its output to its log, call
+    ``fn`` and send back ``(result, None)`` or ``(None, error)``."""
+    _die_with_parent(parent)
     try:
         if cpus is not None:
             os.sched_setaffinity(0, cpus)

@@ -4,9 +4,13 @@ and without their training data."""
 import collections
 import json
 import os
+import pathlib
+import re
 import shutil
+import signal
 import struct
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -397,6 +401,54 @@ def test_interrupting_the_calls_stops_their_processes_at_once(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         parallel.run_in_processes(time.sleep, calls, 1, started=interrupt, ended=None)
     assert time.monotonic() - start < 30
+
+
+SLEEP_IN_A_CALL = """
+import pathlib, sys, time
+from experiments import parallel
+call = parallel.Call("sleep", (120,), pathlib.Path(sys.argv[1]))
+parallel.run_in_processes(time.sleep, [call], 1, started=lambda call, cpus: print("started", flush=True), ended=None)
+"""
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (an orphan's zombie may never be reaped in a container)."""
+    stat = pathlib.Path(f"/proc/{pid}/stat")
+    if pathlib.Path("/proc/self/stat").exists():
+        return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("parent_signal", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_no_call_outlives_the_process_that_started_it(tmp_path, parent_signal):
+    """``kill`` (SIGTERM) of the study ends its runs' processes with it, as Ctrl-C does; on Linux even a
+    SIGKILL of the study ends them (the kernel sends them SIGTERM)."""
+    if parent_signal == signal.SIGKILL and not sys.platform.startswith("linux"):
+        pytest.skip("a process ends with its parent only on Linux (prctl PR_SET_PDEATHSIG)")
+    log = tmp_path / "sleep.log"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", SLEEP_IN_A_CALL, str(log)], cwd=os.getcwd(), stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout.readline() == "started\n"
+        deadline = time.monotonic() + 60
+        while not re.search(r"process (\d+)", log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline, "the call's process never started"
+            time.sleep(0.1)
+        child = int(re.search(r"process (\d+)", log.read_text()).group(1))
+        assert _running(child)
+        parent.send_signal(parent_signal)
+        assert parent.wait(timeout=60) == (143 if parent_signal == signal.SIGTERM else -signal.SIGKILL)
+        while _running(child):
+            assert time.monotonic() < deadline + 60, "the call's process outlived its parent"
+            time.sleep(0.1)
+    finally:
+        parent.kill()
+        parent.wait()
 
 
 def test_jobs_that_cannot_run_are_refused_before_anything_is_written(tmp_path, capsys, monkeypatch):
