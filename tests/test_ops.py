@@ -262,6 +262,23 @@ def test_packed_and_split_phases_both_match(split, x_shape, kernel_shape, paddin
     )
 
 
+@pytest.mark.parametrize(
+    "x_shape,kernel_shape,padding", [((2, 8, 6, 4), (3, 3, 6, 4), (1, 1)), ((2, 5, 5, 8), (1, 1, 3, 8), (0, 0))]
+)
+def test_stride_one_transposed_convolution_is_one_exact_convolution(x_shape, kernel_shape, padding):
+    """Stride 1 has one phase: even where ``conv_form`` packs every input, it runs as one convolution over
+    exactly its output (no border computed and cropped), in both directions, and equals XLA's derivative."""
+    out_shape = (*x_shape[:3], kernel_shape[2])
+    with ops.conv_form(0.0):
+        jaxpr = jax.make_jaxpr(lambda a, k: ops.conv_transpose(a, k, (1, 1), padding))(
+            jnp.zeros(x_shape), jnp.zeros(kernel_shape)
+        )
+    convs = [line for line in str(jaxpr).splitlines() if "conv_general_dilated[" in line]
+    assert len(convs) == 1 and f"f32[{','.join(map(str, out_shape))}]" in convs[0], convs
+    compare_with_reference(True, x_shape, kernel_shape, (1, 1), padding, seed=4, split_phases_below=0.0)
+    compare_with_reference(False, out_shape, kernel_shape, (1, 1), padding, seed=5, split_phases_below=0.0)
+
+
 def test_cpu_compiler_options_are_accepted_and_keep_the_numbers():
     """The CPU options compile (this XLA knows them) and change no result beyond float rounding."""
     options = ops.compiler_options("cpu")
