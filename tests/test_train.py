@@ -1,6 +1,7 @@
 """Training: the step's maths against hand computations, data parallelism, exact resume, NaN rollback."""
 
 import dataclasses
+import functools
 import json
 
 import jax
@@ -19,6 +20,7 @@ from wngan_jax.train_step import (
     generator_loss,
     init_state,
     make_train_step,
+    rescaled_image_grads,
     rmsprop,
     run_key,
 )
@@ -280,29 +282,62 @@ def test_lsgan_trains_end_to_end(tmp_path, cache_dir):
     assert len({r["d_loss"] for r in rows}) == 6 and len({r["g_loss"] for r in rows}) == 6
 
 
-@pytest.mark.parametrize("norm", ["bn", "wn"])
-def test_four_devices_equal_one(norm):
-    """Data parallel over 4 CPU devices gives the parameters of 1 device after three steps.
+RESNET = dict(arch="resnet", gen_features=(8, 16), gen_blocks=(1, 1), dis_features=(8, 16), dis_blocks=(1, 1))
 
-    One exception, BN models only: a conv bias right before BN has an exactly zero gradient (BN removes any
-    per-channel constant), so RMSProp turns rounding noise, which differs with the reduction order, into
-    steps of up to lr/sqrt(1 - decay); those biases and the running means that follow them get that bound.
+
+@pytest.mark.parametrize("kind", ["bce", "lsgan", "wasserstein"])
+def test_generators_image_gradient_is_the_discriminator_backward_rescaled(kind):
+    """G's gradient at its images, rescaled per sample from the backward of D's fake loss, equals a backward
+    of G's loss of its own (float rounding apart); the rescaled one is what runs, unless a sample's cotangent
+    is under ``MIN_SHARED_COTANGENT``: then G's own backward runs."""
+    config = tiny(**RESNET).model
+    D = config.discriminator()
+    images = jax.random.uniform(jax.random.key(1), (6, *config.image_size, config.channels))
+    variables = D.init(jax.random.key(0), images)
+    logits, pullback = jax.vjp(lambda x: D.apply(variables, x), images)
+    logits = logits + jnp.linspace(-8.0, 8.0, 6)  # fake samples from confidently fake to confidently real
+    d_cotangent = jax.grad(lambda f: discriminator_loss(kind, jnp.zeros(1), f))(logits)
+    g_cotangent = jax.grad(functools.partial(generator_loss, kind))(logits)
+    want = pullback(g_cotangent)[0]
+    assert float(jnp.max(jnp.abs(want))) > 0
+
+    def no_backward(cotangent):
+        return jnp.zeros_like(images)
+
+    got = jax.jit(rescaled_image_grads, static_argnums=3)(
+        pullback(d_cotangent)[0], d_cotangent, g_cotangent, no_backward
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * float(jnp.max(jnp.abs(want))))
+    tiny_cotangent = d_cotangent.at[2].set(train_step.MIN_SHARED_COTANGENT / 2)
+    own = rescaled_image_grads(pullback(tiny_cotangent)[0], tiny_cotangent, g_cotangent, no_backward)
+    assert float(jnp.max(jnp.abs(own))) == 0
+
+
+@pytest.mark.parametrize("norm", ["bn", "wn", "resnet"])
+def test_four_devices_equal_one(norm):
+    """Data parallel over 4 CPU devices gives the parameters of 1 device after three steps (for the ResNet
+    follow-up, with G's gradient rescaled from D's backward: its cross-device condition and rescaling).
+
+    Exceptions, where a gradient is exactly zero, so that RMSProp turns rounding noise, which differs with the
+    reduction order, into steps of up to lr/sqrt(1 - decay) (eps 1e-8 for the ResNet): those parameters get
+    that bound. BN models: a conv bias right before BN (BN removes any per-channel constant) and the running
+    means that follow it. ResNet: a TPReLU's alpha, exactly zero in a channel whose inputs all lie above it.
     """
-    config = tiny(norm=norm, batch_size=8)
+    config = tiny(**RESNET) if norm == "resnet" else tiny(norm=norm, batch_size=8)
     batches = _batches(config, 3)
     one, _ = _run_steps(config, batches, devices=1)
     four, _ = _run_steps(config, batches, devices=4)
     noise_bound = 3 * config.lr / np.sqrt(1 - config.rmsprop_decay)
     for net in ("generator", "discriminator"):
-        _compare_models(one[net], four[net], noise_bound)
+        _compare_models(one[net], four[net], noise_bound, config.model.arch == "resnet")
 
 
-def _compare_models(one, four, noise_bound):
+def _compare_models(one, four, noise_bound, resnet=False):
     for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(one), jax.tree_util.tree_leaves(four)):
         names = [key.key for key in path]
         layer = names[-2].rsplit("_", 1)[0]
         before_bn = layer != "initial" and f"{layer}_norm" in one["params"] and names[-1] in ("bias", "mean")
-        if before_bn:
+        if before_bn or (resnet and names[-1] == "alpha"):
             np.testing.assert_allclose(a, b, atol=noise_bound, err_msg=str(names))
         else:
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=str(names))
