@@ -311,13 +311,13 @@ def rescaled_image_grads(image_grads, cotangent, target_cotangent, pullback):
     D's fake-loss gradient times ``g_i / c_i``. That saves the iteration a whole backward through D (the
     same maths; float rounding differs). Where some ``|c_i|`` is below ``MIN_SHARED_COTANGENT`` (or zero),
     ``pullback(target_cotangent)`` runs, chosen at run time (``lax.cond``)."""
+
+    def rescaled():
+        scale = (target_cotangent / cotangent).reshape(-1, *(1,) * (image_grads.ndim - 1))
+        return image_grads * scale.astype(image_grads.dtype)
+
     shared = jnp.all(jnp.abs(cotangent) >= MIN_SHARED_COTANGENT)
-    scale = target_cotangent / jnp.where(shared, cotangent, 1.0)
-    return jax.lax.cond(
-        shared,
-        lambda: image_grads * scale.reshape(-1, *(1,) * (image_grads.ndim - 1)).astype(image_grads.dtype),
-        lambda: pullback(target_cotangent),
-    )
+    return jax.lax.cond(shared, rescaled, lambda: pullback(target_cotangent))
 
 
 def _metrics(d_loss, g_loss, real_logits, fake_logits) -> dict:
